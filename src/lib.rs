@@ -1,0 +1,31 @@
+//! shout: a UDP server that answers every datagram with the same bytes, ASCII
+//! letters uppercased; a client that talks to it without ever hanging; and the
+//! pieces to embed either.
+//!
+//! # Layout
+//! - [`transform`]: what is done to each datagram (uppercase or echo): pure.
+//! - [`server`]: [`Server::bind`] / [`Server::run`]: the reply loop and its error policy.
+//! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff.
+//! - [`session`]: the client's one-shot, pipe and interactive modes.
+//! - [`stats`]: the server's counters.
+//! - [`monitor`]: what the server shows as datagrams arrive, off the reply path.
+//! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
+//! - [`duration`]: `200ms`-style durations.
+//! - `sys`: batched socket I/O, the only `unsafe` code.
+
+pub mod client;
+pub mod duration;
+pub mod escape;
+pub mod monitor;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod sys;
+pub mod transform;
+
+pub use client::{Client, ClientConfig, Expect, Reply, RequestError};
+pub use duration::parse_duration;
+pub use escape::escape;
+pub use server::{Server, ServerConfig};
+pub use stats::Counts;
+pub use transform::Mode;

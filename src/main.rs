@@ -1,0 +1,237 @@
+//! The `shout` command line: one short arm per subcommand.
+
+use std::io::{self, IsTerminal, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use shout::session::{self, Output};
+use shout::{Client, ClientConfig, Expect, Mode, Server, ServerConfig};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  every request answered (client); clean stop on SIGINT/SIGTERM (server)
+  1  some request unanswered, no server, or a socket error
+  2  usage error, including a message too large for one datagram";
+
+/// A UDP uppercase server, a client that never hangs, and a load tool.
+#[derive(Parser, Debug)]
+#[command(name = "shout", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Answer every datagram with the same bytes, ASCII letters uppercased.
+    #[command(
+        after_help = "Examples:\n  shout server\n  shout server --bind [::1]:9000 --bind 127.0.0.1:9000 --quiet\n  shout server --mode echo --max-datagram 1232"
+    )]
+    Server(ServerArgs),
+    /// Send messages and print the replies: from arguments, a pipe, or a prompt.
+    #[command(after_help = format!("Examples:\n  shout client 127.0.0.1:8080 hello world\n  printf 'a\\nb\\n' | shout client 127.0.0.1:8080\n  shout client            (interactive, on a terminal)\n\n{EXIT_CODES}"))]
+    Client(ClientArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// Address to serve (IPv4, [IPv6], or host name with port; port 0 picks one). Repeat to serve several.
+    #[arg(long, short, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    bind: Vec<String>,
+    /// upper: ASCII a-z uppercased, other bytes unchanged; echo: unchanged (RFC 862).
+    #[arg(long, default_value = "upper")]
+    mode: Mode,
+    /// Drop (unanswered, counted) datagrams longer than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = shout::server::MAX_DATAGRAM_V6)]
+    max_datagram: usize,
+    /// Do not show arriving datagrams (warnings and the summary still go to stderr).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Sockets and threads per address, spread by SO_REUSEPORT [default: one per core].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Spin on the socket instead of sleeping: lowest latency, but each worker keeps a core 100% busy.
+    #[arg(long)]
+    busy_poll: bool,
+    /// Do not use UDP GRO/GSO even where the kernel has them.
+    #[arg(long)]
+    no_offload: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ClientArgs {
+    /// The server: HOST:PORT, [IPv6]:PORT [default: 127.0.0.1:8080].
+    #[arg(value_name = "ADDR")]
+    addr: Option<String>,
+    /// Messages to send, one datagram each. Without any: lines from stdin, or a prompt on a terminal.
+    #[arg(value_name = "MESSAGE")]
+    messages: Vec<std::ffi::OsString>,
+    /// Wait for a reply this long before sending again (e.g. 200ms, 1.5s; a bare number is seconds).
+    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = shout::parse_duration)]
+    timeout: Duration,
+    /// Send again this many times, the wait doubling each time.
+    #[arg(long, short, value_name = "N", default_value_t = 2)]
+    retries: u32,
+    /// Which replies count: upper (shout, the original), echo, or any datagram from the server.
+    #[arg(long, default_value = "upper")]
+    expect: Expect,
+    /// Write reply bytes unchanged instead of escaping what is not text.
+    #[arg(long)]
+    raw: bool,
+    /// Send stdin lines as they are (only the newline removed), empty ones too.
+    #[arg(long)]
+    raw_lines: bool,
+    /// Set the don't-fragment bit: a message above the path MTU fails with a clear error.
+    #[arg(long)]
+    dont_fragment: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Server(args) => server(args),
+        Command::Client(args) => client(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "error: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// An error that is the user's input, not the network's: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    let mut addrs = addr.to_socket_addrs().map_err(|err| {
+        UsageError(format!(
+            "invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| UsageError(format!("{addr:?} resolves to no address")).into())
+}
+
+fn server(args: ServerArgs) -> Result<ExitCode> {
+    let binds = args
+        .bind
+        .iter()
+        .map(|a| resolve(a))
+        .collect::<Result<Vec<_>>>()?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 {
+        return Err(UsageError("--workers must be at least 1".into()).into());
+    }
+    let config = ServerConfig {
+        binds: binds.clone(),
+        mode: args.mode,
+        max_datagram: args.max_datagram,
+        workers,
+        busy_poll: args.busy_poll,
+        show: !args.quiet,
+        offload: !args.no_offload,
+    };
+    let server =
+        Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?;
+    let mut stdout = io::stdout().lock();
+    for addr in server.local_addrs() {
+        writeln!(stdout, "listening on {addr}")?;
+    }
+    stdout.flush()?;
+    drop(stdout);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let counts = server.run(&stop).context("serving")?;
+    let _ = writeln!(io::stderr(), "summary: {counts}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn client(args: ClientArgs) -> Result<ExitCode> {
+    let server = resolve(args.addr.as_deref().unwrap_or("127.0.0.1:8080"))?;
+    let config = ClientConfig {
+        timeout: args.timeout,
+        retries: args.retries,
+        expect: args.expect,
+        dont_fragment: args.dont_fragment,
+    };
+    let mut client =
+        Client::connect(server, config).with_context(|| format!("opening a socket to {server}"))?;
+    let output = Output { raw: args.raw };
+    let tally = if !args.messages.is_empty() {
+        let messages: Vec<Vec<u8>> = args.messages.iter().map(|m| os_bytes(m)).collect();
+        if let Some(big) = messages.iter().find(|m| m.len() > client.max_message()) {
+            let family = if server.is_ipv4() { "IPv4" } else { "IPv6" };
+            bail!(UsageError(format!(
+                "message is {} bytes; a UDP datagram over {family} carries at most {}",
+                big.len(),
+                client.max_message()
+            )));
+        }
+        session::one_shot(
+            &mut client,
+            &messages,
+            output,
+            io::stdout().lock(),
+            io::stderr(),
+        )?
+    } else if io::stdin().is_terminal() {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
+        session::interactive(&mut client, interrupt, output)?
+    } else {
+        session::pipe(
+            &mut client,
+            io::stdin().lock(),
+            args.raw_lines,
+            output,
+            io::stdout().lock(),
+            io::stderr(),
+        )?
+    };
+    Ok(if tally.all_answered() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+#[cfg(unix)]
+fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    s.as_bytes().to_vec()
+}
+
+#[cfg(not(unix))]
+fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    s.to_string_lossy().into_owned().into_bytes()
+}

@@ -1,0 +1,168 @@
+//! What the server shows as datagrams arrive, kept off the reply path.
+//!
+//! Workers never write to stderr. They hand a fixed-size sample to a printer
+//! thread through a bounded channel, and only when the printer has asked for one;
+//! everything else is a counted "N more". Warnings take the same road. A slow or
+//! unread stderr therefore stalls the printer, never a reply.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::escape;
+
+/// Bytes of each shown message kept for display.
+const PREVIEW: usize = 64;
+/// At most this many datagram lines a second; the rest are summarised.
+const LINES_PER_SEC: u32 = 20;
+
+/// A sampled datagram: fixed size, so taking one allocates nothing.
+struct Sample {
+    from: SocketAddr,
+    len: usize,
+    preview: [u8; PREVIEW],
+}
+
+enum Event {
+    Sample(Sample),
+    Warning(String),
+}
+
+/// The workers' side of the monitor. Cheap to share (`Arc`).
+#[derive(Debug)]
+pub struct Monitor {
+    tx: SyncSender<Event>,
+    /// Set by the printer when it has room for one more sample line.
+    wanted: AtomicBool,
+    /// Datagrams not shown since the last summary line.
+    unseen: Arc<AtomicU64>,
+    /// Signalled by the printer when it is done.
+    done: Mutex<Option<Receiver<()>>>,
+    show_datagrams: bool,
+}
+
+impl Monitor {
+    /// Starts the printer thread, writing to stderr. With `show_datagrams`
+    /// false only warnings are printed (`--quiet`).
+    pub fn start(show_datagrams: bool) -> Arc<Monitor> {
+        let (tx, rx) = mpsc::sync_channel(64);
+        let (done_tx, done_rx) = mpsc::channel();
+        let unseen = Arc::new(AtomicU64::new(0));
+        let monitor = Arc::new(Monitor {
+            tx,
+            wanted: AtomicBool::new(show_datagrams),
+            unseen: Arc::clone(&unseen),
+            done: Mutex::new(Some(done_rx)),
+            show_datagrams,
+        });
+        let weak = Arc::downgrade(&monitor);
+        // Detached: it ends when the workers drop their handles, or with the
+        // process if stderr is blocked for good.
+        let spawned = thread::Builder::new()
+            .name("shout-monitor".into())
+            .spawn(move || {
+                print_loop(rx, weak, &unseen, std::io::stderr());
+                let _ = done_tx.send(());
+            });
+        if spawned.is_err() {
+            // No printer: `offer` then finds the channel closed and shows nothing.
+            monitor.wanted.store(false, Relaxed);
+        }
+        monitor
+    }
+
+    /// Drops this handle and waits (briefly: stderr may be stuck) for the printer
+    /// to write what it holds, so its last lines come before a summary.
+    pub fn finish(self: Arc<Self>, patience: Duration) {
+        let done = self.done.lock().ok().and_then(|mut d| d.take());
+        drop(self);
+        if let Some(done) = done {
+            let _ = done.recv_timeout(patience);
+        }
+    }
+
+    /// Offers one datagram for display. Costs one relaxed load unless the
+    /// printer is waiting for a sample.
+    #[inline]
+    pub fn offer(&self, from: SocketAddr, payload: &[u8]) -> bool {
+        if !self.wanted.load(Relaxed) || !self.wanted.swap(false, Relaxed) {
+            return false;
+        }
+        let mut preview = [0u8; PREVIEW];
+        let n = payload.len().min(PREVIEW);
+        preview[..n].copy_from_slice(&payload[..n]);
+        let sample = Sample {
+            from,
+            len: payload.len(),
+            preview,
+        };
+        matches!(self.tx.try_send(Event::Sample(sample)), Ok(()))
+    }
+
+    /// Counts datagrams that were not shown.
+    #[inline]
+    pub fn add_unseen(&self, n: u64) {
+        if n != 0 && self.show_datagrams {
+            self.unseen.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Queues a warning line; dropped (never blocking) if the printer is behind.
+    pub fn warn(&self, text: String) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Event::Warning(text)) {
+            // The printer is stuck; the counters in the summary still tell.
+        }
+    }
+}
+
+fn print_loop(
+    rx: Receiver<Event>,
+    monitor: std::sync::Weak<Monitor>,
+    unseen: &AtomicU64,
+    mut out: impl Write,
+) {
+    let gap = Duration::from_secs(1) / LINES_PER_SEC;
+    let mut next_summary = Instant::now() + Duration::from_secs(1);
+    loop {
+        let wait = next_summary.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(Event::Sample(s)) => {
+                let shown = &s.preview[..s.len.min(PREVIEW)];
+                let more = if s.len > PREVIEW { "..." } else { "" };
+                let _ = writeln!(
+                    out,
+                    "from {} ({} B): {}{more}",
+                    s.from,
+                    s.len,
+                    escape(shown)
+                );
+                thread::sleep(gap);
+                match monitor.upgrade() {
+                    Some(m) => m.wanted.store(true, Relaxed),
+                    None => break,
+                }
+            }
+            Ok(Event::Warning(text)) => {
+                tracing::warn!("{text}");
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_summary {
+            next_summary = Instant::now() + Duration::from_secs(1);
+            report_unseen(unseen, &mut out);
+        }
+    }
+    report_unseen(unseen, &mut out);
+}
+
+fn report_unseen(unseen: &AtomicU64, out: &mut impl Write) {
+    let n = unseen.swap(0, Relaxed);
+    if n > 0 {
+        let _ = writeln!(out, "... {n} more datagrams not shown");
+    }
+}

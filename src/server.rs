@@ -1,0 +1,483 @@
+//! The reply loop: receive a batch, transform it in place, send it back.
+//!
+//! One worker thread per socket; with `workers > 1` each bound address gets
+//! that many `SO_REUSEPORT` sockets so the kernel spreads senders over cores.
+//! Per-datagram failures are counted and warned about at a limited rate; only
+//! losing a socket ends [`Server::run`].
+
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::monitor::Monitor;
+use crate::stats::{Counts, WorkerStats};
+use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
+use crate::Mode;
+
+/// The largest UDP payload over IPv4: 65,535 − 20 (IP) − 8 (UDP).
+pub const MAX_DATAGRAM_V4: usize = 65_507;
+/// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP).
+pub const MAX_DATAGRAM_V6: usize = 65_527;
+
+/// How often a blocked worker wakes to look at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+/// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
+const RECV_BUFFER: usize = 4 << 20;
+
+/// How a server is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Addresses to serve; port 0 picks a free port.
+    pub binds: Vec<SocketAddr>,
+    /// What each reply is made of.
+    pub mode: Mode,
+    /// Datagrams longer than this are dropped unanswered and counted.
+    pub max_datagram: usize,
+    /// Sockets (and threads) per address.
+    pub workers: usize,
+    /// Spin on the socket instead of sleeping: lower latency, one busy core per worker.
+    pub busy_poll: bool,
+    /// Show arriving datagrams on stderr (rate-limited); warnings show regardless.
+    pub show: bool,
+    /// Use UDP GRO/GSO where the kernel has them.
+    pub offload: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            binds: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            mode: Mode::Upper,
+            max_datagram: MAX_DATAGRAM_V6,
+            workers: 1,
+            busy_poll: false,
+            show: false,
+            offload: true,
+        }
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+///
+/// ```
+/// use std::sync::atomic::AtomicBool;
+/// use shout::{Server, ServerConfig};
+///
+/// let config = ServerConfig { binds: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
+/// let server = Server::bind(config).unwrap();
+/// let addr = server.local_addr();
+/// let stop = AtomicBool::new(false);
+/// std::thread::scope(|s| {
+///     s.spawn(|| server.run(&stop));
+///     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+///     client.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+///     client.send_to(b"hello", addr).unwrap();
+///     let mut buf = [0; 16];
+///     let (n, _) = client.recv_from(&mut buf).unwrap();
+///     assert_eq!(&buf[..n], b"HELLO");
+///     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+/// });
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    local_addrs: Vec<SocketAddr>,
+    workers: Vec<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    socket: UdpSocket,
+    stats: Arc<WorkerStats>,
+}
+
+impl Server {
+    /// Binds every address in `config.binds`, `config.workers` sockets each.
+    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
+        if config.binds.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no address to bind",
+            ));
+        }
+        config.workers = config.workers.max(1);
+        let mut local_addrs = Vec::new();
+        let mut workers = Vec::new();
+        for &addr in &config.binds {
+            let first = bind_socket(addr, config.workers > 1)?;
+            let local = first.local_addr()?;
+            let mut sockets = vec![first];
+            for _ in 1..config.workers {
+                // Same port as the first, so port 0 resolves once for the group.
+                sockets.push(bind_socket(local, true)?);
+            }
+            for socket in sockets {
+                if config.offload {
+                    // Best effort: without GRO the kernel hands us datagrams one by one.
+                    let _ = sys::enable_gro(&socket);
+                }
+                workers.push(Slot {
+                    socket,
+                    stats: Arc::default(),
+                });
+            }
+            local_addrs.push(local);
+        }
+        Ok(Server {
+            config,
+            local_addrs,
+            workers,
+        })
+    }
+
+    /// The first bound address, with the real port.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs[0]
+    }
+
+    /// Every bound address, in the order of `config.binds`.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Counters so far, summed over workers, with the kernel's drop counters read now.
+    pub fn counts(&self) -> Counts {
+        let mut total = Counts::default();
+        for slot in &self.workers {
+            if let Some(drops) = sys::socket_drops(&slot.socket) {
+                slot.stats.set_kernel_drops(drops);
+            }
+            total += slot.stats.counts();
+        }
+        total
+    }
+
+    /// Counters per worker socket (for per-worker stats).
+    pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
+        self.workers
+            .iter()
+            .map(|slot| {
+                if let Some(drops) = sys::socket_drops(&slot.socket) {
+                    slot.stats.set_kernel_drops(drops);
+                }
+                let addr = slot.socket.local_addr().unwrap_or(self.local_addrs[0]);
+                (addr, slot.stats.counts())
+            })
+            .collect()
+    }
+
+    /// Answers datagrams until `stop` is set, then finishes the batch in hand and
+    /// returns the final counters. Returns an error only if a socket is lost.
+    pub fn run(&self, stop: &AtomicBool) -> io::Result<Counts> {
+        let monitor = Monitor::start(self.config.show);
+        let halt = AtomicBool::new(false);
+        let result = thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, slot)| {
+                    let monitor = Arc::clone(&monitor);
+                    let halt = &halt;
+                    thread::Builder::new()
+                        .name(format!("shout-worker-{i}"))
+                        .spawn_scoped(scope, move || {
+                            let mut worker = Worker::new(slot, &self.config, monitor);
+                            let result = worker.run(stop, halt);
+                            if result.is_err() {
+                                halt.store(true, Relaxed);
+                            }
+                            result
+                        })
+                })
+                .collect::<io::Result<_>>()?;
+            let mut first_error = None;
+            for handle in handles {
+                let result = handle
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
+                if let Err(err) = result {
+                    first_error.get_or_insert(err);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        monitor.finish(Duration::from_millis(200));
+        result.map(|()| self.counts())
+    }
+}
+
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Lets `[::]:P` and `0.0.0.0:P` be bound side by side, as most servers do.
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    Ok(socket.into())
+}
+
+/// Number of datagrams in a buffer of `len` bytes cut every `stride` bytes.
+fn segments(len: usize, stride: usize) -> u64 {
+    if stride == 0 || len <= stride {
+        1
+    } else {
+        len.div_ceil(stride) as u64
+    }
+}
+
+/// Whether a receive error is about one datagram or peer (an ICMP error from an
+/// earlier reply, memory pressure), not about the socket.
+fn is_transient(err: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | OutOfMemory
+    ) || matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EHOSTDOWN
+                | libc::EPERM
+                | libc::EMSGSIZE
+                | libc::EPROTO
+        )
+    )
+}
+
+struct Worker<'a> {
+    socket: &'a UdpSocket,
+    stats: &'a WorkerStats,
+    config: &'a ServerConfig,
+    monitor: Arc<Monitor>,
+    gso: bool,
+    warned_at: Option<Instant>,
+    unwarned: u64,
+}
+
+impl<'a> Worker<'a> {
+    fn new(slot: &'a Slot, config: &'a ServerConfig, monitor: Arc<Monitor>) -> Self {
+        Worker {
+            socket: &slot.socket,
+            stats: &slot.stats,
+            config,
+            monitor,
+            gso: config.offload && sys::gso_supported(&slot.socket),
+            warned_at: None,
+            unwarned: 0,
+        }
+    }
+
+    fn run(&mut self, stop: &AtomicBool, halt: &AtomicBool) -> io::Result<()> {
+        // Zeroed, so pages the traffic never reaches are never made resident.
+        let mut storage = vec![0u8; BATCH * MAX_BUF];
+        let mut meta = [RecvMeta::default(); BATCH];
+        let wait = !self.config.busy_poll;
+        let mut batches = 0u32;
+        while !stop.load(Relaxed) && !halt.load(Relaxed) {
+            let received = {
+                let mut chunks = storage.chunks_exact_mut(MAX_BUF);
+                // The chunk count is BATCH by construction of `storage`.
+                let mut bufs: [IoSliceMut<'_>; BATCH] =
+                    std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
+                sys::recv_batch(self.socket, &mut bufs, &mut meta, wait)
+            };
+            match received {
+                Ok(n) => {
+                    self.answer(&mut storage, &meta[..n]);
+                    batches = batches.wrapping_add(1);
+                    if batches % 1024 == 0 {
+                        self.refresh_drops();
+                    }
+                }
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if wait {
+                        self.refresh_drops();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if is_transient(&err) => {
+                    self.stats.add(&Counts {
+                        recv_errors: 1,
+                        ..Counts::default()
+                    });
+                    self.warn(format_args!("receive error (ignored): {err}"));
+                }
+                Err(err) => {
+                    self.refresh_drops();
+                    return Err(err);
+                }
+            }
+        }
+        self.refresh_drops();
+        Ok(())
+    }
+
+    fn refresh_drops(&self) {
+        if let Some(drops) = sys::socket_drops(self.socket) {
+            self.stats.set_kernel_drops(drops);
+        }
+    }
+
+    /// Transforms a received batch in place and sends the replies.
+    fn answer(&mut self, storage: &mut [u8], meta: &[RecvMeta]) {
+        let mut counts = Counts::default();
+        let mut shown = 0;
+        for (m, buf) in meta.iter().zip(storage.chunks_exact_mut(MAX_BUF)) {
+            let n = segments(m.len, m.stride);
+            counts.received += n;
+            counts.bytes_received += m.len as u64;
+            if m.truncated || m.stride > self.config.max_datagram {
+                continue;
+            }
+            let payload = &mut buf[..m.len];
+            if self.monitor.offer(m.addr, &payload[..m.stride.min(m.len)]) {
+                shown += 1;
+            }
+            self.config.mode.apply(payload);
+        }
+        self.monitor.add_unseen(counts.received - shown);
+
+        let empty = Transmit {
+            dst: meta[0].addr,
+            contents: &[],
+            segment_size: None,
+        };
+        let mut txs = [empty; BATCH];
+        let mut ntx = 0;
+        for (m, buf) in meta.iter().zip(storage.chunks_exact(MAX_BUF)) {
+            if m.truncated || m.stride > self.config.max_datagram {
+                counts.oversize += segments(m.len, m.stride);
+                continue;
+            }
+            let segmented = m.len > m.stride;
+            txs[ntx] = Transmit {
+                dst: m.addr,
+                contents: &buf[..m.len],
+                segment_size: segmented.then_some(m.stride),
+            };
+            ntx += 1;
+        }
+        self.send_all(&txs[..ntx], &mut counts);
+        self.stats.add(&counts);
+    }
+
+    /// Sends every transmit, counting each as answered or failed; never gives up
+    /// on the rest because one failed.
+    fn send_all(&mut self, txs: &[Transmit<'_>], counts: &mut Counts) {
+        let mut rest = txs;
+        while let Some(first) = rest.first() {
+            if first.segment_size.is_some() && !self.gso {
+                self.send_split(first, counts);
+                rest = &rest[1..];
+                continue;
+            }
+            let end = if self.gso {
+                rest.len()
+            } else {
+                rest.iter()
+                    .position(|t| t.segment_size.is_some())
+                    .unwrap_or(rest.len())
+            };
+            match sys::send_batch(self.socket, &rest[..end]) {
+                Ok(sent) => {
+                    for t in &rest[..sent] {
+                        counts.answered += segments(t.contents.len(), t.segment_size.unwrap_or(0));
+                        counts.bytes_answered += t.contents.len() as u64;
+                    }
+                    rest = &rest[sent..];
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if first.segment_size.is_some() && sys::is_gso_error(&err) => {
+                    // Nothing was sent; the loop now splits this one into datagrams.
+                    self.gso = false;
+                    self.warn(format_args!(
+                        "UDP GSO failed ({err}); sending datagrams one by one"
+                    ));
+                }
+                Err(err) => {
+                    counts.reply_failed +=
+                        segments(first.contents.len(), first.segment_size.unwrap_or(0));
+                    self.warn(format_args!("reply to {} failed: {err}", first.dst));
+                    rest = &rest[1..];
+                }
+            }
+        }
+    }
+
+    /// Sends a GRO buffer's replies as separate datagrams.
+    fn send_split(&mut self, t: &Transmit<'_>, counts: &mut Counts) {
+        let stride = t.segment_size.unwrap_or(t.contents.len()).max(1);
+        let mut pieces = t.contents.chunks(stride).peekable();
+        while pieces.peek().is_some() {
+            let mut txs = [Transmit {
+                dst: t.dst,
+                contents: &[],
+                segment_size: None,
+            }; BATCH];
+            let mut n = 0;
+            for (slot, piece) in txs.iter_mut().zip(pieces.by_ref()) {
+                slot.contents = piece;
+                n += 1;
+            }
+            self.send_all(&txs[..n], counts);
+        }
+    }
+
+    /// A warning at most once a second per worker, with a count of the ones held back.
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self
+            .warned_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            self.unwarned += 1;
+            return;
+        }
+        let held = std::mem::take(&mut self.unwarned);
+        let suffix = if held > 0 {
+            format!(" ({held} similar warnings held back)")
+        } else {
+            String::new()
+        };
+        self.monitor.warn(format!("{what}{suffix}"));
+        self.warned_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_counts_gro_buffers() {
+        assert_eq!(segments(0, 0), 1);
+        assert_eq!(segments(100, 100), 1);
+        assert_eq!(segments(250, 100), 3);
+        assert_eq!(segments(300, 100), 3);
+    }
+}

@@ -1,0 +1,66 @@
+//! Portable fallback: one datagram per call through socket2, no GRO or GSO.
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::net::UdpSocket;
+
+use socket2::{MaybeUninitSlice, SockRef};
+
+use super::{RecvMeta, Transmit};
+
+/// GRO is Linux only.
+pub fn enable_gro(_sock: &UdpSocket) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Not offered here.
+pub fn set_dont_fragment(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "don't-fragment is set on Linux only",
+    ))
+}
+
+/// GSO is Linux only.
+pub fn gso_supported(_sock: &UdpSocket) -> bool {
+    false
+}
+
+/// The kernel drop counter is read on Linux only.
+pub fn socket_drops(_sock: &UdpSocket) -> Option<u64> {
+    None
+}
+
+/// Receives one datagram into the first buffer.
+pub fn recv_batch(
+    sock: &UdpSocket,
+    bufs: &mut [IoSliceMut<'_>],
+    meta: &mut [RecvMeta],
+    wait: bool,
+) -> io::Result<usize> {
+    sock.set_nonblocking(!wait)?;
+    let buf: &mut [u8] = &mut bufs[0];
+    // SAFETY: `u8` and `MaybeUninit<u8>` share a layout, and recv only writes
+    // initialised bytes into the slice.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+    let (len, flags, addr) =
+        SockRef::from(sock).recv_from_vectored(&mut [MaybeUninitSlice::new(uninit)])?;
+    meta[0] = RecvMeta {
+        addr: addr.as_socket().unwrap_or(meta[0].addr),
+        len,
+        stride: len,
+        truncated: flags.is_truncated(),
+    };
+    Ok(1)
+}
+
+/// Sends the first transmit (never with GSO).
+pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
+    sock.send_to(txs[0].contents, txs[0].dst).map(|_| 1)
+}
+
+/// No GSO here, so no GSO errors.
+pub fn is_gso_error(_err: &io::Error) -> bool {
+    false
+}

@@ -1,0 +1,237 @@
+//! Linux: `recvmmsg`/`sendmmsg`, UDP GRO/GSO, and the socket's drop counter.
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSliceMut};
+use std::mem::{self, MaybeUninit};
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::ptr;
+
+use socket2::SockAddr;
+
+use super::{RecvMeta, Transmit, BATCH};
+
+/// Room for the control messages we ask for (UDP_GRO's int), with margin.
+const CMSG_LEN: usize = 64;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+struct Cmsg([u8; CMSG_LEN]);
+
+/// Turns a `-1` return into the thread's `errno`.
+fn cvt(ret: libc::c_int) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+fn setsockopt_int(sock: &UdpSocket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: the option value is a live `c_int` and its size is passed with it.
+    let ret = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    cvt(ret).map(drop)
+}
+
+/// Asks the kernel to coalesce same-size datagrams from one sender (UDP GRO).
+/// Receive buffers must then be [`MAX_BUF`](super::MAX_BUF) bytes.
+pub fn enable_gro(sock: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_UDP, libc::UDP_GRO, 1)
+}
+
+/// Sets the don't-fragment bit on every datagram (`IP_PMTUDISC_DO`): a send
+/// above the known path MTU then fails with `EMSGSIZE` instead of fragmenting.
+pub fn set_dont_fragment(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(
+            sock,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DO,
+        )
+    } else {
+        setsockopt_int(
+            sock,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        )
+    }
+}
+
+/// Whether this kernel takes `UDP_SEGMENT` on this socket (UDP GSO).
+pub fn gso_supported(sock: &UdpSocket) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live and `len` holds `value`'s size.
+    let ret = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    ret == 0
+}
+
+/// Datagrams the kernel dropped on this socket because its receive queue was
+/// full: the counter that `SO_RXQ_OVFL` reports and `/proc/net/udp` shows as drops.
+pub fn socket_drops(sock: &UdpSocket) -> Option<u64> {
+    // SK_MEMINFO_DROPS is index 8; newer kernels may add fields after it.
+    const SK_MEMINFO_DROPS: usize = 8;
+    let mut info = [0u32; 16];
+    let mut len = mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live buffer of `len` bytes; the kernel writes at most `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let words = len as usize / mem::size_of::<u32>();
+    (ret == 0 && words > SK_MEMINFO_DROPS).then(|| u64::from(info[SK_MEMINFO_DROPS]))
+}
+
+/// Receives up to `bufs.len()` datagrams in one call.
+///
+/// With `wait`, blocks (up to the socket's read timeout) for the first datagram
+/// and takes whatever else is queued; without, returns `WouldBlock` at once when
+/// nothing is queued.
+pub fn recv_batch(
+    sock: &UdpSocket,
+    bufs: &mut [IoSliceMut<'_>],
+    meta: &mut [RecvMeta],
+    wait: bool,
+) -> io::Result<usize> {
+    let n = bufs.len().min(meta.len()).min(BATCH);
+    let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); BATCH];
+    let mut ctrl = [Cmsg([0; CMSG_LEN]); BATCH];
+    // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    for i in 0..n {
+        let hdr = &mut hdrs[i].msg_hdr;
+        hdr.msg_name = names[i].as_mut_ptr().cast();
+        hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // `IoSliceMut` is documented to be ABI compatible with `iovec` on Unix.
+        hdr.msg_iov = (&mut bufs[i] as *mut IoSliceMut<'_>).cast();
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = ctrl[i].0.as_mut_ptr().cast();
+        hdr.msg_controllen = CMSG_LEN as _;
+    }
+    // MSG_WAITFORONE: without it a blocking recvmmsg waits until every slot fills.
+    let flags = if wait {
+        libc::MSG_WAITFORONE
+    } else {
+        libc::MSG_DONTWAIT
+    };
+    // SAFETY: every header points at a live name, iovec and control buffer of the
+    // sizes it states, all outliving the call; `n` <= `hdrs.len()`.
+    let ret = unsafe {
+        libc::recvmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            flags,
+            ptr::null_mut(),
+        )
+    };
+    let got = cvt(ret)?;
+    for i in 0..got {
+        let hdr = &hdrs[i].msg_hdr;
+        let len = hdrs[i].msg_len as usize;
+        // SAFETY: the kernel initialised `msg_namelen` bytes of `names[i]`, and
+        // `sockaddr_storage` is valid for any bytes.
+        let addr = unsafe { SockAddr::new(names[i].assume_init(), hdr.msg_namelen) };
+        meta[i] = RecvMeta {
+            addr: addr.as_socket().unwrap_or(meta[i].addr),
+            len,
+            stride: gro_segment(hdr).unwrap_or(len),
+            truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
+        };
+    }
+    Ok(got)
+}
+
+/// The UDP_GRO segment size in a received header's control data, if any.
+fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `hdr` came back from recvmmsg with `msg_control`/`msg_controllen`
+    // describing the initialised part of our control buffer.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers inside the buffer.
+        let c = unsafe { &*cmsg };
+        if c.cmsg_level == libc::SOL_UDP && c.cmsg_type == libc::UDP_GRO {
+            // SAFETY: a UDP_GRO message carries one `c_int`, possibly unaligned.
+            let size = unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };
+            return usize::try_from(size).ok().filter(|&s| s > 0);
+        }
+        // SAFETY: as above; returns null after the last header.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    None
+}
+
+/// Sends up to [`BATCH`] transmits in one call; returns how many went out.
+///
+/// An error means the first transmit failed; a count short of `txs.len()`
+/// means the one after the last sent did not go (yet): call again with the rest.
+pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
+    let n = txs.len().min(BATCH);
+    let names: [SockAddr; BATCH] =
+        std::array::from_fn(|i| SockAddr::from(txs.get(i).map_or(txs[0].dst, |t| t.dst)));
+    let mut iovs = [libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }; BATCH];
+    let mut ctrl = [Cmsg([0; CMSG_LEN]); BATCH];
+    // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    for i in 0..n {
+        // sendmsg never writes through iov_base; the cast only satisfies the type.
+        iovs[i] = libc::iovec {
+            iov_base: txs[i].contents.as_ptr() as *mut libc::c_void,
+            iov_len: txs[i].contents.len(),
+        };
+        let hdr = &mut hdrs[i].msg_hdr;
+        hdr.msg_name = names[i].as_ptr() as *mut libc::c_void;
+        hdr.msg_namelen = names[i].len();
+        hdr.msg_iov = &mut iovs[i];
+        hdr.msg_iovlen = 1;
+        if let Some(segment) = txs[i].segment_size {
+            hdr.msg_control = ctrl[i].0.as_mut_ptr().cast();
+            // SAFETY: CMSG_SPACE is a pure size computation.
+            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as _;
+            // SAFETY: the control buffer is 64 bytes, more than CMSG_SPACE(2).
+            let cmsg = unsafe { &mut *libc::CMSG_FIRSTHDR(hdr) };
+            cmsg.cmsg_level = libc::SOL_UDP;
+            cmsg.cmsg_type = libc::UDP_SEGMENT;
+            // SAFETY: as above, a pure size computation.
+            cmsg.cmsg_len = unsafe { libc::CMSG_LEN(mem::size_of::<u16>() as u32) } as _;
+            // SAFETY: CMSG_DATA points inside the control buffer with room for a u16.
+            unsafe { ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16) };
+        }
+    }
+    // SAFETY: every header points at a live name, iovec and control buffer that
+    // outlive the call; `n` <= `hdrs.len()`.
+    let ret = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+    cvt(ret)
+}
+
+/// Whether a send error means "this kernel or device cannot do GSO here":
+/// quinn-udp's lesson is that EIO (no checksum offload) and EINVAL both do.
+pub fn is_gso_error(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
+}

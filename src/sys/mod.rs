@@ -1,0 +1,59 @@
+//! Batched socket I/O: the only place with `unsafe`.
+//!
+//! Linux gets `recvmmsg`/`sendmmsg` with UDP GRO and GSO (`linux.rs`); other
+//! platforms get one datagram per call through socket2 (`fallback.rs`). Both offer
+//! the same functions, so the server and the bench never ask which one they run on.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub use linux::*;
+
+#[cfg(not(target_os = "linux"))]
+mod fallback;
+#[cfg(not(target_os = "linux"))]
+pub use fallback::*;
+
+/// Datagrams handled per system call.
+pub const BATCH: usize = 32;
+
+/// The most a buffer can need: a whole UDP datagram, or one GRO buffer of many.
+pub const MAX_BUF: usize = 65_536;
+
+/// What arrived in one receive slot.
+#[derive(Clone, Copy, Debug)]
+pub struct RecvMeta {
+    /// The sender.
+    pub addr: SocketAddr,
+    /// Bytes written into the slot's buffer.
+    pub len: usize,
+    /// Size of each datagram in the buffer: equal to `len` unless GRO coalesced
+    /// several same-size datagrams from this sender (the last may be shorter).
+    pub stride: usize,
+    /// The datagram did not fit the buffer (`MSG_TRUNC`): the rest is lost.
+    pub truncated: bool,
+}
+
+impl Default for RecvMeta {
+    fn default() -> Self {
+        RecvMeta {
+            addr: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            len: 0,
+            stride: 0,
+            truncated: false,
+        }
+    }
+}
+
+/// One datagram to send, or with `segment_size`, several same-size ones (GSO).
+#[derive(Clone, Copy, Debug)]
+pub struct Transmit<'a> {
+    /// Where it goes.
+    pub dst: SocketAddr,
+    /// The bytes; split into `segment_size` pieces when that is set.
+    pub contents: &'a [u8],
+    /// GSO segment size, for a buffer holding several datagrams.
+    pub segment_size: Option<usize>,
+}

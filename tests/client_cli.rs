@@ -1,0 +1,517 @@
+//! `shout client` driven as a child process against in-process fake servers on loopback.
+
+mod common;
+
+use common::*;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Generous bound for a client run that should finish well before it.
+const RUN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn client(addr: SocketAddr, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["client".to_string(), addr.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn data_of(seen: &[Seen]) -> Vec<Vec<u8>> {
+    seen.iter().map(|s| s.data.clone()).collect()
+}
+
+#[test]
+fn each_message_argument_is_one_datagram_and_one_line() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let run = run_shout(&client(server.addr, &["hello", "world"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "HELLO\nWORLD\n", "{}", run.describe());
+    assert_eq!(
+        data_of(&server.seen_until_marker()),
+        vec![b"hello".to_vec(), b"world".to_vec()]
+    );
+}
+
+#[test]
+fn stdin_lines_are_stripped_and_empty_ones_skipped() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let input = b"  hello \n\n   \n\tworld\t\r\nlast";
+    let run = run_shout(&client(server.addr, &[]), Some(input), RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(
+        run.stdout_str(),
+        "HELLO\nWORLD\nLAST\n",
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !run.stdout_str().contains(">>:"),
+        "no prompt when stdin is not a terminal"
+    );
+    assert_eq!(
+        data_of(&server.seen_until_marker()),
+        vec![b"hello".to_vec(), b"world".to_vec(), b"last".to_vec()]
+    );
+}
+
+#[test]
+fn raw_lines_sends_lines_verbatim_including_empty_ones() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let input = b" a b \n\nc\n";
+    let run = run_shout(
+        &client(server.addr, &["--raw-lines"]),
+        Some(input),
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), " A B \n\nC\n", "{}", run.describe());
+    assert_eq!(
+        data_of(&server.seen_until_marker()),
+        vec![b" a b ".to_vec(), b"".to_vec(), b"c".to_vec()]
+    );
+}
+
+#[test]
+fn ipv6_server_address() {
+    if !ipv6_loopback_available() {
+        eprintln!("SKIPPED: [::1] not available");
+        return;
+    }
+    let server = FakeServer::upper("[::1]:0");
+    let run = run_shout(&client(server.addr, &["six"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "SIX\n");
+}
+
+#[test]
+fn non_ascii_utf8_reply_printed_as_text() {
+    // The expected reply is the ASCII uppercase: é stays é.
+    let server = FakeServer::upper("127.0.0.1:0");
+    let run = run_shout(&client(server.addr, &["héllo"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "HéLLO\n", "{}", run.describe());
+}
+
+fn replies_ff_abc() -> FakeServer {
+    FakeServer::start("127.0.0.1:0", |s, from, _| {
+        let _ = s.send_to(b"\xffabc", from);
+    })
+}
+
+#[test]
+fn invalid_utf8_reply_is_escaped() {
+    let server = replies_ff_abc();
+    let run = run_shout(
+        &client(server.addr, &["--expect", "any", "x"]),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout, b"\\xffabc\n".to_vec(), "{}", run.describe());
+}
+
+#[test]
+fn raw_writes_reply_bytes_unchanged() {
+    let server = replies_ff_abc();
+    let run = run_shout(
+        &client(server.addr, &["--expect", "any", "--raw", "x"]),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout, b"\xffabc\n".to_vec(), "{}", run.describe());
+}
+
+#[test]
+fn expect_echo_accepts_an_echo_server() {
+    let server = FakeServer::start("127.0.0.1:0", |s, from, data| {
+        let _ = s.send_to(data, from);
+    });
+    let run = run_shout(
+        &client(server.addr, &["--expect", "echo", "hello"]),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "hello\n");
+}
+
+#[test]
+fn expect_upper_discards_an_echo_reply() {
+    let server = FakeServer::start("127.0.0.1:0", |s, from, data| {
+        let _ = s.send_to(data, from);
+    });
+    let run = run_shout(
+        &client(
+            server.addr,
+            &[
+                "--expect",
+                "upper",
+                "--timeout",
+                "100ms",
+                "--retries",
+                "0",
+                "hello",
+            ],
+        ),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "", "{}", run.describe());
+    assert!(run.stderr.contains("discarded"), "{}", run.describe());
+}
+
+#[test]
+fn wrong_datagram_before_the_reply_is_discarded() {
+    let server = FakeServer::start("127.0.0.1:0", |s, from, data| {
+        let _ = s.send_to(b"bogus", from);
+        let _ = s.send_to(&upper(data), from);
+    });
+    let run = run_shout(&client(server.addr, &["hello"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "HELLO\n", "{}", run.describe());
+    assert!(run.stderr.contains("discarded"), "{}", run.describe());
+}
+
+#[test]
+fn late_reply_to_an_earlier_request_is_discarded() {
+    // First copy of "one": no reply. Its retransmission: "ONE". Then, while "two" is
+    // outstanding, a late second "ONE" arrives before "TWO".
+    let ones = Arc::new(AtomicUsize::new(0));
+    let server = FakeServer::start("127.0.0.1:0", move |s, from, data| match data {
+        b"one" => {
+            if ones.fetch_add(1, Ordering::SeqCst) >= 1 {
+                let _ = s.send_to(b"ONE", from);
+            }
+        }
+        b"two" => {
+            let _ = s.send_to(b"ONE", from);
+            let _ = s.send_to(b"TWO", from);
+        }
+        _ => {}
+    });
+    let run = run_shout(
+        &client(
+            server.addr,
+            &["--timeout", "100ms", "--retries", "2", "one", "two"],
+        ),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "ONE\nTWO\n", "{}", run.describe());
+    assert!(run.stderr.contains("discarded"), "{}", run.describe());
+}
+
+#[test]
+fn replies_from_another_address_are_never_accepted() {
+    // The real server stays silent; an impostor socket sends the right text to the
+    // client's address. A connected client never sees it.
+    let impostor = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = FakeServer::start("127.0.0.1:0", move |_, from, data| {
+        let _ = impostor.send_to(&upper(data), from);
+    });
+    let run = run_shout(
+        &client(
+            server.addr,
+            &["--timeout", "100ms", "--retries", "1", "hello"],
+        ),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.stdout_str(), "", "{}", run.describe());
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(run.stderr.contains("no reply"), "{}", run.describe());
+}
+
+#[test]
+fn silent_server_gets_three_attempts_with_doubling_waits() {
+    let server = FakeServer::silent();
+    let run = run_shout(
+        &client(
+            server.addr,
+            &["--timeout", "100ms", "--retries", "2", "anyone?"],
+        ),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "", "{}", run.describe());
+    assert!(run.stderr.contains("no reply"), "{}", run.describe());
+    assert!(
+        run.elapsed >= Duration::from_millis(650) && run.elapsed < Duration::from_secs(3),
+        "100+200+400 ms expected, took {:?}",
+        run.elapsed
+    );
+    let seen = server.seen_until_marker();
+    assert_eq!(
+        data_of(&seen),
+        vec![b"anyone?".to_vec(); 3],
+        "1 + retries copies"
+    );
+    let gap1 = seen[1].at - seen[0].at;
+    let gap2 = seen[2].at - seen[1].at;
+    assert!(
+        gap1 >= Duration::from_millis(90) && gap2 >= Duration::from_millis(180),
+        "waits must be ~100 then ~200 ms: {gap1:?}, {gap2:?}"
+    );
+}
+
+#[test]
+fn zero_retries_sends_once() {
+    let server = FakeServer::silent();
+    let run = run_shout(
+        &client(
+            server.addr,
+            &["--timeout", "100ms", "--retries", "0", "once"],
+        ),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(server.seen_until_marker().len(), 1);
+    assert!(run.elapsed < Duration::from_secs(1), "{:?}", run.elapsed);
+}
+
+#[test]
+fn timeout_accepts_fractional_seconds_and_bare_numbers() {
+    let server = FakeServer::silent();
+    let run = run_shout(
+        &client(server.addr, &["--timeout", "0.3s", "--retries", "0", "x"]),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.elapsed >= Duration::from_millis(280) && run.elapsed < Duration::from_millis(1000),
+        "0.3s: {:?}",
+        run.elapsed
+    );
+
+    let run = run_shout(
+        &client(server.addr, &["--timeout", "1", "--retries", "0", "y"]),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.elapsed >= Duration::from_millis(950) && run.elapsed < Duration::from_millis(1900),
+        "bare 1 = one second: {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn some_unanswered_exits_one_and_prints_the_answered() {
+    let server = FakeServer::start("127.0.0.1:0", |s, from, data| {
+        if data == b"a" {
+            let _ = s.send_to(b"A", from);
+        }
+    });
+    let run = run_shout(
+        &client(
+            server.addr,
+            &["--timeout", "100ms", "--retries", "0", "a", "b"],
+        ),
+        None,
+        RUN_TIMEOUT,
+    );
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "A\n", "{}", run.describe());
+    assert!(run.stderr.contains("no reply"), "{}", run.describe());
+}
+
+#[test]
+fn no_server_listening_fails_fast() {
+    let closed = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    // default 1 s timeout: the port-unreachable error must cut it short
+    let run = run_shout(&client(closed, &["hello"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(run.stderr.contains("no server at"), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "", "{}", run.describe());
+    assert!(
+        run.elapsed < Duration::from_millis(500),
+        "closed port must be reported fast, took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn message_over_ipv4_limit_is_refused() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let big = "a".repeat(MAX_V4_PAYLOAD + 1);
+    let run = run_shout(&client(server.addr, &[big.as_str()]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert!(run.stderr.contains("65507"), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "");
+    assert!(server.seen_until_marker().is_empty(), "nothing may be sent");
+}
+
+#[test]
+fn message_at_ipv4_limit_is_sent_and_answered() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let big = "q".repeat(MAX_V4_PAYLOAD);
+    let run = run_shout(&client(server.addr, &[big.as_str()]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", &run.stderr);
+    assert_eq!(run.stdout.len(), MAX_V4_PAYLOAD + 1);
+    assert!(run.stdout == format!("{}\n", "Q".repeat(MAX_V4_PAYLOAD)).into_bytes());
+}
+
+#[test]
+fn message_over_1232_bytes_warns_about_fragmentation() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let big = "f".repeat(1233);
+    let run = run_shout(&client(server.addr, &[big.as_str()]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(run.stderr.contains("fragment"), "{}", run.stderr);
+    assert_eq!(run.stdout_str(), format!("{}\n", "F".repeat(1233)));
+
+    let ok = "f".repeat(1232);
+    let run = run_shout(&client(server.addr, &[ok.as_str()]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(
+        !run.stderr.contains("fragment"),
+        "1232 B must not warn: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    for bad in [
+        &["--timeout", "soon", "x"][..],
+        &["--retries", "many", "x"][..],
+        &["--expect", "lower", "x"][..],
+    ] {
+        let run = run_shout(&client(server.addr, bad), None, RUN_TIMEOUT);
+        assert_eq!(run.code(), Some(2), "{bad:?}: {}", run.describe());
+    }
+    assert!(server.seen_until_marker().is_empty());
+}
+
+/// Drives `shout client ADDR` on a pty: waits for the prompt, types `hello` + Enter, waits
+/// for the reply line, then sends the final key (`\x04` or `\x03`). Prints JSON
+/// {"status": exit code or null, "signal": n or null, "output": str, "error": str or null}.
+const PTY_PY: &str = r#"
+import json, os, pty, select, signal, sys, time
+binary, addr, final_key = sys.argv[1], sys.argv[2], sys.argv[3].encode().decode("unicode_escape").encode()
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(binary, [binary, "client", addr])
+buf = b""
+def pump(timeout):
+    global buf
+    r, _, _ = select.select([fd], [], [], timeout)
+    if r:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        buf += chunk
+    return True
+def read_until(token, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while token not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not pump(left):
+            return token in buf
+    return True
+def finish(status, sig, error):
+    print(json.dumps({"status": status, "signal": sig, "error": error,
+                      "output": buf.decode("utf-8", "replace")}))
+    sys.exit(0)
+def reap(timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            if os.WIFEXITED(st):
+                return os.WEXITSTATUS(st), None
+            return None, os.WTERMSIG(st)
+        pump(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None, None
+error = None
+if not read_until(b">>: "):
+    error = "no prompt"
+else:
+    os.write(fd, b"hello\r")
+    if not read_until(b" ms)"):
+        error = "no reply line"
+    else:
+        os.write(fd, final_key)
+status, sig = reap()
+if status is None and sig is None and error is None:
+    error = "did not exit within 3 s of the final key"
+finish(status, sig, error)
+"#;
+
+fn pty_session(final_key: &str) {
+    if !python3_or_skip("pty session") {
+        return;
+    }
+    let server = FakeServer::upper("127.0.0.1:0");
+    let run = run_python(
+        PTY_PY,
+        &[BIN, &server.addr.to_string(), final_key],
+        Duration::from_secs(15),
+    );
+    assert!(
+        run.status.success(),
+        "pty driver failed: {}",
+        run.describe()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("pty driver prints JSON");
+    let output = v["output"].as_str().unwrap_or_default().to_string();
+    assert!(
+        v["error"].is_null(),
+        "pty session: {}; terminal output:\n{output}",
+        v["error"]
+    );
+    assert!(output.contains(">>: "), "no prompt in:\n{output}");
+    let want = format!("HELLO  (from {} in ", server.addr);
+    let at = output
+        .find(&want)
+        .unwrap_or_else(|| panic!("no {want:?} in:\n{output}"));
+    let rest = &output[at + want.len()..];
+    let ms = rest
+        .split_once(" ms)")
+        .map(|(n, _)| n)
+        .unwrap_or_else(|| panic!("no ` ms)` after the address in:\n{output}"));
+    let ms: f64 = ms
+        .parse()
+        .unwrap_or_else(|_| panic!("round trip {ms:?} not a number in:\n{output}"));
+    assert!(
+        (0.0..5000.0).contains(&ms),
+        "implausible round trip {ms} ms"
+    );
+    assert_eq!(
+        v["status"].as_i64(),
+        Some(0),
+        "exit after {final_key:?} must be status 0 (signal: {}); output:\n{output}",
+        v["signal"]
+    );
+    assert_eq!(
+        data_of(&server.seen_until_marker()),
+        vec![b"hello".to_vec()]
+    );
+}
+
+#[test]
+fn terminal_session_prompts_shows_address_and_rtt_and_exits_on_ctrl_d() {
+    pty_session("\\x04");
+}
+
+#[test]
+fn terminal_session_exits_zero_on_ctrl_c() {
+    pty_session("\\x03");
+}
