@@ -57,9 +57,7 @@ impl std::str::FromStr for Expect {
             "upper" => Ok(Expect::Upper),
             "echo" => Ok(Expect::Echo),
             "any" => Ok(Expect::Any),
-            other => Err(format!(
-                "unknown reply kind {other:?} (expected upper, echo or any)"
-            )),
+            other => Err(format!("unknown reply kind {other:?} (expected upper, echo or any)")),
         }
     }
 }
@@ -168,31 +166,16 @@ pub struct Client {
 impl Client {
     /// Binds an ephemeral port of the server's family and connects to `server`.
     pub fn connect(server: SocketAddr, config: ClientConfig) -> io::Result<Client> {
-        let socket = Socket::new(
-            Domain::for_address(server),
-            Type::DGRAM,
-            Some(Protocol::UDP),
-        )?;
-        let any: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0"
-        } else {
-            "[::]:0"
-        }
-        .parse()
-        .expect("literal address");
+        let socket = Socket::new(Domain::for_address(server), Type::DGRAM, Some(Protocol::UDP))?;
+        let any: SocketAddr =
+            if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal address");
         socket.bind(&any.into())?;
         socket.connect(&server.into())?;
         let socket: UdpSocket = socket.into();
         if config.dont_fragment {
             crate::sys::set_dont_fragment(&socket, server.is_ipv6())?;
         }
-        Ok(Client {
-            socket,
-            server,
-            config,
-            buf: vec![0; crate::sys::MAX_BUF],
-            interrupt: None,
-        })
+        Ok(Client { socket, server, config, buf: vec![0; crate::sys::MAX_BUF], interrupt: None })
     }
 
     /// The server's address.
@@ -224,16 +207,8 @@ impl Client {
     pub fn request(&mut self, message: &[u8]) -> Result<Reply, RequestError> {
         let limit = self.max_message();
         if message.len() > limit {
-            let family = if self.server.is_ipv4() {
-                "IPv4"
-            } else {
-                "IPv6"
-            };
-            return Err(RequestError::TooLarge {
-                len: message.len(),
-                limit,
-                family,
-            });
+            let family = if self.server.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(RequestError::TooLarge { len: message.len(), limit, family });
         }
         // Late replies to earlier requests are already queued: drop them now so
         // they are never even compared with this one.
@@ -248,18 +223,13 @@ impl Client {
                 Err(err) => return Err(self.classify(err, message.len())),
             }
             let deadline = sent_at + wait;
-            while let Some(left) = deadline
-                .checked_duration_since(Instant::now())
-                .filter(|d| !d.is_zero())
+            while let Some(left) =
+                deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
             {
                 if self.interrupt.as_ref().is_some_and(|f| f.load(Relaxed)) {
                     return Err(RequestError::Interrupted);
                 }
-                let slice = if self.interrupt.is_some() {
-                    left.min(INTERRUPT_POLL)
-                } else {
-                    left
-                };
+                let slice = if self.interrupt.is_some() { left.min(INTERRUPT_POLL) } else { left };
                 self.socket.set_read_timeout(Some(slice))?;
                 match self.socket.recv(&mut self.buf) {
                     Ok(n)
@@ -316,10 +286,9 @@ impl Client {
     fn classify(&self, err: io::Error, len: usize) -> RequestError {
         match err.kind() {
             io::ErrorKind::ConnectionRefused => RequestError::NoServer(self.server),
-            _ if err.raw_os_error() == Some(libc::EMSGSIZE) => RequestError::PathTooSmall {
-                len,
-                server: self.server,
-            },
+            _ if err.raw_os_error() == Some(libc::EMSGSIZE) => {
+                RequestError::PathTooSmall { len, server: self.server }
+            }
             _ => RequestError::Io(err),
         }
     }
@@ -358,9 +327,7 @@ mod tests {
         let server = fake_server();
         let mut client =
             Client::connect(server.local_addr().unwrap(), ClientConfig::default()).unwrap();
-        let err = client
-            .request(&vec![b'a'; MAX_DATAGRAM_V4 + 1])
-            .unwrap_err();
+        let err = client.request(&vec![b'a'; MAX_DATAGRAM_V4 + 1]).unwrap_err();
         assert!(err.to_string().contains("65507"), "{err}");
     }
 
@@ -370,10 +337,7 @@ mod tests {
         let mut client = Client::connect(addr, ClientConfig::default()).unwrap();
         let started = Instant::now();
         let err = client.request(b"x").unwrap_err();
-        assert!(
-            matches!(err, RequestError::NoServer(a) if a == addr),
-            "{err}"
-        );
+        assert!(matches!(err, RequestError::NoServer(a) if a == addr), "{err}");
         assert!(started.elapsed() < Duration::from_millis(900));
     }
 }

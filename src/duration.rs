@@ -13,9 +13,7 @@ use std::time::Duration;
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let scale = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1.0,
@@ -25,14 +23,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" | "min" => 60.0,
         "h" => 3600.0,
         other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ns, us, ms, s, m or h)"
-            ))
+            return Err(format!("unknown unit {other:?} in {text:?} (use ns, us, ms, s, m or h)"))
         }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 200ms, 1.5s or 2)"))?;
+    let value: f64 =
+        number.parse().map_err(|_| format!("{text:?} is not a duration (try 200ms, 1.5s or 2)"))?;
     Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
 }
 

@@ -7,6 +7,7 @@
 //! - [`server`]: [`Server::bind`] / [`Server::run`]: the reply loop and its error policy.
 //! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff.
 //! - [`session`]: the client's one-shot, pipe and interactive modes.
+//! - [`policy`]: who gets an answer (anti-reflection defences, rate limit) and the one place a reply is made.
 //! - [`stats`]: the server's counters.
 //! - [`monitor`]: what the server shows as datagrams arrive, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod duration;
 pub mod escape;
 pub mod monitor;
+pub mod policy;
 pub mod server;
 pub mod session;
 pub mod stats;
@@ -26,6 +28,7 @@ pub mod transform;
 pub use client::{Client, ClientConfig, Expect, Reply, RequestError};
 pub use duration::parse_duration;
 pub use escape::escape;
+pub use policy::{PolicyConfig, RateLimit};
 pub use server::{Server, ServerConfig};
 pub use stats::Counts;
 pub use transform::Mode;

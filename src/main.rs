@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use shout::session::{self, Output};
-use shout::{Client, ClientConfig, Expect, Mode, Server, ServerConfig};
+use shout::{Client, ClientConfig, Expect, Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -62,6 +62,79 @@ struct ServerArgs {
     /// Do not use UDP GRO/GSO even where the kernel has them.
     #[arg(long)]
     no_offload: bool,
+    #[command(flatten)]
+    defences: DefenceArgs,
+}
+
+/// Defences against reflection and loops (docs/SECURITY.md explains each default).
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Defences")]
+struct DefenceArgs {
+    /// Replies per second per source prefix, or "off". Loopback sources are exempt unless --limit-loopback.
+    #[arg(long, value_name = "PPS|off", default_value = "100", value_parser = parse_rate)]
+    rate_limit: Rate,
+    /// Replies a quiet source may get at once [default: the rate, at least 1].
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
+    /// Rate-limit loopback sources too.
+    #[arg(long)]
+    limit_loopback: bool,
+    /// IPv4 sources sharing this prefix share a bucket.
+    #[arg(long, value_name = "BITS", default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
+    limit_prefix_v4: u8,
+    /// IPv6 sources sharing this prefix share a bucket.
+    #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
+    limit_prefix_v6: u8,
+    /// Buckets in the rate-limit table (8 bytes each; memory stays fixed whatever the number of sources).
+    #[arg(long, value_name = "N", default_value_t = 1 << 16)]
+    limit_table: usize,
+    /// Answer source ports below 1024 (refused by default, as OpenBSD's inetd does).
+    #[arg(long)]
+    allow_privileged_ports: bool,
+    /// Answer this source port even if a rule refuses it. Repeatable.
+    #[arg(long, value_name = "PORT")]
+    allow_port: Vec<u16>,
+    /// Also refuse this source port (1900, 3702, 5353 and 11211 are refused already). Repeatable.
+    #[arg(long, value_name = "PORT")]
+    deny_port: Vec<u16>,
+    /// Answer broadcast, multicast and unspecified source addresses.
+    #[arg(long)]
+    allow_any_source: bool,
+}
+
+impl DefenceArgs {
+    fn policy(&self) -> PolicyConfig {
+        let mut deny_ports = shout::policy::REFLECTOR_PORTS.to_vec();
+        deny_ports.extend(&self.deny_port);
+        PolicyConfig {
+            deny_privileged_ports: !self.allow_privileged_ports,
+            deny_ports,
+            allow_ports: self.allow_port.clone(),
+            deny_bad_sources: !self.allow_any_source,
+            rate_limit: self.rate_limit.0.map(|rate| RateLimit {
+                rate,
+                burst: self.burst.unwrap_or(rate.ceil().clamp(1.0, u32::MAX as f64) as u32),
+                v4_prefix: self.limit_prefix_v4,
+                v6_prefix: self.limit_prefix_v6,
+                table_size: self.limit_table,
+                include_loopback: self.limit_loopback,
+            }),
+        }
+    }
+}
+
+/// A rate, or `off`.
+#[derive(Clone, Copy, Debug)]
+struct Rate(Option<f64>);
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    match text {
+        "off" | "none" | "0" => Ok(Rate(None)),
+        _ => match text.parse::<f64>() {
+            Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(Rate(Some(rate))),
+            _ => Err(format!("{text:?} is not a positive rate or \"off\"")),
+        },
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,24 +200,15 @@ struct UsageError(String);
 
 fn resolve(addr: &str) -> Result<SocketAddr> {
     let mut addrs = addr.to_socket_addrs().map_err(|err| {
-        UsageError(format!(
-            "invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"
-        ))
+        UsageError(format!("invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"))
     })?;
-    addrs
-        .next()
-        .ok_or_else(|| UsageError(format!("{addr:?} resolves to no address")).into())
+    addrs.next().ok_or_else(|| UsageError(format!("{addr:?} resolves to no address")).into())
 }
 
 fn server(args: ServerArgs) -> Result<ExitCode> {
-    let binds = args
-        .bind
-        .iter()
-        .map(|a| resolve(a))
-        .collect::<Result<Vec<_>>>()?;
-    let workers = args
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let binds = args.bind.iter().map(|a| resolve(a)).collect::<Result<Vec<_>>>()?;
+    let workers =
+        args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
@@ -156,6 +220,7 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
         busy_poll: args.busy_poll,
         show: !args.quiet,
         offload: !args.no_offload,
+        policy: args.defences.policy(),
     };
     let server =
         Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?;
@@ -197,13 +262,7 @@ fn client(args: ClientArgs) -> Result<ExitCode> {
                 client.max_message()
             )));
         }
-        session::one_shot(
-            &mut client,
-            &messages,
-            output,
-            io::stdout().lock(),
-            io::stderr(),
-        )?
+        session::one_shot(&mut client, &messages, output, io::stdout().lock(), io::stderr())?
     } else if io::stdin().is_terminal() {
         let interrupt = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
@@ -218,11 +277,7 @@ fn client(args: ClientArgs) -> Result<ExitCode> {
             io::stderr(),
         )?
     };
-    Ok(if tally.all_answered() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if tally.all_answered() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[cfg(unix)]

@@ -17,8 +17,9 @@ use crate::escape;
 
 /// Bytes of each shown message kept for display.
 const PREVIEW: usize = 64;
-/// At most this many datagram lines a second; the rest are summarised.
-const LINES_PER_SEC: u32 = 20;
+/// At most this many datagram lines a second on average, after a first burst
+/// of as many; the rest are summarised.
+const LINES_PER_SEC: f64 = 20.0;
 
 /// A sampled datagram: fixed size, so taking one allocates nothing.
 struct Sample {
@@ -62,12 +63,10 @@ impl Monitor {
         let weak = Arc::downgrade(&monitor);
         // Detached: it ends when the workers drop their handles, or with the
         // process if stderr is blocked for good.
-        let spawned = thread::Builder::new()
-            .name("shout-monitor".into())
-            .spawn(move || {
-                print_loop(rx, weak, &unseen, std::io::stderr());
-                let _ = done_tx.send(());
-            });
+        let spawned = thread::Builder::new().name("shout-monitor".into()).spawn(move || {
+            print_loop(rx, weak, &unseen, std::io::stderr());
+            let _ = done_tx.send(());
+        });
         if spawned.is_err() {
             // No printer: `offer` then finds the channel closed and shows nothing.
             monitor.wanted.store(false, Relaxed);
@@ -95,11 +94,7 @@ impl Monitor {
         let mut preview = [0u8; PREVIEW];
         let n = payload.len().min(PREVIEW);
         preview[..n].copy_from_slice(&payload[..n]);
-        let sample = Sample {
-            from,
-            len: payload.len(),
-            preview,
-        };
+        let sample = Sample { from, len: payload.len(), preview };
         matches!(self.tx.try_send(Event::Sample(sample)), Ok(()))
     }
 
@@ -125,7 +120,8 @@ fn print_loop(
     unseen: &AtomicU64,
     mut out: impl Write,
 ) {
-    let gap = Duration::from_secs(1) / LINES_PER_SEC;
+    let mut tokens = LINES_PER_SEC;
+    let mut refilled = Instant::now();
     let mut next_summary = Instant::now() + Duration::from_secs(1);
     loop {
         let wait = next_summary.saturating_duration_since(Instant::now());
@@ -133,14 +129,15 @@ fn print_loop(
             Ok(Event::Sample(s)) => {
                 let shown = &s.preview[..s.len.min(PREVIEW)];
                 let more = if s.len > PREVIEW { "..." } else { "" };
-                let _ = writeln!(
-                    out,
-                    "from {} ({} B): {}{more}",
-                    s.from,
-                    s.len,
-                    escape(shown)
-                );
-                thread::sleep(gap);
+                let _ = writeln!(out, "from {} ({} B): {}{more}", s.from, s.len, escape(shown));
+                let now = Instant::now();
+                tokens = (tokens + now.duration_since(refilled).as_secs_f64() * LINES_PER_SEC)
+                    .min(LINES_PER_SEC)
+                    - 1.0;
+                refilled = now;
+                if tokens < 0.0 {
+                    thread::sleep(Duration::from_secs_f64(-tokens / LINES_PER_SEC));
+                }
                 match monitor.upgrade() {
                     Some(m) => m.wanted.store(true, Relaxed),
                     None => break,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::monitor::Monitor;
+use crate::policy::{Drop, Policy, PolicyConfig};
 use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::Mode;
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub show: bool,
     /// Use UDP GRO/GSO where the kernel has them.
     pub offload: bool,
+    /// Who gets an answer.
+    pub policy: PolicyConfig,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             busy_poll: false,
             show: false,
             offload: true,
+            policy: PolicyConfig::default(),
         }
     }
 }
@@ -86,6 +90,7 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
+    policy: Policy,
     local_addrs: Vec<SocketAddr>,
     workers: Vec<Slot>,
 }
@@ -93,6 +98,7 @@ pub struct Server {
 #[derive(Debug)]
 struct Slot {
     socket: UdpSocket,
+    local: SocketAddr,
     stats: Arc<WorkerStats>,
 }
 
@@ -100,10 +106,7 @@ impl Server {
     /// Binds every address in `config.binds`, `config.workers` sockets each.
     pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
         if config.binds.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no address to bind",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
         }
         config.workers = config.workers.max(1);
         let mut local_addrs = Vec::new();
@@ -121,18 +124,17 @@ impl Server {
                     // Best effort: without GRO the kernel hands us datagrams one by one.
                     let _ = sys::enable_gro(&socket);
                 }
-                workers.push(Slot {
-                    socket,
-                    stats: Arc::default(),
-                });
+                if local.ip().is_unspecified() {
+                    // To answer from the address each request was sent to, and
+                    // to recognise our own address in a self-loop check.
+                    sys::enable_pktinfo(&socket, local.is_ipv6())?;
+                }
+                workers.push(Slot { socket, local, stats: Arc::default() });
             }
             local_addrs.push(local);
         }
-        Ok(Server {
-            config,
-            local_addrs,
-            workers,
-        })
+        let policy = Policy::new(&config.policy, config.mode, config.max_datagram);
+        Ok(Server { config, policy, local_addrs, workers })
     }
 
     /// The first bound address, with the real port.
@@ -165,8 +167,7 @@ impl Server {
                 if let Some(drops) = sys::socket_drops(&slot.socket) {
                     slot.stats.set_kernel_drops(drops);
                 }
-                let addr = slot.socket.local_addr().unwrap_or(self.local_addrs[0]);
-                (addr, slot.stats.counts())
+                (slot.local, slot.stats.counts())
             })
             .collect()
     }
@@ -184,23 +185,23 @@ impl Server {
                 .map(|(i, slot)| {
                     let monitor = Arc::clone(&monitor);
                     let halt = &halt;
-                    thread::Builder::new()
-                        .name(format!("shout-worker-{i}"))
-                        .spawn_scoped(scope, move || {
-                            let mut worker = Worker::new(slot, &self.config, monitor);
+                    thread::Builder::new().name(format!("shout-worker-{i}")).spawn_scoped(
+                        scope,
+                        move || {
+                            let mut worker = Worker::new(slot, &self.config, &self.policy, monitor);
                             let result = worker.run(stop, halt);
                             if result.is_err() {
                                 halt.store(true, Relaxed);
                             }
                             result
-                        })
+                        },
+                    )
                 })
                 .collect::<io::Result<_>>()?;
             let mut first_error = None;
             for handle in handles {
-                let result = handle
-                    .join()
-                    .unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
+                let result =
+                    handle.join().unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
                 if let Err(err) = result {
                     first_error.get_or_insert(err);
                 }
@@ -264,8 +265,10 @@ fn is_transient(err: &io::Error) -> bool {
 
 struct Worker<'a> {
     socket: &'a UdpSocket,
+    local: SocketAddr,
     stats: &'a WorkerStats,
     config: &'a ServerConfig,
+    policy: &'a Policy,
     monitor: Arc<Monitor>,
     gso: bool,
     warned_at: Option<Instant>,
@@ -273,11 +276,18 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(slot: &'a Slot, config: &'a ServerConfig, monitor: Arc<Monitor>) -> Self {
+    fn new(
+        slot: &'a Slot,
+        config: &'a ServerConfig,
+        policy: &'a Policy,
+        monitor: Arc<Monitor>,
+    ) -> Self {
         Worker {
             socket: &slot.socket,
+            local: slot.local,
             stats: &slot.stats,
             config,
+            policy,
             monitor,
             gso: config.offload && sys::gso_supported(&slot.socket),
             warned_at: None,
@@ -321,10 +331,7 @@ impl<'a> Worker<'a> {
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if is_transient(&err) => {
-                    self.stats.add(&Counts {
-                        recv_errors: 1,
-                        ..Counts::default()
-                    });
+                    self.stats.add(&Counts { recv_errors: 1, ..Counts::default() });
                     self.warn(format_args!("receive error (ignored): {err}"));
                 }
                 Err(err) => {
@@ -343,42 +350,52 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Transforms a received batch in place and sends the replies.
+    /// Judges and transforms a received batch in place, then sends the replies.
     fn answer(&mut self, storage: &mut [u8], meta: &[RecvMeta]) {
         let mut counts = Counts::default();
         let mut shown = 0;
-        for (m, buf) in meta.iter().zip(storage.chunks_exact_mut(MAX_BUF)) {
-            let n = segments(m.len, m.stride);
-            counts.received += n;
+        let now = self.policy.now();
+        // Bytes of each slot that are answered: a prefix of whole datagrams.
+        let mut reply_len = [None::<usize>; BATCH];
+        for ((m, buf), reply) in
+            meta.iter().zip(storage.chunks_exact_mut(MAX_BUF)).zip(&mut reply_len)
+        {
+            let total = segments(m.len, m.stride);
+            counts.received += total;
             counts.bytes_received += m.len as u64;
-            if m.truncated || m.stride > self.config.max_datagram {
+            if m.truncated {
+                counts.add_drop(Drop::Oversize, total);
                 continue;
             }
-            let payload = &mut buf[..m.len];
-            if self.monitor.offer(m.addr, &payload[..m.stride.min(m.len)]) {
+            if self.monitor.offer(m.addr, &buf[..m.stride.min(m.len)]) {
                 shown += 1;
             }
-            self.config.mode.apply(payload);
+            let mut answered = 0;
+            for (i, datagram) in buf[..m.len.max(1)].chunks_mut(m.stride.max(1)).enumerate() {
+                let datagram = if m.len == 0 { &mut datagram[..0] } else { datagram };
+                match self.policy.handle(m.addr, self.local, m.dst, datagram, now) {
+                    Ok(r) => answered += r.len(),
+                    Err(reason) => {
+                        // The rest are from the same source at the same instant.
+                        counts.add_drop(reason, total - i as u64);
+                        break;
+                    }
+                }
+                *reply = Some(answered);
+            }
         }
         self.monitor.add_unseen(counts.received - shown);
 
-        let empty = Transmit {
-            dst: meta[0].addr,
-            contents: &[],
-            segment_size: None,
-        };
+        let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
         let mut txs = [empty; BATCH];
         let mut ntx = 0;
-        for (m, buf) in meta.iter().zip(storage.chunks_exact(MAX_BUF)) {
-            if m.truncated || m.stride > self.config.max_datagram {
-                counts.oversize += segments(m.len, m.stride);
-                continue;
-            }
-            let segmented = m.len > m.stride;
+        for ((m, buf), reply) in meta.iter().zip(storage.chunks_exact(MAX_BUF)).zip(reply_len) {
+            let Some(len) = reply else { continue };
             txs[ntx] = Transmit {
                 dst: m.addr,
-                contents: &buf[..m.len],
-                segment_size: segmented.then_some(m.stride),
+                contents: &buf[..len],
+                segment_size: (len > m.stride).then_some(m.stride),
+                src: m.dst,
             };
             ntx += 1;
         }
@@ -399,9 +416,7 @@ impl<'a> Worker<'a> {
             let end = if self.gso {
                 rest.len()
             } else {
-                rest.iter()
-                    .position(|t| t.segment_size.is_some())
-                    .unwrap_or(rest.len())
+                rest.iter().position(|t| t.segment_size.is_some()).unwrap_or(rest.len())
             };
             match sys::send_batch(self.socket, &rest[..end]) {
                 Ok(sent) => {
@@ -415,9 +430,7 @@ impl<'a> Worker<'a> {
                 Err(err) if first.segment_size.is_some() && sys::is_gso_error(&err) => {
                     // Nothing was sent; the loop now splits this one into datagrams.
                     self.gso = false;
-                    self.warn(format_args!(
-                        "UDP GSO failed ({err}); sending datagrams one by one"
-                    ));
+                    self.warn(format_args!("UDP GSO failed ({err}); sending datagrams one by one"));
                 }
                 Err(err) => {
                     counts.reply_failed +=
@@ -434,11 +447,7 @@ impl<'a> Worker<'a> {
         let stride = t.segment_size.unwrap_or(t.contents.len()).max(1);
         let mut pieces = t.contents.chunks(stride).peekable();
         while pieces.peek().is_some() {
-            let mut txs = [Transmit {
-                dst: t.dst,
-                contents: &[],
-                segment_size: None,
-            }; BATCH];
+            let mut txs = [Transmit { contents: &[], segment_size: None, ..*t }; BATCH];
             let mut n = 0;
             for (slot, piece) in txs.iter_mut().zip(pieces.by_ref()) {
                 slot.contents = piece;
@@ -451,19 +460,13 @@ impl<'a> Worker<'a> {
     /// A warning at most once a second per worker, with a count of the ones held back.
     fn warn(&mut self, what: std::fmt::Arguments<'_>) {
         let now = Instant::now();
-        if self
-            .warned_at
-            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
-        {
+        if self.warned_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
             self.unwarned += 1;
             return;
         }
         let held = std::mem::take(&mut self.unwarned);
-        let suffix = if held > 0 {
-            format!(" ({held} similar warnings held back)")
-        } else {
-            String::new()
-        };
+        let suffix =
+            if held > 0 { format!(" ({held} similar warnings held back)") } else { String::new() };
         self.monitor.warn(format!("{what}{suffix}"));
         self.warned_at = Some(now);
     }

@@ -124,13 +124,7 @@ pub fn one_shot<M: AsRef<[u8]>>(
     out: impl Write,
     diag: impl Write,
 ) -> io::Result<Tally> {
-    let mut s = Session {
-        client,
-        output,
-        out,
-        diag,
-        tally: Tally::default(),
-    };
+    let mut s = Session { client, output, out, diag, tally: Tally::default() };
     let result = (|| {
         for message in messages {
             if let Next::Stop = s.exchange(message.as_ref(), line)? {
@@ -152,24 +146,14 @@ pub fn pipe(
     out: impl Write,
     diag: impl Write,
 ) -> io::Result<Tally> {
-    let mut s = Session {
-        client,
-        output,
-        out,
-        diag,
-        tally: Tally::default(),
-    };
+    let mut s = Session { client, output, out, diag, tally: Tally::default() };
     let mut buf = Vec::new();
     let result = (|| loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
             return Ok(());
         }
-        let message = if raw_lines {
-            buf.strip_suffix(b"\n").unwrap_or(&buf)
-        } else {
-            strip(&buf)
-        };
+        let message = if raw_lines { buf.strip_suffix(b"\n").unwrap_or(&buf) } else { strip(&buf) };
         if message.is_empty() && !raw_lines {
             continue;
         }
@@ -191,13 +175,8 @@ pub fn interactive(
 
     client.set_interrupt(Arc::clone(&interrupt));
     let mut editor = rustyline::DefaultEditor::new().map_err(io::Error::other)?;
-    let mut s = Session {
-        client,
-        output,
-        out: io::stdout(),
-        diag: io::stderr(),
-        tally: Tally::default(),
-    };
+    let mut s =
+        Session { client, output, out: io::stdout(), diag: io::stderr(), tally: Tally::default() };
     loop {
         interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
         let text = match editor.readline(PROMPT) {

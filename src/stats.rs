@@ -6,52 +6,106 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Everything a server counts, as plain numbers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
+use crate::policy::Drop;
+
+/// Declares [`Counts`] and its atomic twin [`WorkerStats`] from one field list,
+/// so the two can never disagree.
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Everything a server counts, as plain numbers.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counts {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counts {
+            /// Field names and values, in a fixed order.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+
+        impl std::ops::AddAssign for Counts {
+            fn add_assign(&mut self, rhs: Counts) {
+                $(self.$name += rhs.$name;)*
+            }
+        }
+
+        /// One worker's published counters, padded to its own cache lines so
+        /// workers on different cores never contend.
+        #[derive(Debug, Default)]
+        #[repr(align(128))]
+        pub struct WorkerStats {
+            $($name: AtomicU64,)*
+        }
+
+        impl WorkerStats {
+            /// Adds a batch's local counts (`kernel_drops` is a gauge: see
+            /// [`set_kernel_drops`](WorkerStats::set_kernel_drops)).
+            pub fn add(&self, c: &Counts) {
+                $(if c.$name != 0 && stringify!($name) != "kernel_drops" {
+                    self.$name.fetch_add(c.$name, Relaxed);
+                })*
+            }
+
+            /// A snapshot.
+            pub fn counts(&self) -> Counts {
+                Counts { $($name: self.$name.load(Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
     /// Datagrams received (answered or not).
-    pub received: u64,
+    received,
     /// Replies sent.
-    pub answered: u64,
+    answered,
     /// Payload bytes received.
-    pub bytes_received: u64,
+    bytes_received,
     /// Payload bytes sent back.
-    pub bytes_answered: u64,
-    /// Datagrams dropped unanswered for exceeding `--max-datagram`.
-    pub oversize: u64,
+    bytes_answered,
+    /// Dropped unanswered: longer than `--max-datagram`.
+    oversize,
+    /// Dropped unanswered: source port 0.
+    port_zero,
+    /// Dropped unanswered: a denied source port.
+    denied_port,
+    /// Dropped unanswered: broadcast, multicast or unspecified source.
+    bad_source,
+    /// Dropped unanswered: from the server's own address and port.
+    self_loop,
+    /// Dropped unanswered: over the per-source rate limit.
+    rate_limited,
     /// Replies the kernel refused (peer gone, firewall, unanswerable source).
-    pub reply_failed: u64,
+    reply_failed,
     /// Receive errors that did not end the server (e.g. ICMP errors reported late).
-    pub recv_errors: u64,
+    recv_errors,
     /// Datagrams the kernel dropped because a receive queue was full.
-    pub kernel_drops: u64,
+    kernel_drops,
 }
 
 impl Counts {
-    fn fields(&self) -> [(&'static str, u64); 8] {
-        [
-            ("received", self.received),
-            ("answered", self.answered),
-            ("bytes_received", self.bytes_received),
-            ("bytes_answered", self.bytes_answered),
-            ("oversize", self.oversize),
-            ("reply_failed", self.reply_failed),
-            ("recv_errors", self.recv_errors),
-            ("kernel_drops", self.kernel_drops),
-        ]
+    /// Counts `n` datagrams dropped for `reason`.
+    pub fn add_drop(&mut self, reason: Drop, n: u64) {
+        *match reason {
+            Drop::Oversize => &mut self.oversize,
+            Drop::PortZero => &mut self.port_zero,
+            Drop::DeniedPort => &mut self.denied_port,
+            Drop::BadSource => &mut self.bad_source,
+            Drop::SelfLoop => &mut self.self_loop,
+            Drop::RateLimited => &mut self.rate_limited,
+        } += n;
     }
-}
 
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, rhs: Counts) {
-        self.received += rhs.received;
-        self.answered += rhs.answered;
-        self.bytes_received += rhs.bytes_received;
-        self.bytes_answered += rhs.bytes_answered;
-        self.oversize += rhs.oversize;
-        self.reply_failed += rhs.reply_failed;
-        self.recv_errors += rhs.recv_errors;
-        self.kernel_drops += rhs.kernel_drops;
+    /// Datagrams dropped by policy (every reason but kernel drops and failures).
+    pub fn dropped(&self) -> u64 {
+        self.oversize
+            + self.port_zero
+            + self.denied_port
+            + self.bad_source
+            + self.self_loop
+            + self.rate_limited
     }
 }
 
@@ -68,57 +122,10 @@ impl fmt::Display for Counts {
     }
 }
 
-/// One worker's published counters. Padded to its own cache lines so workers
-/// on different cores never contend.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct WorkerStats {
-    received: AtomicU64,
-    answered: AtomicU64,
-    bytes_received: AtomicU64,
-    bytes_answered: AtomicU64,
-    oversize: AtomicU64,
-    reply_failed: AtomicU64,
-    recv_errors: AtomicU64,
-    kernel_drops: AtomicU64,
-}
-
 impl WorkerStats {
-    /// Adds a batch's local counts.
-    pub fn add(&self, c: &Counts) {
-        let pairs = [
-            (&self.received, c.received),
-            (&self.answered, c.answered),
-            (&self.bytes_received, c.bytes_received),
-            (&self.bytes_answered, c.bytes_answered),
-            (&self.oversize, c.oversize),
-            (&self.reply_failed, c.reply_failed),
-            (&self.recv_errors, c.recv_errors),
-        ];
-        for (counter, n) in pairs {
-            if n != 0 {
-                counter.fetch_add(n, Relaxed);
-            }
-        }
-    }
-
     /// Records the kernel's drop counter for this worker's socket (a gauge).
     pub fn set_kernel_drops(&self, drops: u64) {
         self.kernel_drops.store(drops, Relaxed);
-    }
-
-    /// A snapshot.
-    pub fn counts(&self) -> Counts {
-        Counts {
-            received: self.received.load(Relaxed),
-            answered: self.answered.load(Relaxed),
-            bytes_received: self.bytes_received.load(Relaxed),
-            bytes_answered: self.bytes_answered.load(Relaxed),
-            oversize: self.oversize.load(Relaxed),
-            reply_failed: self.reply_failed.load(Relaxed),
-            recv_errors: self.recv_errors.load(Relaxed),
-            kernel_drops: self.kernel_drops.load(Relaxed),
-        }
     }
 }
 
@@ -133,21 +140,19 @@ mod tests {
             received: 2,
             answered: 1,
             reply_failed: 1,
+            kernel_drops: 99,
             ..Counts::default()
         });
-        w.add(&Counts {
-            received: 3,
-            answered: 3,
-            ..Counts::default()
-        });
+        let mut c = Counts { received: 3, answered: 3, ..Counts::default() };
+        c.add_drop(Drop::RateLimited, 2);
+        w.add(&c);
         w.set_kernel_drops(7);
         let c = w.counts();
-        assert_eq!(
-            (c.received, c.answered, c.reply_failed, c.kernel_drops),
-            (5, 4, 1, 7)
-        );
+        assert_eq!((c.received, c.answered, c.reply_failed, c.kernel_drops), (5, 4, 1, 7));
+        assert_eq!((c.rate_limited, c.dropped()), (2, 2));
         let line = c.to_string();
         assert!(line.starts_with("received=5 answered=4 "), "{line}");
+        assert!(line.contains(" rate_limited=2 "), "{line}");
         assert!(line.ends_with("kernel_drops=7"), "{line}");
     }
 }

@@ -38,10 +38,7 @@ impl Mode {
     pub fn is_reply(self, request: &[u8], reply: &[u8]) -> bool {
         request.len() == reply.len()
             && match self {
-                Mode::Upper => request
-                    .iter()
-                    .zip(reply)
-                    .all(|(q, r)| q.to_ascii_uppercase() == *r),
+                Mode::Upper => request.iter().zip(reply).all(|(q, r)| q.to_ascii_uppercase() == *r),
                 Mode::Echo => request == reply,
             }
     }

@@ -16,10 +16,12 @@ pub fn enable_gro(_sock: &UdpSocket) -> io::Result<()> {
 
 /// Not offered here.
 pub fn set_dont_fragment(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "don't-fragment is set on Linux only",
-    ))
+    Err(io::Error::new(io::ErrorKind::Unsupported, "don't-fragment is set on Linux only"))
+}
+
+/// Destination addresses are read on Linux only.
+pub fn enable_pktinfo(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 /// GSO is Linux only.
@@ -51,6 +53,7 @@ pub fn recv_batch(
         len,
         stride: len,
         truncated: flags.is_truncated(),
+        dst: None,
     };
     Ok(1)
 }

@@ -3,7 +3,7 @@
 
 use std::io::{self, IoSliceMut};
 use std::mem::{self, MaybeUninit};
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::ptr;
 
@@ -11,8 +11,9 @@ use socket2::SockAddr;
 
 use super::{RecvMeta, Transmit, BATCH};
 
-/// Room for the control messages we ask for (UDP_GRO's int), with margin.
-const CMSG_LEN: usize = 64;
+/// Room for the control messages we use: UDP_GRO or UDP_SEGMENT, plus
+/// IP(V6)_PKTINFO, with margin.
+const CMSG_LEN: usize = 128;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
@@ -51,19 +52,19 @@ pub fn enable_gro(sock: &UdpSocket) -> io::Result<()> {
 /// above the known path MTU then fails with `EMSGSIZE` instead of fragmenting.
 pub fn set_dont_fragment(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
     if ipv6 {
-        setsockopt_int(
-            sock,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_MTU_DISCOVER,
-            libc::IPV6_PMTUDISC_DO,
-        )
+        setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_DO)
     } else {
-        setsockopt_int(
-            sock,
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DO,
-        )
+        setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_DO)
+    }
+}
+
+/// Asks for each datagram's destination address (`IP_PKTINFO` or
+/// `IPV6_RECVPKTINFO`), for sockets bound to a wildcard address.
+pub fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
+    } else {
+        setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
     }
 }
 
@@ -132,11 +133,7 @@ pub fn recv_batch(
         hdr.msg_controllen = CMSG_LEN as _;
     }
     // MSG_WAITFORONE: without it a blocking recvmmsg waits until every slot fills.
-    let flags = if wait {
-        libc::MSG_WAITFORONE
-    } else {
-        libc::MSG_DONTWAIT
-    };
+    let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
     // SAFETY: every header points at a live name, iovec and control buffer of the
     // sizes it states, all outliving the call; `n` <= `hdrs.len()`.
     let ret = unsafe {
@@ -158,30 +155,66 @@ pub fn recv_batch(
         meta[i] = RecvMeta {
             addr: addr.as_socket().unwrap_or(meta[i].addr),
             len,
-            stride: gro_segment(hdr).unwrap_or(len),
             truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
+            ..parse_cmsgs(hdr, len)
         };
     }
     Ok(got)
 }
 
-/// The UDP_GRO segment size in a received header's control data, if any.
-fn gro_segment(hdr: &libc::msghdr) -> Option<usize> {
+/// Reads the control messages we asked for: the GRO segment size and the
+/// destination address. `addr` and `truncated` are left for the caller.
+fn parse_cmsgs(hdr: &libc::msghdr, len: usize) -> RecvMeta {
+    let mut meta = RecvMeta { len, stride: len, ..RecvMeta::default() };
     // SAFETY: `hdr` came back from recvmmsg with `msg_control`/`msg_controllen`
     // describing the initialised part of our control buffer.
     let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
     while !cmsg.is_null() {
         // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers inside the buffer.
         let c = unsafe { &*cmsg };
-        if c.cmsg_level == libc::SOL_UDP && c.cmsg_type == libc::UDP_GRO {
-            // SAFETY: a UDP_GRO message carries one `c_int`, possibly unaligned.
-            let size = unsafe { ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>()) };
-            return usize::try_from(size).ok().filter(|&s| s > 0);
+        // SAFETY: CMSG_DATA of a header inside the buffer stays inside it.
+        let data = unsafe { libc::CMSG_DATA(cmsg) };
+        match (c.cmsg_level, c.cmsg_type) {
+            (libc::SOL_UDP, libc::UDP_GRO) => {
+                // SAFETY: a UDP_GRO message carries one `c_int`, possibly unaligned.
+                let size = unsafe { ptr::read_unaligned(data.cast::<libc::c_int>()) };
+                if let Ok(size) = usize::try_from(size) {
+                    meta.stride = if size == 0 { len } else { size };
+                }
+            }
+            (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                // SAFETY: an IP_PKTINFO message carries one `in_pktinfo`.
+                let info = unsafe { ptr::read_unaligned(data.cast::<libc::in_pktinfo>()) };
+                meta.dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+            }
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                // SAFETY: an IPV6_PKTINFO message carries one `in6_pktinfo`.
+                let info = unsafe { ptr::read_unaligned(data.cast::<libc::in6_pktinfo>()) };
+                meta.dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+            }
+            _ => {}
         }
         // SAFETY: as above; returns null after the last header.
         cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
     }
-    None
+    meta
+}
+
+/// Appends one control message at `offset` of `buf`; returns the next offset.
+fn put_cmsg<T: Copy>(buf: &mut Cmsg, offset: usize, level: i32, kind: i32, value: T) -> usize {
+    let size = mem::size_of::<T>() as u32;
+    // SAFETY: CMSG_SPACE and CMSG_LEN are pure size computations.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(size) as usize, libc::CMSG_LEN(size) as usize) };
+    assert!(offset + space <= CMSG_LEN, "control buffer too small");
+    let header = libc::cmsghdr { cmsg_len: len as _, cmsg_level: level, cmsg_type: kind };
+    let base = buf.0[offset..].as_mut_ptr();
+    // SAFETY: the assert above keeps header and value inside `buf`; both
+    // writes are unaligned-safe.
+    unsafe {
+        ptr::write_unaligned(base.cast::<libc::cmsghdr>(), header);
+        ptr::write_unaligned(base.add(len - size as usize).cast::<T>(), value);
+    }
+    offset + space
 }
 
 /// Sends up to [`BATCH`] transmits in one call; returns how many went out.
@@ -192,10 +225,7 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let n = txs.len().min(BATCH);
     let names: [SockAddr; BATCH] =
         std::array::from_fn(|i| SockAddr::from(txs.get(i).map_or(txs[0].dst, |t| t.dst)));
-    let mut iovs = [libc::iovec {
-        iov_base: ptr::null_mut(),
-        iov_len: 0,
-    }; BATCH];
+    let mut iovs = [libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 }; BATCH];
     let mut ctrl = [Cmsg([0; CMSG_LEN]); BATCH];
     // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
     let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
@@ -210,18 +240,31 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
         hdr.msg_namelen = names[i].len();
         hdr.msg_iov = &mut iovs[i];
         hdr.msg_iovlen = 1;
+        let mut used = 0;
         if let Some(segment) = txs[i].segment_size {
+            used = put_cmsg(&mut ctrl[i], used, libc::SOL_UDP, libc::UDP_SEGMENT, segment as u16);
+        }
+        match txs[i].src {
+            Some(IpAddr::V4(ip)) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                used = put_cmsg(&mut ctrl[i], used, libc::IPPROTO_IP, libc::IP_PKTINFO, info);
+            }
+            Some(IpAddr::V6(ip)) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                    ipi6_ifindex: 0,
+                };
+                used = put_cmsg(&mut ctrl[i], used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info);
+            }
+            None => {}
+        }
+        if used > 0 {
             hdr.msg_control = ctrl[i].0.as_mut_ptr().cast();
-            // SAFETY: CMSG_SPACE is a pure size computation.
-            hdr.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as _;
-            // SAFETY: the control buffer is 64 bytes, more than CMSG_SPACE(2).
-            let cmsg = unsafe { &mut *libc::CMSG_FIRSTHDR(hdr) };
-            cmsg.cmsg_level = libc::SOL_UDP;
-            cmsg.cmsg_type = libc::UDP_SEGMENT;
-            // SAFETY: as above, a pure size computation.
-            cmsg.cmsg_len = unsafe { libc::CMSG_LEN(mem::size_of::<u16>() as u32) } as _;
-            // SAFETY: CMSG_DATA points inside the control buffer with room for a u16.
-            unsafe { ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16) };
+            hdr.msg_controllen = used as _;
         }
     }
     // SAFETY: every header points at a live name, iovec and control buffer that

@@ -4,7 +4,7 @@
 //! platforms get one datagram per call through socket2 (`fallback.rs`). Both offer
 //! the same functions, so the server and the bench never ask which one they run on.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -34,6 +34,9 @@ pub struct RecvMeta {
     pub stride: usize,
     /// The datagram did not fit the buffer (`MSG_TRUNC`): the rest is lost.
     pub truncated: bool,
+    /// The address it was sent to, where the socket reports it
+    /// ([`enable_pktinfo`]): tells which address a wildcard socket was reached on.
+    pub dst: Option<IpAddr>,
 }
 
 impl Default for RecvMeta {
@@ -43,6 +46,7 @@ impl Default for RecvMeta {
             len: 0,
             stride: 0,
             truncated: false,
+            dst: None,
         }
     }
 }
@@ -56,4 +60,7 @@ pub struct Transmit<'a> {
     pub contents: &'a [u8],
     /// GSO segment size, for a buffer holding several datagrams.
     pub segment_size: Option<usize>,
+    /// Source address to send from (`IP_PKTINFO`), so a wildcard socket answers
+    /// from the address it was asked on; `None` lets the kernel choose.
+    pub src: Option<IpAddr>,
 }

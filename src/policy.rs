@@ -1,0 +1,495 @@
+//! Who gets an answer: the defences that keep an always-on echo server from
+//! being a reflector (CERT CA-1996-01), and the one place that decides a reply.
+//!
+//! [`Policy::handle`] is the only road from a request to a reply. It returns
+//! either a drop reason or a reply that *is the request's own buffer*,
+//! transformed in place: a reply can never be longer than its request, and one
+//! request yields at most one reply. Its property tests and fuzz target hold it
+//! to that.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::Mode;
+
+/// Source ports refused by default beyond those below 1024: SSDP (1900),
+/// WS-Discovery (3702), mDNS (5353) and memcached (11211), all UDP services
+/// that answer and so can be played against an echo server.
+pub const REFLECTOR_PORTS: [u16; 4] = [1900, 3702, 5353, 11211];
+
+/// Why a datagram was not answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Drop {
+    /// Longer than `--max-datagram`.
+    Oversize,
+    /// Source port 0: cannot be answered, and only forged packets have it.
+    PortZero,
+    /// A denied source port (privileged ports, known reflectors).
+    DeniedPort,
+    /// A broadcast, multicast or unspecified source address.
+    BadSource,
+    /// From the server's own address and port: answering would loop forever.
+    SelfLoop,
+    /// Over the per-source rate limit.
+    RateLimited,
+}
+
+impl fmt::Display for Drop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Drop::Oversize => "oversize",
+            Drop::PortZero => "port_zero",
+            Drop::DeniedPort => "denied_port",
+            Drop::BadSource => "bad_source",
+            Drop::SelfLoop => "self_loop",
+            Drop::RateLimited => "rate_limited",
+        })
+    }
+}
+
+/// Per-source rate limit settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Sustained replies per second per source prefix.
+    pub rate: f64,
+    /// Replies a quiet source may get at once.
+    pub burst: u32,
+    /// IPv4 sources sharing this many leading bits share a bucket.
+    pub v4_prefix: u8,
+    /// IPv6 sources sharing this many leading bits share a bucket.
+    pub v6_prefix: u8,
+    /// Buckets in the table (rounded up to a power of two); memory is 8 bytes each.
+    pub table_size: usize,
+    /// Limit loopback sources too (exempt by default, for local tests and benchmarks).
+    pub include_loopback: bool,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            rate: 100.0,
+            burst: 100,
+            v4_prefix: 32,
+            v6_prefix: 64,
+            table_size: 1 << 16,
+            include_loopback: false,
+        }
+    }
+}
+
+/// The defences, as configured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PolicyConfig {
+    /// Refuse source ports below 1024 (OpenBSD inetd's rule for its echo service).
+    pub deny_privileged_ports: bool,
+    /// Further source ports to refuse.
+    pub deny_ports: Vec<u16>,
+    /// Ports to answer even if a rule above refuses them.
+    pub allow_ports: Vec<u16>,
+    /// Refuse broadcast, multicast and unspecified sources.
+    pub deny_bad_sources: bool,
+    /// The rate limit, or `None` for none.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            deny_privileged_ports: true,
+            deny_ports: REFLECTOR_PORTS.to_vec(),
+            allow_ports: Vec::new(),
+            deny_bad_sources: true,
+            rate_limit: Some(RateLimit::default()),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Everything off: answer whatever can be answered (port 0 and self-loops
+    /// are still refused: they can never be answered sensibly).
+    pub fn open() -> Self {
+        PolicyConfig {
+            deny_privileged_ports: false,
+            deny_ports: Vec::new(),
+            allow_ports: Vec::new(),
+            deny_bad_sources: false,
+            rate_limit: None,
+        }
+    }
+}
+
+/// The compiled policy of one server: shared by its workers.
+#[derive(Debug)]
+pub struct Policy {
+    denied: Box<[u64; 1024]>,
+    deny_bad_sources: bool,
+    limiter: Option<Limiter>,
+    mode: Mode,
+    max_datagram: usize,
+    epoch: Instant,
+}
+
+impl Policy {
+    /// Compiles `config` for a server replying in `mode` to datagrams of at most
+    /// `max_datagram` bytes.
+    pub fn new(config: &PolicyConfig, mode: Mode, max_datagram: usize) -> Policy {
+        let mut denied = Box::new([0u64; 1024]);
+        let mut set = |port: u16, on: bool| {
+            let (word, bit) = (usize::from(port) / 64, port % 64);
+            if on {
+                denied[word] |= 1 << bit;
+            } else {
+                denied[word] &= !(1 << bit);
+            }
+        };
+        if config.deny_privileged_ports {
+            (1..1024).for_each(|p| set(p, true));
+        }
+        config.deny_ports.iter().for_each(|&p| set(p, true));
+        config.allow_ports.iter().for_each(|&p| set(p, false));
+        Policy {
+            denied,
+            deny_bad_sources: config.deny_bad_sources,
+            limiter: config.rate_limit.as_ref().map(Limiter::new),
+            mode,
+            max_datagram,
+            epoch: Instant::now(),
+        }
+    }
+
+    /// A timestamp for [`handle`](Policy::handle): take one per batch, not per datagram.
+    pub fn now(&self) -> Tick {
+        Tick(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    /// Decides about one datagram from `src`, sent to our socket `local` (with
+    /// `dst` the address it was sent to, where known). On `Ok`, the payload has
+    /// been transformed in place and the returned slice of it is the reply.
+    #[inline]
+    pub fn handle<'p>(
+        &self,
+        src: SocketAddr,
+        local: SocketAddr,
+        dst: Option<IpAddr>,
+        payload: &'p mut [u8],
+        now: Tick,
+    ) -> Result<&'p [u8], Drop> {
+        self.admit(src, local, dst, payload.len(), now)?;
+        self.mode.apply(payload);
+        Ok(payload)
+    }
+
+    /// The checks of [`handle`](Policy::handle), cheapest first, without the transform.
+    #[inline]
+    pub fn admit(
+        &self,
+        src: SocketAddr,
+        local: SocketAddr,
+        dst: Option<IpAddr>,
+        len: usize,
+        now: Tick,
+    ) -> Result<(), Drop> {
+        if len > self.max_datagram {
+            return Err(Drop::Oversize);
+        }
+        let port = src.port();
+        if port == 0 {
+            return Err(Drop::PortZero);
+        }
+        if self.denied[usize::from(port) / 64] & (1 << (port % 64)) != 0 {
+            return Err(Drop::DeniedPort);
+        }
+        let ip = canonical(src.ip());
+        if self.deny_bad_sources && is_bad_source(ip) {
+            return Err(Drop::BadSource);
+        }
+        if port == local.port() {
+            let own = dst.map_or(local.ip(), canonical);
+            if ip == own || (own.is_unspecified() && ip.is_loopback()) {
+                return Err(Drop::SelfLoop);
+            }
+        }
+        if let Some(limiter) = &self.limiter {
+            if !limiter.allow(ip, now) {
+                return Err(Drop::RateLimited);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// IPv4-mapped IPv6 sources are judged as the IPv4 addresses they are.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Sources no real peer has: replies would go to many hosts or to none.
+fn is_bad_source(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_multicast() || v6.is_unspecified(),
+    }
+}
+
+/// Microseconds since the policy was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Tick(u64);
+
+impl Tick {
+    /// A tick `d` after this one (for tests and simulations).
+    pub fn after(self, d: Duration) -> Tick {
+        Tick(self.0 + d.as_micros() as u64)
+    }
+}
+
+/// Rate limiting by GCRA (the "virtual scheduling" form of a token bucket):
+/// each bucket is one word holding a 16-bit key tag and the 48-bit theoretical
+/// arrival time in microseconds, updated by compare-and-swap. No lock, no
+/// allocation after start, and a fixed table whatever the number of sources.
+/// Buckets are 4-way set associative; a new source takes the set's entry that
+/// is idle longest, so a flood of sources evicts only each other (an evicted
+/// source restarts with a full burst: the table errs towards answering).
+#[derive(Debug)]
+struct Limiter {
+    table: Box<[AtomicU64]>,
+    set_mask: usize,
+    interval_us: u64,
+    tolerance_us: u64,
+    v4_mask: u32,
+    v6_mask: u128,
+    include_loopback: bool,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+const WAYS: usize = 4;
+const TAT_BITS: u32 = 48;
+const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
+
+impl Limiter {
+    fn new(config: &RateLimit) -> Limiter {
+        let size = config.table_size.max(WAYS).next_power_of_two();
+        let interval_us = (1e6 / config.rate.max(1e-3)).round().max(1.0) as u64;
+        Limiter {
+            table: (0..size).map(|_| AtomicU64::new(0)).collect(),
+            set_mask: size / WAYS - 1,
+            interval_us,
+            // A full bucket admits `burst` at once: burst - 1 intervals of slack.
+            tolerance_us: interval_us * u64::from(config.burst.max(1) - 1),
+            v4_mask: u32::MAX.checked_shl(32 - u32::from(config.v4_prefix.min(32))).unwrap_or(0),
+            v6_mask: u128::MAX.checked_shl(128 - u32::from(config.v6_prefix.min(128))).unwrap_or(0),
+            include_loopback: config.include_loopback,
+            hasher: Default::default(),
+        }
+    }
+
+    fn allow(&self, ip: IpAddr, now: Tick) -> bool {
+        if ip.is_loopback() && !self.include_loopback {
+            return true;
+        }
+        let mut h = self.hasher.build_hasher();
+        match ip {
+            IpAddr::V4(v4) => h.write_u32(u32::from(v4) & self.v4_mask),
+            IpAddr::V6(v6) => h.write_u128(u128::from(v6) & self.v6_mask),
+        }
+        let hash = h.finish();
+        // Tag 0 marks an empty entry, so real tags are never 0.
+        let tag = (hash >> TAT_BITS).max(1);
+        let set = ((hash as usize) & self.set_mask) * WAYS;
+        let ways = &self.table[set..set + WAYS];
+        let now = now.0 & TAT_MASK;
+
+        // Our bucket if present, else the entry idle longest (smallest TAT).
+        let mut slot = 0;
+        let mut oldest = u64::MAX;
+        for (i, entry) in ways.iter().enumerate() {
+            let word = entry.load(Relaxed);
+            if word >> TAT_BITS == tag {
+                return self.update(entry, word, tag, now);
+            }
+            if word & TAT_MASK < oldest {
+                oldest = word & TAT_MASK;
+                slot = i;
+            }
+        }
+        let entry = &ways[slot];
+        let fresh = (tag << TAT_BITS) | (now + self.interval_us) & TAT_MASK;
+        // Losing this race to another worker only means one extra reply.
+        let _ = entry.fetch_update(Relaxed, Relaxed, |_| Some(fresh));
+        true
+    }
+
+    fn update(&self, entry: &AtomicU64, mut word: u64, tag: u64, now: u64) -> bool {
+        loop {
+            let tat = (word & TAT_MASK).max(now);
+            if tat - now > self.tolerance_us {
+                return false;
+            }
+            let next = (tag << TAT_BITS) | ((tat + self.interval_us) & TAT_MASK);
+            match entry.compare_exchange_weak(word, next, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(current) if current >> TAT_BITS == tag => word = current,
+                // Evicted meanwhile by another source: treat as a fresh bucket.
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const LOCAL: &str = "10.0.0.1:7000";
+
+    #[test]
+    fn refuses_unanswerable_and_reflector_sources() {
+        let p = Policy::new(&PolicyConfig::default(), Mode::Upper, 65_527);
+        let now = p.now();
+        let verdict = |src: &str| p.admit(addr(src), addr(LOCAL), None, 10, now);
+        assert_eq!(verdict("10.0.0.2:0"), Err(Drop::PortZero));
+        for port in [7, 19, 53, 123, 1023, 1900, 3702, 5353, 11211] {
+            assert_eq!(verdict(&format!("10.0.0.2:{port}")), Err(Drop::DeniedPort), "port {port}");
+        }
+        assert_eq!(verdict("255.255.255.255:5000"), Err(Drop::BadSource));
+        assert_eq!(verdict("224.0.0.1:5000"), Err(Drop::BadSource));
+        assert_eq!(verdict("0.0.0.0:5000"), Err(Drop::BadSource));
+        assert_eq!(verdict("[ff02::1]:5000"), Err(Drop::BadSource));
+        assert_eq!(verdict("10.0.0.1:7000"), Err(Drop::SelfLoop));
+        assert_eq!(verdict("[::ffff:10.0.0.1]:7000"), Err(Drop::SelfLoop));
+        assert_eq!(verdict("10.0.0.2:7000"), Ok(()));
+        assert_eq!(verdict("10.0.0.2:1024"), Ok(()));
+        assert_eq!(
+            p.admit(addr("10.0.0.2:5000"), addr(LOCAL), None, 65_528, now),
+            Err(Drop::Oversize)
+        );
+    }
+
+    #[test]
+    fn self_loop_on_a_wildcard_socket_uses_the_destination() {
+        let p = Policy::new(&PolicyConfig::open(), Mode::Upper, 100);
+        let now = p.now();
+        let local = addr("0.0.0.0:7000");
+        let dst = Some("192.0.2.5".parse().unwrap());
+        assert_eq!(p.admit(addr("192.0.2.5:7000"), local, dst, 1, now), Err(Drop::SelfLoop));
+        assert_eq!(p.admit(addr("127.0.0.1:7000"), local, None, 1, now), Err(Drop::SelfLoop));
+        assert_eq!(p.admit(addr("192.0.2.6:7000"), local, dst, 1, now), Ok(()));
+    }
+
+    #[test]
+    fn allow_ports_override_denials() {
+        let config = PolicyConfig { allow_ports: vec![53], ..PolicyConfig::default() };
+        let p = Policy::new(&config, Mode::Upper, 100);
+        assert_eq!(p.admit(addr("10.0.0.2:53"), addr(LOCAL), None, 1, p.now()), Ok(()));
+    }
+
+    fn limited(rate: f64, burst: u32) -> Policy {
+        let config = PolicyConfig {
+            rate_limit: Some(RateLimit { rate, burst, ..RateLimit::default() }),
+            ..PolicyConfig::open()
+        };
+        Policy::new(&config, Mode::Upper, 100)
+    }
+
+    /// Replies admitted to a source sending `pps` for `secs`, on simulated time.
+    fn admitted(p: &Policy, src: &str, pps: u64, secs: u64, start: Tick) -> u64 {
+        let step = Duration::from_nanos(1_000_000_000 / pps);
+        (0..pps * secs)
+            .filter(|&i| {
+                let t = start.after(step * i as u32);
+                p.admit(addr(src), addr(LOCAL), None, 1, t).is_ok()
+            })
+            .count() as u64
+    }
+
+    #[test]
+    fn flood_gets_rate_times_time_plus_burst() {
+        let p = limited(100.0, 50);
+        let got = admitted(&p, "10.1.1.1:5000", 1000, 5, p.now());
+        let expected = 100 * 5 + 50;
+        assert!(got.abs_diff(expected) <= expected / 100, "got {got}, expected {expected}");
+    }
+
+    #[test]
+    fn just_under_the_rate_is_not_limited() {
+        let p = limited(100.0, 10);
+        assert_eq!(admitted(&p, "10.1.1.1:5000", 99, 5, p.now()), 99 * 5);
+    }
+
+    #[test]
+    fn sources_in_one_prefix_share_a_bucket_and_others_do_not() {
+        let p = limited(10.0, 5);
+        let now = p.now();
+        let ok = |src: &str| p.admit(addr(src), addr(LOCAL), None, 1, now).is_ok();
+        assert_eq!((0..5).filter(|_| ok("[2001:db8::1]:5000")).count(), 5);
+        assert!(!ok("[2001:db8::2]:6000"), "same /64 shares the bucket");
+        assert!(ok("[2001:db8:0:1::1]:5000"), "another /64 has its own");
+        assert!(ok("127.0.0.1:5000"), "loopback is exempt by default");
+    }
+
+    #[test]
+    fn recovers_after_one_refill_period() {
+        let p = limited(100.0, 20);
+        let start = p.now();
+        admitted(&p, "10.1.1.1:5000", 1000, 2, start);
+        let later = start.after(Duration::from_secs(2) + Duration::from_millis(200));
+        let ok = (0..20)
+            .filter(|_| p.admit(addr("10.1.1.1:5000"), addr(LOCAL), None, 1, later).is_ok())
+            .count();
+        assert_eq!(ok, 20, "a full burst again after burst/rate = 200 ms");
+    }
+
+    #[test]
+    fn a_million_sources_keep_the_table_and_serve_a_regular() {
+        let p = limited(100.0, 10);
+        let size = p.limiter.as_ref().unwrap().table.len();
+        let mut t = p.now();
+        let mut served = 0;
+        for i in 0..1_000_000u32 {
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+            let _ = p.admit(SocketAddr::from((ip, 4000)), addr(LOCAL), None, 1, t);
+            if i % 1000 == 0 {
+                t = t.after(Duration::from_millis(10)); // the regular sends at 100/s
+                served += p.admit(addr("10.9.9.9:5000"), addr(LOCAL), None, 1, t).is_ok() as u32;
+            }
+        }
+        assert_eq!(p.limiter.as_ref().unwrap().table.len(), size);
+        assert_eq!(served, 1000, "the regular source stays within its rate and is served");
+    }
+
+    proptest! {
+        /// Never amplify: at most one reply, never longer than the request,
+        /// and the reply is the request transformed, whatever the source.
+        #[test]
+        fn never_amplifies(
+            data in proptest::collection::vec(any::<u8>(), 0..2048),
+            ip in any::<[u8; 4]>(),
+            port in any::<u16>(),
+            echo in any::<bool>(),
+            max in 0usize..4096,
+        ) {
+            let mode = if echo { Mode::Echo } else { Mode::Upper };
+            let config = PolicyConfig { rate_limit: Some(RateLimit { rate: 5.0, burst: 2, include_loopback: true, ..RateLimit::default() }), ..PolicyConfig::default() };
+            let p = Policy::new(&config, mode, max);
+            let mut buf = data.clone();
+            let src = SocketAddr::from((ip, port));
+            match p.handle(src, addr(LOCAL), None, &mut buf, p.now()) {
+                Ok(reply) => {
+                    prop_assert!(reply.len() <= data.len());
+                    prop_assert!(Mode::is_reply(mode, &data, reply));
+                }
+                Err(_) => prop_assert_eq!(&buf, &data, "a dropped request is left untouched"),
+            }
+        }
+    }
+}
