@@ -9,6 +9,7 @@
 //! - [`session`]: the client's one-shot, pipe and interactive modes.
 //! - [`policy`]: who gets an answer (anti-reflection defences, rate limit) and the one place a reply is made.
 //! - [`stats`]: the server's counters.
+//! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
 //! - [`monitor`]: what the server shows as datagrams arrive, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`duration`]: `200ms`-style durations.
@@ -22,6 +23,7 @@ pub mod policy;
 pub mod server;
 pub mod session;
 pub mod stats;
+pub mod telemetry;
 pub mod sys;
 pub mod transform;
 

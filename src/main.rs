@@ -3,14 +3,15 @@
 use std::io::{self, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use shout::session::{self, Output};
+use shout::telemetry::{self, LogFormat, MetricsEndpoint};
 use shout::{Client, ClientConfig, Expect, Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
 const EXIT_CODES: &str = "\
@@ -37,6 +38,17 @@ enum Command {
     /// Send messages and print the replies: from arguments, a pipe, or a prompt.
     #[command(after_help = format!("Examples:\n  shout client 127.0.0.1:8080 hello world\n  printf 'a\\nb\\n' | shout client 127.0.0.1:8080\n  shout client            (interactive, on a terminal)\n\n{EXIT_CODES}"))]
     Client(ClientArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  shout completions bash > ~/.local/share/bash-completion/completions/shout"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    #[command(after_help = "Example:\n  shout man | man -l -")]
+    Man,
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +76,15 @@ struct ServerArgs {
     no_offload: bool,
     #[command(flatten)]
     defences: DefenceArgs,
+    /// Print a stats line (counters and answers/s) this often, e.g. 10s. SIGUSR1 prints one at any time.
+    #[arg(long, value_name = "DURATION", value_parser = shout::parse_duration)]
+    stats_interval: Option<Duration>,
+    /// Serve Prometheus metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Format of the lines on stderr: text, or json (one object per line).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 /// Defences against reflection and loops (docs/SECURITY.md explains each default).
@@ -167,18 +188,26 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_target(false)
-        .without_time()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let json = matches!(&cli.command, Command::Server(args) if args.log_format == LogFormat::Json);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_writer(io::stderr).with_env_filter(filter);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_target(false).without_time().init();
+    }
     let result = match cli.command {
         Command::Server(args) => server(args),
         Command::Client(args) => client(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "shout", &mut io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .context("writing the manual page"),
     };
     match result {
         Ok(code) => code,
@@ -212,8 +241,15 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
     if workers == 0 {
         return Err(UsageError("--workers must be at least 1".into()).into());
     }
+    let metrics = match &args.metrics {
+        Some(addr) => Some(
+            MetricsEndpoint::bind(resolve(addr)?)
+                .with_context(|| format!("binding the metrics endpoint {addr}"))?,
+        ),
+        None => None,
+    };
     let config = ServerConfig {
-        binds: binds.clone(),
+        binds,
         mode: args.mode,
         max_datagram: args.max_datagram,
         workers,
@@ -221,24 +257,94 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
         show: !args.quiet,
         offload: !args.no_offload,
         policy: args.defences.policy(),
+        log_format: args.log_format,
     };
-    let server =
-        Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?;
+    // systemd socket activation: serve the sockets we were handed, if any.
+    let mut activated = listenfd::ListenFd::from_env();
+    let inherited = (0..activated.len())
+        .filter_map(|i| activated.take_udp_socket(i).transpose())
+        .collect::<io::Result<Vec<_>>>()
+        .context("taking sockets from systemd (LISTEN_FDS)")?;
+    let server = if inherited.is_empty() {
+        Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?
+    } else {
+        Server::from_sockets(config, inherited).context("serving sockets from systemd")?
+    };
     let mut stdout = io::stdout().lock();
     for addr in server.local_addrs() {
         writeln!(stdout, "listening on {addr}")?;
     }
     stdout.flush()?;
     drop(stdout);
+    if let Some(m) = &metrics {
+        tracing::info!(event = "metrics", addr = %m.local_addr(), "metrics on http://{}/metrics", m.local_addr());
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let counts = server.run(&stop).context("serving")?;
-    let _ = writeln!(io::stderr(), "summary: {counts}");
+    let dump = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump))
+        .context("installing signal handlers")?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let rate = AtomicU64::new(0f64.to_bits());
+    let counts = std::thread::scope(|scope| {
+        scope.spawn(|| report(&server, &stop, &dump, args.stats_interval, args.log_format, &rate));
+        if let Some(m) = &metrics {
+            scope.spawn(|| {
+                m.serve(&stop, || {
+                    telemetry::prometheus(
+                        &server.worker_counts(),
+                        f64::from_bits(rate.load(Relaxed)),
+                    )
+                })
+            });
+        }
+        let result = server.run(&stop);
+        stop.store(true, Relaxed); // ends the helpers above if `run` failed
+        result
+    })
+    .context("serving")?;
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    telemetry::log_counts(args.log_format, "summary", &counts, None);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps the answers/s gauge current; prints a stats line every `interval` and
+/// whenever SIGUSR1 raised `dump`.
+fn report(
+    server: &Server,
+    stop: &AtomicBool,
+    dump: &AtomicBool,
+    interval: Option<Duration>,
+    format: LogFormat,
+    rate: &AtomicU64,
+) {
+    let tick = Duration::from_millis(100);
+    let mut last = (Instant::now(), server.counts().answered);
+    let mut next_line = interval.map(|i| Instant::now() + i);
+    while !stop.load(Relaxed) {
+        std::thread::sleep(tick);
+        let now = Instant::now();
+        let elapsed = now.duration_since(last.0);
+        if elapsed >= Duration::from_secs(1) {
+            let answered = server.counts().answered;
+            let per_sec = (answered - last.1) as f64 / elapsed.as_secs_f64();
+            rate.store(per_sec.to_bits(), Relaxed);
+            last = (now, answered);
+        }
+        let due = next_line.is_some_and(|at| now >= at);
+        if due || dump.swap(false, Relaxed) {
+            if let (true, Some(i)) = (due, interval) {
+                next_line = Some(now + i);
+            }
+            let per_sec = f64::from_bits(rate.load(Relaxed));
+            telemetry::log_counts(format, "stats", &server.counts(), Some(per_sec));
+        }
+    }
 }
 
 fn client(args: ClientArgs) -> Result<ExitCode> {
@@ -266,7 +372,9 @@ fn client(args: ClientArgs) -> Result<ExitCode> {
     } else if io::stdin().is_terminal() {
         let interrupt = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
-        session::interactive(&mut client, interrupt, output)?
+        let color =
+            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        session::interactive(&mut client, interrupt, output, color)?
     } else {
         session::pipe(
             &mut client,

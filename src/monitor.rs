@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::escape;
+use crate::telemetry::LogFormat;
 
 /// Bytes of each shown message kept for display.
 const PREVIEW: usize = 64;
@@ -49,7 +50,7 @@ pub struct Monitor {
 impl Monitor {
     /// Starts the printer thread, writing to stderr. With `show_datagrams`
     /// false only warnings are printed (`--quiet`).
-    pub fn start(show_datagrams: bool) -> Arc<Monitor> {
+    pub fn start(show_datagrams: bool, format: LogFormat) -> Arc<Monitor> {
         let (tx, rx) = mpsc::sync_channel(64);
         let (done_tx, done_rx) = mpsc::channel();
         let unseen = Arc::new(AtomicU64::new(0));
@@ -64,7 +65,7 @@ impl Monitor {
         // Detached: it ends when the workers drop their handles, or with the
         // process if stderr is blocked for good.
         let spawned = thread::Builder::new().name("shout-monitor".into()).spawn(move || {
-            print_loop(rx, weak, &unseen, std::io::stderr());
+            print_loop(rx, weak, &unseen, format, std::io::stderr());
             let _ = done_tx.send(());
         });
         if spawned.is_err() {
@@ -118,6 +119,7 @@ fn print_loop(
     rx: Receiver<Event>,
     monitor: std::sync::Weak<Monitor>,
     unseen: &AtomicU64,
+    format: LogFormat,
     mut out: impl Write,
 ) {
     let mut tokens = LINES_PER_SEC;
@@ -129,7 +131,20 @@ fn print_loop(
             Ok(Event::Sample(s)) => {
                 let shown = &s.preview[..s.len.min(PREVIEW)];
                 let more = if s.len > PREVIEW { "..." } else { "" };
-                let _ = writeln!(out, "from {} ({} B): {}{more}", s.from, s.len, escape(shown));
+                match format {
+                    LogFormat::Text => {
+                        let _ =
+                            writeln!(out, "from {} ({} B): {}{more}", s.from, s.len, escape(shown));
+                    }
+                    LogFormat::Json => tracing::info!(
+                        target: "shout",
+                        event = "datagram",
+                        from = %s.from,
+                        len = s.len,
+                        msg = %format_args!("{}{more}", escape(shown)),
+                        "datagram"
+                    ),
+                }
                 let now = Instant::now();
                 tokens = (tokens + now.duration_since(refilled).as_secs_f64() * LINES_PER_SEC)
                     .min(LINES_PER_SEC)
@@ -151,15 +166,22 @@ fn print_loop(
         }
         if Instant::now() >= next_summary {
             next_summary = Instant::now() + Duration::from_secs(1);
-            report_unseen(unseen, &mut out);
+            report_unseen(unseen, format, &mut out);
         }
     }
-    report_unseen(unseen, &mut out);
+    report_unseen(unseen, format, &mut out);
 }
 
-fn report_unseen(unseen: &AtomicU64, out: &mut impl Write) {
+fn report_unseen(unseen: &AtomicU64, format: LogFormat, out: &mut impl Write) {
     let n = unseen.swap(0, Relaxed);
     if n > 0 {
-        let _ = writeln!(out, "... {n} more datagrams not shown");
+        match format {
+            LogFormat::Text => {
+                let _ = writeln!(out, "... {n} more datagrams not shown");
+            }
+            LogFormat::Json => {
+                tracing::info!(target: "shout", event = "unseen", count = n, "datagrams not shown")
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use crate::monitor::Monitor;
 use crate::policy::{Drop, Policy, PolicyConfig};
 use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
+use crate::telemetry::LogFormat;
 use crate::Mode;
 
 /// The largest UDP payload over IPv4: 65,535 − 20 (IP) − 8 (UDP).
@@ -49,6 +50,8 @@ pub struct ServerConfig {
     pub offload: bool,
     /// Who gets an answer.
     pub policy: PolicyConfig,
+    /// How the datagram lines and warnings are written.
+    pub log_format: LogFormat,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             show: false,
             offload: true,
             policy: PolicyConfig::default(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -109,8 +113,7 @@ impl Server {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
         }
         config.workers = config.workers.max(1);
-        let mut local_addrs = Vec::new();
-        let mut workers = Vec::new();
+        let mut groups = Vec::new();
         for &addr in &config.binds {
             let first = bind_socket(addr, config.workers > 1)?;
             let local = first.local_addr()?;
@@ -119,6 +122,31 @@ impl Server {
                 // Same port as the first, so port 0 resolves once for the group.
                 sockets.push(bind_socket(local, true)?);
             }
+            groups.push(sockets);
+        }
+        Server::assemble(config, groups)
+    }
+
+    /// Serves sockets made elsewhere (systemd socket activation, a test
+    /// harness): one worker each; `config.binds` and `config.workers` are
+    /// ignored. The sockets should be bound UDP sockets.
+    pub fn from_sockets(config: ServerConfig, sockets: Vec<UdpSocket>) -> io::Result<Server> {
+        if sockets.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
+        }
+        for socket in &sockets {
+            socket.set_nonblocking(false)?;
+            socket.set_read_timeout(Some(STOP_POLL))?;
+        }
+        Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
+    }
+
+    /// Sets up each group of sockets bound to one address.
+    fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
+        let mut local_addrs = Vec::new();
+        let mut workers = Vec::new();
+        for sockets in groups {
+            let local = sockets[0].local_addr()?;
             for socket in sockets {
                 if config.offload {
                     // Best effort: without GRO the kernel hands us datagrams one by one.
@@ -175,7 +203,7 @@ impl Server {
     /// Answers datagrams until `stop` is set, then finishes the batch in hand and
     /// returns the final counters. Returns an error only if a socket is lost.
     pub fn run(&self, stop: &AtomicBool) -> io::Result<Counts> {
-        let monitor = Monitor::start(self.config.show);
+        let monitor = Monitor::start(self.config.show, self.config.log_format);
         let halt = AtomicBool::new(false);
         let result = thread::scope(|scope| {
             let handles: Vec<_> = self

@@ -164,19 +164,42 @@ pub fn pipe(
     finish(result, s.tally)
 }
 
+/// Help for the interactive prompt's own commands.
+pub const INTERACTIVE_HELP: &str = "\
+Type a line to send it as one datagram; the reply is shown with its sender and
+round-trip time. Empty lines are skipped; surrounding whitespace is stripped.
+  :help         this help
+  :quit, :q     leave (so do Ctrl-D and Ctrl-C)
+  ::text        send \":text\" (a line starting with a colon)
+History is kept in the shout folder of your data directory.";
+
+/// Where the interactive history lives: `$XDG_DATA_HOME/shout/history` or the
+/// platform's equivalent.
+pub fn history_path() -> Option<std::path::PathBuf> {
+    dirs::data_dir().map(|d| d.join("shout").join("history"))
+}
+
 /// The interactive loop: prompt, strip, skip empty lines, show each reply with
-/// its sender and round-trip time. Ctrl-D or Ctrl-C ends it.
+/// its sender and round-trip time. Ctrl-D, Ctrl-C or `:quit` ends it.
+/// `color` dims the reply details and reddens errors (callers decide: only on a
+/// terminal, never with `NO_COLOR`).
 pub fn interactive(
     client: &mut Client,
     interrupt: Arc<AtomicBool>,
     output: Output,
+    color: bool,
 ) -> io::Result<Tally> {
     use rustyline::error::ReadlineError;
 
     client.set_interrupt(Arc::clone(&interrupt));
     let mut editor = rustyline::DefaultEditor::new().map_err(io::Error::other)?;
-    let mut s =
-        Session { client, output, out: io::stdout(), diag: io::stderr(), tally: Tally::default() };
+    let history = history_path();
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let (dim, red, reset) = if color { ("\x1b[2m", "\x1b[31m", "\x1b[0m") } else { ("", "", "") };
+    let diag = Painted { inner: io::stderr(), prefix: red, reset };
+    let mut s = Session { client, output, out: io::stdout(), diag, tally: Tally::default() };
     loop {
         interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
         let text = match editor.readline(PROMPT) {
@@ -184,18 +207,33 @@ pub fn interactive(
             Err(ReadlineError::Eof | ReadlineError::Interrupted) => break,
             Err(err) => return Err(io::Error::other(err)),
         };
-        let message = text.trim();
-        if message.is_empty() {
+        let line = text.trim();
+        if line.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(message);
+        let _ = editor.add_history_entry(line);
+        let message = match line.strip_prefix(':') {
+            Some(rest) if rest.starts_with(':') => rest,
+            Some("help" | "h" | "?") => {
+                println!("{INTERACTIVE_HELP}");
+                continue;
+            }
+            Some("quit" | "q" | "exit") => break,
+            Some(other) => {
+                eprintln!(
+                    "{red}unknown command :{other}{reset} (:help lists them; ::text sends :text)"
+                );
+                continue;
+            }
+            None => line,
+        };
         let shown = s.exchange(message.as_bytes(), |reply, out, output| {
             if output.raw {
                 out.write_all(&reply.data)?;
             } else {
                 write!(out, "{}", escape(&reply.data))?;
             }
-            writeln!(out, "  (from {} in {})", reply.from, human(reply.rtt))
+            writeln!(out, "  {dim}(from {} in {}){reset}", reply.from, human(reply.rtt))
         });
         match shown {
             Ok(_) => {}
@@ -203,7 +241,35 @@ pub fn interactive(
             Err(err) => return Err(err),
         }
     }
+    if let Some(path) = &history {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = editor.save_history(path);
+    }
     Ok(s.tally)
+}
+
+/// Colours whole diagnostic lines ("error: ..."), a line per write call.
+struct Painted<W> {
+    inner: W,
+    prefix: &'static str,
+    reset: &'static str,
+}
+
+impl<W: Write> Write for Painted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.prefix.is_empty() {
+            return self.inner.write(buf);
+        }
+        let line = [self.prefix.as_bytes(), buf, self.reset.as_bytes()].concat();
+        self.inner.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Strips surrounding whitespace as Python's `str.strip()` does for text, and

@@ -25,6 +25,19 @@ macro_rules! counters {
             }
         }
 
+        impl Counts {
+            /// Emits the counters as one `tracing` event (for JSON logs).
+            pub fn trace(&self, event: &'static str, answers_per_sec: f64) {
+                tracing::info!(
+                    target: "shout",
+                    event,
+                    answers_per_sec = (!answers_per_sec.is_nan()).then_some(answers_per_sec),
+                    $($name = self.$name,)*
+                    "{event}"
+                );
+            }
+        }
+
         impl std::ops::AddAssign for Counts {
             fn add_assign(&mut self, rhs: Counts) {
                 $(self.$name += rhs.$name;)*
