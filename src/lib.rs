@@ -23,8 +23,8 @@ pub mod policy;
 pub mod server;
 pub mod session;
 pub mod stats;
-pub mod telemetry;
 pub mod sys;
+pub mod telemetry;
 pub mod transform;
 
 pub use client::{Client, ClientConfig, Expect, Reply, RequestError};

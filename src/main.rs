@@ -270,6 +270,15 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
     } else {
         Server::from_sockets(config, inherited).context("serving sockets from systemd")?
     };
+    // Handlers first: a supervisor may signal as soon as it reads `listening on`.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let dump = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump))
+        .context("installing signal handlers")?;
     let mut stdout = io::stdout().lock();
     for addr in server.local_addrs() {
         writeln!(stdout, "listening on {addr}")?;
@@ -280,14 +289,6 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
         tracing::info!(event = "metrics", addr = %m.local_addr(), "metrics on http://{}/metrics", m.local_addr());
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
-    let dump = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&dump))
-        .context("installing signal handlers")?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let rate = AtomicU64::new(0f64.to_bits());

@@ -115,6 +115,9 @@ pub fn prometheus(workers: &[(SocketAddr, Counts)], answers_per_sec: f64) -> Str
     text
 }
 
+/// Reads one counter.
+type Field = fn(&Counts) -> u64;
+
 #[derive(Debug)]
 struct Snapshot {
     workers: Vec<(SocketAddr, Counts)>,
@@ -127,16 +130,12 @@ impl Snapshot {
         encoder: &mut DescriptorEncoder<'_>,
         name: &str,
         help: &str,
-        extra: Option<(&str, &str)>,
         value: impl Fn(&Counts) -> u64,
     ) -> Result<(), std::fmt::Error> {
         let counter = ConstCounter::new(0u64);
         let mut metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
         for (worker, (addr, counts)) in self.workers.iter().enumerate() {
-            let mut labels = vec![("worker", worker.to_string()), ("addr", addr.to_string())];
-            if let Some((key, val)) = extra {
-                labels.push((key, val.to_string()));
-            }
+            let labels = [("worker", worker.to_string()), ("addr", addr.to_string())];
             ConstCounter::new(value(counts)).encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
@@ -146,21 +145,20 @@ impl Snapshot {
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
-        self.counter(e, "received_datagrams", "Datagrams received", None, |c| c.received)?;
-        self.counter(e, "answered_datagrams", "Replies sent", None, |c| c.answered)?;
-        self.counter(e, "received_bytes", "Payload bytes received", None, |c| c.bytes_received)?;
-        self.counter(e, "answered_bytes", "Payload bytes sent back", None, |c| c.bytes_answered)?;
-        self.counter(e, "reply_failures", "Replies the kernel refused", None, |c| c.reply_failed)?;
-        self.counter(e, "receive_errors", "Receive errors survived", None, |c| c.recv_errors)?;
+        self.counter(e, "received_datagrams", "Datagrams received", |c| c.received)?;
+        self.counter(e, "answered_datagrams", "Replies sent", |c| c.answered)?;
+        self.counter(e, "received_bytes", "Payload bytes received", |c| c.bytes_received)?;
+        self.counter(e, "answered_bytes", "Payload bytes sent back", |c| c.bytes_answered)?;
+        self.counter(e, "reply_failures", "Replies the kernel refused", |c| c.reply_failed)?;
+        self.counter(e, "receive_errors", "Receive errors survived", |c| c.recv_errors)?;
         self.counter(
             e,
             "kernel_drops",
             "Datagrams dropped by the kernel: receive queue full",
-            None,
             |c| c.kernel_drops,
         )?;
         // One family, a label per reason: `sum by (reason)` gives the policy's drops.
-        let reasons: [(&str, fn(&Counts) -> u64); 6] = [
+        let reasons: [(&str, Field); 6] = [
             ("oversize", |c| c.oversize),
             ("port_zero", |c| c.port_zero),
             ("denied_port", |c| c.denied_port),

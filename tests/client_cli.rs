@@ -4,8 +4,6 @@ mod common;
 
 use common::*;
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Generous bound for a client run that should finish well before it.
@@ -27,10 +25,7 @@ fn each_message_argument_is_one_datagram_and_one_line() {
     let run = run_shout(&client(server.addr, &["hello", "world"]), None, RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout_str(), "HELLO\nWORLD\n", "{}", run.describe());
-    assert_eq!(
-        data_of(&server.seen_until_marker()),
-        vec![b"hello".to_vec(), b"world".to_vec()]
-    );
+    assert_eq!(data_of(&server.seen_until_marker()), vec![b"hello".to_vec(), b"world".to_vec()]);
 }
 
 #[test]
@@ -39,16 +34,8 @@ fn stdin_lines_are_stripped_and_empty_ones_skipped() {
     let input = b"  hello \n\n   \n\tworld\t\r\nlast";
     let run = run_shout(&client(server.addr, &[]), Some(input), RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
-    assert_eq!(
-        run.stdout_str(),
-        "HELLO\nWORLD\nLAST\n",
-        "{}",
-        run.describe()
-    );
-    assert!(
-        !run.stdout_str().contains(">>:"),
-        "no prompt when stdin is not a terminal"
-    );
+    assert_eq!(run.stdout_str(), "HELLO\nWORLD\nLAST\n", "{}", run.describe());
+    assert!(!run.stdout_str().contains(">>:"), "no prompt when stdin is not a terminal");
     assert_eq!(
         data_of(&server.seen_until_marker()),
         vec![b"hello".to_vec(), b"world".to_vec(), b"last".to_vec()]
@@ -59,11 +46,7 @@ fn stdin_lines_are_stripped_and_empty_ones_skipped() {
 fn raw_lines_sends_lines_verbatim_including_empty_ones() {
     let server = FakeServer::upper("127.0.0.1:0");
     let input = b" a b \n\nc\n";
-    let run = run_shout(
-        &client(server.addr, &["--raw-lines"]),
-        Some(input),
-        RUN_TIMEOUT,
-    );
+    let run = run_shout(&client(server.addr, &["--raw-lines"]), Some(input), RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout_str(), " A B \n\nC\n", "{}", run.describe());
     assert_eq!(
@@ -102,11 +85,7 @@ fn replies_ff_abc() -> FakeServer {
 #[test]
 fn invalid_utf8_reply_is_escaped() {
     let server = replies_ff_abc();
-    let run = run_shout(
-        &client(server.addr, &["--expect", "any", "x"]),
-        None,
-        RUN_TIMEOUT,
-    );
+    let run = run_shout(&client(server.addr, &["--expect", "any", "x"]), None, RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout, b"\\xffabc\n".to_vec(), "{}", run.describe());
 }
@@ -114,11 +93,8 @@ fn invalid_utf8_reply_is_escaped() {
 #[test]
 fn raw_writes_reply_bytes_unchanged() {
     let server = replies_ff_abc();
-    let run = run_shout(
-        &client(server.addr, &["--expect", "any", "--raw", "x"]),
-        None,
-        RUN_TIMEOUT,
-    );
+    let run =
+        run_shout(&client(server.addr, &["--expect", "any", "--raw", "x"]), None, RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout, b"\xffabc\n".to_vec(), "{}", run.describe());
 }
@@ -128,11 +104,7 @@ fn expect_echo_accepts_an_echo_server() {
     let server = FakeServer::start("127.0.0.1:0", |s, from, data| {
         let _ = s.send_to(data, from);
     });
-    let run = run_shout(
-        &client(server.addr, &["--expect", "echo", "hello"]),
-        None,
-        RUN_TIMEOUT,
-    );
+    let run = run_shout(&client(server.addr, &["--expect", "echo", "hello"]), None, RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout_str(), "hello\n");
 }
@@ -145,15 +117,7 @@ fn expect_upper_discards_an_echo_reply() {
     let run = run_shout(
         &client(
             server.addr,
-            &[
-                "--expect",
-                "upper",
-                "--timeout",
-                "100ms",
-                "--retries",
-                "0",
-                "hello",
-            ],
+            &["--expect", "upper", "--timeout", "100ms", "--retries", "0", "hello"],
         ),
         None,
         RUN_TIMEOUT,
@@ -179,10 +143,11 @@ fn wrong_datagram_before_the_reply_is_discarded() {
 fn late_reply_to_an_earlier_request_is_discarded() {
     // First copy of "one": no reply. Its retransmission: "ONE". Then, while "two" is
     // outstanding, a late second "ONE" arrives before "TWO".
-    let ones = Arc::new(AtomicUsize::new(0));
+    let mut ones = 0;
     let server = FakeServer::start("127.0.0.1:0", move |s, from, data| match data {
         b"one" => {
-            if ones.fetch_add(1, Ordering::SeqCst) >= 1 {
+            ones += 1;
+            if ones >= 2 {
                 let _ = s.send_to(b"ONE", from);
             }
         }
@@ -193,10 +158,7 @@ fn late_reply_to_an_earlier_request_is_discarded() {
         _ => {}
     });
     let run = run_shout(
-        &client(
-            server.addr,
-            &["--timeout", "100ms", "--retries", "2", "one", "two"],
-        ),
+        &client(server.addr, &["--timeout", "100ms", "--retries", "2", "one", "two"]),
         None,
         RUN_TIMEOUT,
     );
@@ -214,10 +176,7 @@ fn replies_from_another_address_are_never_accepted() {
         let _ = impostor.send_to(&upper(data), from);
     });
     let run = run_shout(
-        &client(
-            server.addr,
-            &["--timeout", "100ms", "--retries", "1", "hello"],
-        ),
+        &client(server.addr, &["--timeout", "100ms", "--retries", "1", "hello"]),
         None,
         RUN_TIMEOUT,
     );
@@ -230,10 +189,7 @@ fn replies_from_another_address_are_never_accepted() {
 fn silent_server_gets_three_attempts_with_doubling_waits() {
     let server = FakeServer::silent();
     let run = run_shout(
-        &client(
-            server.addr,
-            &["--timeout", "100ms", "--retries", "2", "anyone?"],
-        ),
+        &client(server.addr, &["--timeout", "100ms", "--retries", "2", "anyone?"]),
         None,
         RUN_TIMEOUT,
     );
@@ -246,11 +202,7 @@ fn silent_server_gets_three_attempts_with_doubling_waits() {
         run.elapsed
     );
     let seen = server.seen_until_marker();
-    assert_eq!(
-        data_of(&seen),
-        vec![b"anyone?".to_vec(); 3],
-        "1 + retries copies"
-    );
+    assert_eq!(data_of(&seen), vec![b"anyone?".to_vec(); 3], "1 + retries copies");
     let gap1 = seen[1].at - seen[0].at;
     let gap2 = seen[2].at - seen[1].at;
     assert!(
@@ -260,13 +212,35 @@ fn silent_server_gets_three_attempts_with_doubling_waits() {
 }
 
 #[test]
+fn default_retries_is_two() {
+    let server = FakeServer::silent();
+    let run = run_shout(&client(server.addr, &["--timeout", "50ms", "count"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(server.seen_until_marker().len(), 3, "{}", run.describe());
+    assert!(
+        run.elapsed >= Duration::from_millis(340),
+        "50+100+200 ms expected, took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn default_timeout_is_one_second() {
+    let server = FakeServer::silent();
+    let run = run_shout(&client(server.addr, &["--retries", "0", "wait"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert!(
+        run.elapsed >= Duration::from_millis(950) && run.elapsed < Duration::from_millis(1900),
+        "default timeout must be 1 s: {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
 fn zero_retries_sends_once() {
     let server = FakeServer::silent();
     let run = run_shout(
-        &client(
-            server.addr,
-            &["--timeout", "100ms", "--retries", "0", "once"],
-        ),
+        &client(server.addr, &["--timeout", "100ms", "--retries", "0", "once"]),
         None,
         RUN_TIMEOUT,
     );
@@ -311,10 +285,7 @@ fn some_unanswered_exits_one_and_prints_the_answered() {
         }
     });
     let run = run_shout(
-        &client(
-            server.addr,
-            &["--timeout", "100ms", "--retries", "0", "a", "b"],
-        ),
+        &client(server.addr, &["--timeout", "100ms", "--retries", "0", "a", "b"]),
         None,
         RUN_TIMEOUT,
     );
@@ -374,11 +345,7 @@ fn message_over_1232_bytes_warns_about_fragmentation() {
     let ok = "f".repeat(1232);
     let run = run_shout(&client(server.addr, &[ok.as_str()]), None, RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
-    assert!(
-        !run.stderr.contains("fragment"),
-        "1232 B must not warn: {}",
-        run.stderr
-    );
+    assert!(!run.stderr.contains("fragment"), "1232 B must not warn: {}", run.stderr);
 }
 
 #[test]
@@ -396,7 +363,7 @@ fn bad_arguments_are_usage_errors() {
 }
 
 /// Drives `shout client ADDR` on a pty: waits for the prompt, types `hello` + Enter, waits
-/// for the reply line, then sends the final key (`\x04` or `\x03`). Prints JSON
+/// for the reply line and the next prompt, then sends the final key (`\x04` or `\x03`). Prints JSON
 /// {"status": exit code or null, "signal": n or null, "output": str, "error": str or null}.
 const PTY_PY: &str = r#"
 import json, os, pty, select, signal, sys, time
@@ -417,12 +384,17 @@ def pump(timeout):
             return False
         buf += chunk
     return True
-def read_until(token, timeout=5.0):
+def found(token, after_prompt):
+    if not after_prompt:
+        return token in buf
+    at = buf.find(token)
+    return at >= 0 and b">>: " in buf[at:]
+def read_until(token, timeout=5.0, after_prompt=False):
     deadline = time.monotonic() + timeout
-    while token not in buf:
+    while not found(token, after_prompt):
         left = deadline - time.monotonic()
         if left <= 0 or not pump(left):
-            return token in buf
+            return found(token, after_prompt)
     return True
 def finish(status, sig, error):
     print(json.dumps({"status": status, "signal": sig, "error": error,
@@ -447,7 +419,11 @@ else:
     os.write(fd, b"hello\r")
     if not read_until(b" ms)"):
         error = "no reply line"
+    elif not read_until(b" ms)", after_prompt=True):
+        error = "no prompt after the reply"
     else:
+        # The next prompt is up, so the line editor is reading again: a key sent any
+        # earlier would reach the terminal in cooked mode, where ^D is not a key.
         os.write(fd, final_key)
 status, sig = reap()
 if status is None and sig is None and error is None:
@@ -460,50 +436,31 @@ fn pty_session(final_key: &str) {
         return;
     }
     let server = FakeServer::upper("127.0.0.1:0");
-    let run = run_python(
-        PTY_PY,
-        &[BIN, &server.addr.to_string(), final_key],
-        Duration::from_secs(15),
-    );
-    assert!(
-        run.status.success(),
-        "pty driver failed: {}",
-        run.describe()
-    );
+    let run =
+        run_python(PTY_PY, &[BIN, &server.addr.to_string(), final_key], Duration::from_secs(15));
+    assert!(run.status.success(), "pty driver failed: {}", run.describe());
     let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("pty driver prints JSON");
-    let output = v["output"].as_str().unwrap_or_default().to_string();
-    assert!(
-        v["error"].is_null(),
-        "pty session: {}; terminal output:\n{output}",
-        v["error"]
-    );
+    // Compare what a person sees: colours and cursor moves removed.
+    let output = strip_csi(v["output"].as_str().unwrap_or_default());
+    assert!(v["error"].is_null(), "pty session: {}; terminal output:\n{output}", v["error"]);
     assert!(output.contains(">>: "), "no prompt in:\n{output}");
     let want = format!("HELLO  (from {} in ", server.addr);
-    let at = output
-        .find(&want)
-        .unwrap_or_else(|| panic!("no {want:?} in:\n{output}"));
+    let at = output.find(&want).unwrap_or_else(|| panic!("no {want:?} in:\n{output}"));
     let rest = &output[at + want.len()..];
     let ms = rest
         .split_once(" ms)")
         .map(|(n, _)| n)
         .unwrap_or_else(|| panic!("no ` ms)` after the address in:\n{output}"));
-    let ms: f64 = ms
-        .parse()
-        .unwrap_or_else(|_| panic!("round trip {ms:?} not a number in:\n{output}"));
-    assert!(
-        (0.0..5000.0).contains(&ms),
-        "implausible round trip {ms} ms"
-    );
+    let ms: f64 =
+        ms.parse().unwrap_or_else(|_| panic!("round trip {ms:?} not a number in:\n{output}"));
+    assert!((0.0..5000.0).contains(&ms), "implausible round trip {ms} ms");
     assert_eq!(
         v["status"].as_i64(),
         Some(0),
         "exit after {final_key:?} must be status 0 (signal: {}); output:\n{output}",
         v["signal"]
     );
-    assert_eq!(
-        data_of(&server.seen_until_marker()),
-        vec![b"hello".to_vec()]
-    );
+    assert_eq!(data_of(&server.seen_until_marker()), vec![b"hello".to_vec()]);
 }
 
 #[test]
@@ -514,4 +471,23 @@ fn terminal_session_prompts_shows_address_and_rtt_and_exits_on_ctrl_d() {
 #[test]
 fn terminal_session_exits_zero_on_ctrl_c() {
     pty_session("\\x03");
+}
+
+/// Removes ANSI CSI sequences (`ESC [` parameters, final byte `@`..`~`) from terminal output.
+fn strip_csi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -46,11 +46,7 @@ fn python_client_gets_uppercase_reply_from_shout_server() {
     let addr = server.addr();
     let run = run_python(
         PY_CLIENT,
-        &[
-            addr.ip().to_string(),
-            addr.port().to_string(),
-            "hello from python".to_string(),
-        ],
+        &[addr.ip().to_string(), addr.port().to_string(), "hello from python".to_string()],
         Duration::from_secs(10),
     );
     assert!(run.status.success(), "{}", run.describe());
@@ -77,9 +73,7 @@ fn python_server() -> (ChildGuard, SocketAddr) {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("python server printed its address");
+    let line = rx.recv_timeout(Duration::from_secs(10)).expect("python server printed its address");
     let addr = line
         .trim()
         .strip_prefix("listening on ")
@@ -94,11 +88,8 @@ fn shout_client_prints_uppercase_reply_of_python_server() {
         return;
     }
     let (_py, addr) = python_server();
-    let run = run_shout(
-        &["client", &addr.to_string(), "hello", "python"],
-        None,
-        Duration::from_secs(10),
-    );
+    let run =
+        run_shout(&["client", &addr.to_string(), "hello", "python"], None, Duration::from_secs(10));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout_str(), "HELLO\nPYTHON\n", "{}", run.describe());
 }
@@ -109,11 +100,8 @@ fn shout_client_stdin_lines_against_python_server() {
         return;
     }
     let (_py, addr) = python_server();
-    let run = run_shout(
-        &["client", &addr.to_string()],
-        Some(b"one\ntwo\n"),
-        Duration::from_secs(10),
-    );
+    let run =
+        run_shout(&["client", &addr.to_string()], Some(b"one\ntwo\n"), Duration::from_secs(10));
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout_str(), "ONE\nTWO\n", "{}", run.describe());
 }

@@ -162,16 +162,9 @@ pub(crate) struct Stopped {
 impl Stopped {
     /// The `summary:` line's key=value fields; panics with the full stderr if absent.
     pub(crate) fn summary(&self) -> HashMap<String, u64> {
-        let line = self
-            .stderr
-            .iter()
-            .find(|l| l.starts_with("summary: "))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no stderr line beginning `summary: `; stderr was:\n{}",
-                    self.stderr.join("\n")
-                )
-            });
+        let line = self.stderr.iter().find(|l| l.starts_with("summary: ")).unwrap_or_else(|| {
+            panic!("no stderr line beginning `summary: `; stderr was:\n{}", self.stderr.join("\n"))
+        });
         parse_kv(line)
     }
 
@@ -240,11 +233,7 @@ impl ServerProc {
             let addr: SocketAddr = rest
                 .parse()
                 .unwrap_or_else(|e| panic!("`listening on` address {rest:?} unparsable: {e}"));
-            assert_ne!(
-                addr.port(),
-                0,
-                "printed port must be the real one: {line:?}"
-            );
+            assert_ne!(addr.port(), 0, "printed port must be the real one: {line:?}");
             addrs.push(addr);
             listen_lines.push(line);
         }
@@ -323,12 +312,7 @@ impl ServerProc {
         }
         let mut stdout_extra = Vec::new();
         drain_lines(&self.stdout_rx, &mut stdout_extra, Duration::from_secs(2));
-        Stopped {
-            status,
-            elapsed,
-            stderr,
-            stdout_extra,
-        }
+        Stopped { status, elapsed, stderr, stdout_extra }
     }
 }
 
@@ -337,11 +321,7 @@ impl ServerProc {
 
 /// A loopback socket of the same family as `peer`, port 0, with a receive timeout.
 pub(crate) fn socket_for(peer: SocketAddr) -> UdpSocket {
-    let bind = if peer.is_ipv4() {
-        "127.0.0.1:0"
-    } else {
-        "[::1]:0"
-    };
+    let bind = if peer.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" };
     let s = UdpSocket::bind(bind).expect("bind loopback port 0");
     s.set_read_timeout(Some(RECV_TIMEOUT)).expect("timeout");
     s
@@ -406,8 +386,7 @@ impl FakeServer {
         mut on_datagram: impl FnMut(&UdpSocket, SocketAddr, &[u8]) + Send + 'static,
     ) -> Self {
         let sock = UdpSocket::bind(bind).expect("fake server bind");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
+        sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
         let addr = sock.local_addr().expect("local_addr");
         let stop = Arc::new(AtomicBool::new(false));
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -422,11 +401,7 @@ impl FakeServer {
                         Ok(x) => x,
                         Err(_) => continue,
                     };
-                    let seen = Seen {
-                        at: Instant::now(),
-                        from,
-                        data: buf[..n].to_vec(),
-                    };
+                    let seen = Seen { at: Instant::now(), from, data: buf[..n].to_vec() };
                     if seen.data != MARKER {
                         log.lock().expect("log lock").push(seen.clone());
                         on_datagram(&sock, from, &buf[..n]);
@@ -435,13 +410,7 @@ impl FakeServer {
                 }
             })
         };
-        Self {
-            addr,
-            stop,
-            handle: Some(handle),
-            rx,
-            log,
-        }
+        Self { addr, stop, handle: Some(handle), rx, log }
     }
 
     /// Replies with the ASCII uppercase of each datagram.
@@ -533,13 +502,9 @@ pub(crate) fn run_shout<S: AsRef<OsStr>>(
 
 /// Runs `cmd` with `stdin` fed (or `/dev/null`), killing it after `timeout`.
 pub(crate) fn run_command(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Run {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
     let mut guard = ChildGuard::new(cmd.spawn().expect("spawn command"));
     let child = guard.child_mut();
@@ -577,12 +542,7 @@ pub(crate) fn run_command(mut cmd: Command, stdin: Option<&[u8]>, timeout: Durat
     };
     let stdout = out_t.join().expect("stdout reader");
     let stderr = err_t.join().expect("stderr reader");
-    Run {
-        status,
-        stdout,
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        elapsed,
-    }
+    Run { status, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned(), elapsed }
 }
 
 // ---------------------------------------------------------------------------------------------
