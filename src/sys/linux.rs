@@ -118,28 +118,31 @@ pub fn recv_batch(
     wait: bool,
 ) -> io::Result<usize> {
     let n = bufs.len().min(meta.len()).min(BATCH);
+    // Only the `n` slots in use are initialised: at one datagram per call
+    // (ping-pong), clearing all 32 would cost more than the rest of the call.
     let mut names = [MaybeUninit::<libc::sockaddr_storage>::uninit(); BATCH];
-    let mut ctrl = [Cmsg([0; CMSG_LEN]); BATCH];
-    // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
-    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
+    let mut ctrl = [MaybeUninit::<Cmsg>::uninit(); BATCH];
+    let mut hdrs = [MaybeUninit::<libc::mmsghdr>::uninit(); BATCH];
     for i in 0..n {
-        let hdr = &mut hdrs[i].msg_hdr;
-        hdr.msg_name = names[i].as_mut_ptr().cast();
-        hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
+        let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        hdr.msg_hdr.msg_name = names[i].write(zeroed_storage()) as *mut _ as *mut libc::c_void;
+        hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // `IoSliceMut` is documented to be ABI compatible with `iovec` on Unix.
-        hdr.msg_iov = (&mut bufs[i] as *mut IoSliceMut<'_>).cast();
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = ctrl[i].0.as_mut_ptr().cast();
-        hdr.msg_controllen = CMSG_LEN as _;
+        hdr.msg_hdr.msg_iov = (&mut bufs[i] as *mut IoSliceMut<'_>).cast();
+        hdr.msg_hdr.msg_iovlen = 1;
+        hdr.msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
+        hdr.msg_hdr.msg_controllen = CMSG_LEN as _;
+        hdrs[i].write(hdr);
     }
     // MSG_WAITFORONE: without it a blocking recvmmsg waits until every slot fills.
     let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
-    // SAFETY: every header points at a live name, iovec and control buffer of the
-    // sizes it states, all outliving the call; `n` <= `hdrs.len()`.
+    // SAFETY: the first `n` headers are initialised and point at live names,
+    // iovecs and control buffers of the sizes they state, all outliving the call.
     let ret = unsafe {
         libc::recvmmsg(
             sock.as_raw_fd(),
-            hdrs.as_mut_ptr(),
+            hdrs.as_mut_ptr().cast(),
             n as libc::c_uint,
             flags,
             ptr::null_mut(),
@@ -147,19 +150,27 @@ pub fn recv_batch(
     };
     let got = cvt(ret)?;
     for i in 0..got {
-        let hdr = &hdrs[i].msg_hdr;
-        let len = hdrs[i].msg_len as usize;
-        // SAFETY: the kernel initialised `msg_namelen` bytes of `names[i]`, and
-        // `sockaddr_storage` is valid for any bytes.
-        let addr = unsafe { SockAddr::new(names[i].assume_init(), hdr.msg_namelen) };
+        // SAFETY: headers below `n` were initialised above (and `got` <= `n`).
+        let hdr = unsafe { hdrs[i].assume_init_ref() };
+        let len = hdr.msg_len as usize;
+        // SAFETY: initialised (zeroed, then partly written by the kernel) above.
+        let storage = unsafe { names[i].assume_init() };
+        // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` is the
+        // length the kernel reported for it.
+        let addr = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) };
         meta[i] = RecvMeta {
             addr: addr.as_socket().unwrap_or(meta[i].addr),
             len,
-            truncated: hdr.msg_flags & libc::MSG_TRUNC != 0,
-            ..parse_cmsgs(hdr, len)
+            truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            ..parse_cmsgs(&hdr.msg_hdr, len)
         };
     }
     Ok(got)
+}
+
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: `sockaddr_storage` is plain data; all-zero bytes are a valid value.
+    unsafe { mem::zeroed() }
 }
 
 /// Reads the control messages we asked for: the GRO segment size and the
@@ -223,53 +234,58 @@ fn put_cmsg<T: Copy>(buf: &mut Cmsg, offset: usize, level: i32, kind: i32, value
 /// means the one after the last sent did not go (yet): call again with the rest.
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let n = txs.len().min(BATCH);
-    let names: [SockAddr; BATCH] =
-        std::array::from_fn(|i| SockAddr::from(txs.get(i).map_or(txs[0].dst, |t| t.dst)));
-    let mut iovs = [libc::iovec { iov_base: ptr::null_mut(), iov_len: 0 }; BATCH];
-    let mut ctrl = [Cmsg([0; CMSG_LEN]); BATCH];
-    // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
-    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { mem::zeroed() };
-    for i in 0..n {
+    // As in `recv_batch`, only the slots in use are initialised.
+    let mut names = [const { MaybeUninit::<SockAddr>::uninit() }; BATCH];
+    let mut iovs = [MaybeUninit::<libc::iovec>::uninit(); BATCH];
+    let mut ctrl = [MaybeUninit::<Cmsg>::uninit(); BATCH];
+    let mut hdrs = [MaybeUninit::<libc::mmsghdr>::uninit(); BATCH];
+    for (i, tx) in txs[..n].iter().enumerate() {
+        let name = names[i].write(SockAddr::from(tx.dst));
         // sendmsg never writes through iov_base; the cast only satisfies the type.
-        iovs[i] = libc::iovec {
-            iov_base: txs[i].contents.as_ptr() as *mut libc::c_void,
-            iov_len: txs[i].contents.len(),
-        };
-        let hdr = &mut hdrs[i].msg_hdr;
-        hdr.msg_name = names[i].as_ptr() as *mut libc::c_void;
-        hdr.msg_namelen = names[i].len();
-        hdr.msg_iov = &mut iovs[i];
-        hdr.msg_iovlen = 1;
-        let mut used = 0;
-        if let Some(segment) = txs[i].segment_size {
-            used = put_cmsg(&mut ctrl[i], used, libc::SOL_UDP, libc::UDP_SEGMENT, segment as u16);
-        }
-        match txs[i].src {
-            Some(IpAddr::V4(ip)) => {
-                let info = libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                used = put_cmsg(&mut ctrl[i], used, libc::IPPROTO_IP, libc::IP_PKTINFO, info);
+        let iov = iovs[i].write(libc::iovec {
+            iov_base: tx.contents.as_ptr() as *mut libc::c_void,
+            iov_len: tx.contents.len(),
+        });
+        // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
+        let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+        hdr.msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+        hdr.msg_hdr.msg_namelen = name.len();
+        hdr.msg_hdr.msg_iov = iov;
+        hdr.msg_hdr.msg_iovlen = 1;
+        if tx.segment_size.is_some() || tx.src.is_some() {
+            let buf = ctrl[i].write(Cmsg([0; CMSG_LEN]));
+            let mut used = 0;
+            if let Some(segment) = tx.segment_size {
+                used = put_cmsg(buf, used, libc::SOL_UDP, libc::UDP_SEGMENT, segment as u16);
             }
-            Some(IpAddr::V6(ip)) => {
-                let info = libc::in6_pktinfo {
-                    ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
-                    ipi6_ifindex: 0,
-                };
-                used = put_cmsg(&mut ctrl[i], used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info);
+            match tx.src {
+                Some(IpAddr::V4(ip)) => {
+                    let info = libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr { s_addr: u32::from(ip).to_be() },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    };
+                    used = put_cmsg(buf, used, libc::IPPROTO_IP, libc::IP_PKTINFO, info);
+                }
+                Some(IpAddr::V6(ip)) => {
+                    let info = libc::in6_pktinfo {
+                        ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                        ipi6_ifindex: 0,
+                    };
+                    used = put_cmsg(buf, used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info);
+                }
+                None => {}
             }
-            None => {}
+            hdr.msg_hdr.msg_control = buf.0.as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = used as _;
         }
-        if used > 0 {
-            hdr.msg_control = ctrl[i].0.as_mut_ptr().cast();
-            hdr.msg_controllen = used as _;
-        }
+        hdrs[i].write(hdr);
     }
-    // SAFETY: every header points at a live name, iovec and control buffer that
-    // outlive the call; `n` <= `hdrs.len()`.
-    let ret = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+    // SAFETY: the first `n` headers are initialised and point at live names,
+    // iovecs and control buffers that outlive the call.
+    let ret = unsafe {
+        libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr().cast(), n as libc::c_uint, 0)
+    };
     cvt(ret)
 }
 
