@@ -4,7 +4,8 @@
 //! `timeout`, then the request is sent again with the wait doubled, up to
 //! `retries` more times. The socket is connected, so the kernel only hands us
 //! datagrams from the server, and reports "port unreachable" as
-//! `ECONNREFUSED` at once; anything that is not the expected transform of the
+//! `ECONNREFUSED` at once (on a retransmission it only counts that attempt as
+//! lost: the server may be restarting); anything that is not the expected transform of the
 //! request in hand (a late reply to an earlier one, a corrupt copy) is discarded
 //! and counted.
 
@@ -22,6 +23,9 @@ use crate::Mode;
 /// Above this many bytes a datagram may be fragmented on real networks
 /// (RFC 8085 §3.2; the size DNS Flag Day 2020 settled on).
 pub const SAFE_DATAGRAM: usize = 1232;
+
+/// Backoff stops doubling the wait here.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// How long a wait may last before looking at the interrupt flag.
 const INTERRUPT_POLL: Duration = Duration::from_millis(50);
@@ -161,6 +165,8 @@ pub struct Client {
     config: ClientConfig,
     buf: Vec<u8>,
     interrupt: Option<Arc<AtomicBool>>,
+    /// Further addresses of the same name, tried if this one has no server (last first).
+    alternates: Vec<SocketAddr>,
 }
 
 impl Client {
@@ -175,7 +181,14 @@ impl Client {
         if config.dont_fragment {
             crate::sys::set_dont_fragment(&socket, server.is_ipv6())?;
         }
-        Ok(Client { socket, server, config, buf: vec![0; crate::sys::MAX_BUF], interrupt: None })
+        Ok(Client {
+            socket,
+            server,
+            config,
+            buf: vec![0; crate::sys::MAX_BUF],
+            interrupt: None,
+            alternates: Vec::new(),
+        })
     }
 
     /// The server's address.
@@ -186,6 +199,28 @@ impl Client {
     /// The local address the requests come from.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
+    }
+
+    /// Like [`connect`](Client::connect) to the first of `servers`; if it turns
+    /// out that nothing listens there (port unreachable), requests move on to
+    /// the next, so `localhost` works whether the server took `::1` or `127.0.0.1`.
+    pub fn connect_any(servers: &[SocketAddr], config: ClientConfig) -> io::Result<Client> {
+        let (&first, rest) = servers
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no server address"))?;
+        let mut client = Client::connect(first, config)?;
+        client.alternates = rest.iter().rev().copied().collect();
+        Ok(client)
+    }
+
+    /// Refuses a message that no datagram to this server can carry.
+    pub fn check_size(&self, len: usize) -> Result<(), RequestError> {
+        let limit = self.max_message();
+        if len > limit {
+            let family = if self.server.is_ipv4() { "IPv4" } else { "IPv6" };
+            return Err(RequestError::TooLarge { len, limit, family });
+        }
+        Ok(())
     }
 
     /// The most a request to this server can carry.
@@ -205,24 +240,45 @@ impl Client {
 
     /// Sends `message` and waits for its reply, retransmitting with backoff.
     pub fn request(&mut self, message: &[u8]) -> Result<Reply, RequestError> {
-        let limit = self.max_message();
-        if message.len() > limit {
-            let family = if self.server.is_ipv4() { "IPv4" } else { "IPv6" };
-            return Err(RequestError::TooLarge { len: message.len(), limit, family });
+        self.check_size(message.len())?;
+        loop {
+            match self.attempt(message) {
+                Err(RequestError::NoServer(_)) if !self.alternates.is_empty() => {
+                    let next = self.alternates.pop().expect("checked non-empty");
+                    let interrupt = self.interrupt.take();
+                    let alternates = std::mem::take(&mut self.alternates);
+                    *self = Client::connect(next, self.config.clone())?;
+                    self.interrupt = interrupt;
+                    self.alternates = alternates;
+                }
+                other => return other,
+            }
         }
+    }
+
+    /// One request to the current server, with its retransmissions.
+    fn attempt(&mut self, message: &[u8]) -> Result<Reply, RequestError> {
         // Late replies to earlier requests are already queued: drop them now so
         // they are never even compared with this one.
         let mut discarded = self.drain();
         let started = Instant::now();
         let mut wait = self.config.timeout;
         let attempts = self.config.retries.saturating_add(1);
+        // Refused after the first attempt went unanswered: the server may be
+        // restarting, so that attempt counts as lost and the retries go on; if
+        // the last one was refused too, there is no server.
+        let mut refused_late = false;
         for attempt in 1..=attempts {
+            refused_late = false;
             let sent_at = Instant::now();
             match self.socket.send(message) {
                 Ok(_) => {}
+                Err(err) if attempt > 1 && err.kind() == io::ErrorKind::ConnectionRefused => {
+                    refused_late = true;
+                }
                 Err(err) => return Err(self.classify(err, message.len())),
             }
-            let deadline = sent_at + wait;
+            let deadline = sent_at.checked_add(wait).unwrap_or(sent_at + MAX_WAIT);
             while let Some(left) =
                 deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
             {
@@ -252,10 +308,17 @@ impl Client {
                                 | io::ErrorKind::TimedOut
                                 | io::ErrorKind::Interrupted
                         ) => {}
+                    Err(err) if attempt > 1 && err.kind() == io::ErrorKind::ConnectionRefused => {
+                        refused_late = true;
+                    }
                     Err(err) => return Err(self.classify(err, message.len())),
                 }
             }
-            wait = wait.saturating_mul(2);
+            // Doubling, but not past a minute (or the first wait, if longer).
+            wait = wait.saturating_mul(2).min(MAX_WAIT.max(self.config.timeout));
+        }
+        if refused_late {
+            return Err(RequestError::NoServer(self.server));
         }
         Err(RequestError::NoReply {
             server: self.server,

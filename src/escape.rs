@@ -2,9 +2,11 @@
 
 use std::fmt::{self, Write};
 
-/// Displays bytes as text: valid UTF-8 as it is, invalid bytes as `\xff`, and
-/// control characters escaped (`\n`, `\x1b`), so a datagram can neither break
-/// the one-line-per-message layout nor send escape sequences to the terminal.
+/// Displays bytes as text: valid UTF-8 as it is, invalid bytes as `\xff`,
+/// control and invisible format characters escaped (`\n`, `\x1b`, `\u{202e}`),
+/// and a backslash as `\\`, so a datagram can neither break the
+/// one-line-per-message layout, nor send escape sequences to the terminal, nor
+/// pass one byte off as another.
 ///
 /// ```
 /// assert_eq!(shout::escape(b"caf\xc3\xa9 \xff\n").to_string(), "café \\xff\\n");
@@ -25,8 +27,12 @@ impl fmt::Display for Escaped<'_> {
                     '\n' => f.write_str("\\n")?,
                     '\r' => f.write_str("\\r")?,
                     '\t' => f.write_str("\\t")?,
+                    // Escaped too, so `\xff` in the output always means the byte.
+                    '\\' => f.write_str("\\\\")?,
                     c if c.is_control() && c.is_ascii() => write!(f, "\\x{:02x}", c as u32)?,
-                    c if c.is_control() => write!(f, "\\u{{{:04x}}}", c as u32)?,
+                    c if c.is_control() || is_invisible_format(c) => {
+                        write!(f, "\\u{{{:04x}}}", c as u32)?
+                    }
                     c => f.write_char(c)?,
                 }
             }
@@ -36,6 +42,14 @@ impl fmt::Display for Escaped<'_> {
         }
         Ok(())
     }
+}
+
+/// Format characters that change how a line reads without being seen: bidi
+/// overrides and isolates ("Trojan Source"), zero-width characters, the BOM.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{061c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 #[cfg(test)]
@@ -50,6 +64,8 @@ mod tests {
         assert_eq!(escape(b"a\x1b[31mb").to_string(), "a\\x1b[31mb");
         assert_eq!(escape("é\u{85}".as_bytes()).to_string(), "é\\u{0085}");
         assert_eq!(escape(b"").to_string(), "");
+        assert_eq!(escape(b"x\\xff").to_string(), "x\\\\xff");
+        assert_eq!(escape("a\u{202e}b".as_bytes()).to_string(), "a\\u{202e}b");
     }
 
     proptest! {

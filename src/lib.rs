@@ -7,6 +7,7 @@
 //! - [`server`]: [`Server::bind`] / [`Server::run`]: the reply loop and its error policy.
 //! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff.
 //! - [`session`]: the client's one-shot, pipe and interactive modes.
+//! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
 //! - [`policy`]: who gets an answer (anti-reflection defences, rate limit) and the one place a reply is made.
 //! - [`stats`]: the server's counters.
 //! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
@@ -15,6 +16,7 @@
 //! - [`duration`]: `200ms`-style durations.
 //! - `sys`: batched socket I/O, the only `unsafe` code.
 
+pub mod bench;
 pub mod client;
 pub mod duration;
 pub mod escape;

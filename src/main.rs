@@ -38,6 +38,9 @@ enum Command {
     /// Send messages and print the replies: from arguments, a pipe, or a prompt.
     #[command(after_help = format!("Examples:\n  shout client 127.0.0.1:8080 hello world\n  printf 'a\\nb\\n' | shout client 127.0.0.1:8080\n  shout client            (interactive, on a terminal)\n\n{EXIT_CODES}"))]
     Client(ClientArgs),
+    /// Measure a server: answers/s, loss and round-trip times, every reply checked.
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shout completions bash > ~/.local/share/bash-completion/completions/shout"
@@ -107,7 +110,7 @@ struct DefenceArgs {
     #[arg(long, value_name = "BITS", default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
     limit_prefix_v6: u8,
     /// Buckets in the rate-limit table (8 bytes each; memory stays fixed whatever the number of sources).
-    #[arg(long, value_name = "N", default_value_t = 1 << 16)]
+    #[arg(long, value_name = "N", default_value_t = 1 << 16, value_parser = parse_table_size)]
     limit_table: usize,
     /// Answer source ports below 1024 (refused by default, as OpenBSD's inetd does).
     #[arg(long)]
@@ -144,18 +147,92 @@ impl DefenceArgs {
     }
 }
 
+/// A client timeout: from 1 ms (less would retransmit faster than any network
+/// answers) to an hour.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = shout::parse_duration(text)?;
+    if (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!("{text:?} is out of range: use 1ms to 1h"))
+    }
+}
+
+fn parse_table_size(text: &str) -> Result<usize, String> {
+    let max = shout::policy::MAX_TABLE;
+    match text.parse::<usize>() {
+        Ok(n) if (4..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a table size from 4 to {max}")),
+    }
+}
+
 /// A rate, or `off`.
 #[derive(Clone, Copy, Debug)]
 struct Rate(Option<f64>);
 
 fn parse_rate(text: &str) -> Result<Rate, String> {
     match text {
-        "off" | "none" | "0" => Ok(Rate(None)),
+        "off" | "none" => Ok(Rate(None)),
         _ => match text.parse::<f64>() {
-            Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(Rate(Some(rate))),
-            _ => Err(format!("{text:?} is not a positive rate or \"off\"")),
+            Ok(0.0) => Ok(Rate(None)),
+            Ok(rate) if rate > 0.0 && rate <= 1e7 => Ok(Rate(Some(rate))),
+            _ => Err(format!("{text:?} is not a rate from 0 (off) to 10000000, or \"off\"")),
         },
     }
+}
+
+const BENCH_HELP: &str = "\
+Examples:
+  shout bench                                  (ping-pong: window 1, 10 s)
+  shout bench 127.0.0.1:8080 --window 64 --flows 4 --duration 5s
+  shout bench --rate 100000 --max-p99 1ms --max-loss 0.1 --json
+
+Exit codes:
+  0  the run finished and every --max-* limit held
+  1  a limit was broken, no server, or a socket error
+  2  usage error";
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// The server: HOST:PORT, [IPv6]:PORT.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Probe size in bytes, at least 28 (sequence number and send time).
+    #[arg(long, short, value_name = "BYTES", default_value_t = 64)]
+    size: usize,
+    /// Closed loop: probes in flight per flow, each refilled when answered or timed out [default: 1].
+    #[arg(long, short, value_name = "N", conflicts_with = "rate")]
+    window: Option<usize>,
+    /// Open loop: probes per second over all flows, answered or not; RTT counts from the intended send time.
+    #[arg(long, short, value_name = "PPS")]
+    rate: Option<f64>,
+    /// Flows: sockets with their own source ports, one thread each.
+    #[arg(long, short, value_name = "N", default_value_t = 1)]
+    flows: usize,
+    /// How long to send and count (e.g. 10s, 500ms, 2m).
+    #[arg(long, short, value_name = "DURATION", default_value = "10s", value_parser = shout::parse_duration)]
+    duration: Duration,
+    /// Send this long first without counting.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = shout::parse_duration)]
+    warmup: Duration,
+    /// Give up on a probe after this long (its reply, if any, counts as late).
+    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = shout::parse_duration)]
+    timeout: Duration,
+    /// Which replies count: upper (shout, the original), echo, or any reply carrying the probe's header.
+    #[arg(long, default_value = "upper")]
+    expect: Expect,
+    /// Send probes as UDP GSO buffers and receive with UDP GRO (Linux).
+    #[arg(long)]
+    gso: bool,
+    /// Print one JSON object (docs/BENCH-JSON.md) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 if more than this percentage of probes is lost.
+    #[arg(long, value_name = "PCT")]
+    max_loss: Option<f64>,
+    /// Exit 1 if the 99th percentile round trip is longer than this.
+    #[arg(long, value_name = "DURATION", value_parser = shout::parse_duration)]
+    max_p99: Option<Duration>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,7 +244,7 @@ struct ClientArgs {
     #[arg(value_name = "MESSAGE")]
     messages: Vec<std::ffi::OsString>,
     /// Wait for a reply this long before sending again (e.g. 200ms, 1.5s; a bare number is seconds).
-    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = shout::parse_duration)]
+    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = parse_timeout)]
     timeout: Duration,
     /// Send again this many times, the wait doubling each time.
     #[arg(long, short, value_name = "N", default_value_t = 2)]
@@ -195,11 +272,12 @@ fn main() -> ExitCode {
     if json {
         logs.json().flatten_event(true).init();
     } else {
-        logs.with_target(false).without_time().init();
+        logs.with_target(false).without_time().with_ansi(color_wanted()).init();
     }
     let result = match cli.command {
         Command::Server(args) => server(args),
         Command::Client(args) => client(args),
+        Command::Bench(args) => bench(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shout", &mut io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -222,20 +300,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org).
+fn color_wanted() -> bool {
+    io::stdout().is_terminal()
+        && io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// An error that is the user's input, not the network's: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
 
-fn resolve(addr: &str) -> Result<SocketAddr> {
-    let mut addrs = addr.to_socket_addrs().map_err(|err| {
+/// Every address `addr` names, in the resolver's order, without repeats.
+fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
+    let resolved = addr.to_socket_addrs().map_err(|err| {
         UsageError(format!("invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"))
     })?;
-    addrs.next().ok_or_else(|| UsageError(format!("{addr:?} resolves to no address")).into())
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in resolved {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(UsageError(format!("{addr:?} resolves to no address")).into());
+    }
+    Ok(addrs)
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    resolve_all(addr).map(|addrs| addrs[0])
 }
 
 fn server(args: ServerArgs) -> Result<ExitCode> {
-    let binds = args.bind.iter().map(|a| resolve(a)).collect::<Result<Vec<_>>>()?;
+    // A name such as localhost is served on every address it has (::1 and 127.0.0.1).
+    let mut binds = Vec::new();
+    for addr in &args.bind {
+        binds.extend(resolve_all(addr)?);
+    }
     let workers =
         args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 {
@@ -348,34 +451,69 @@ fn report(
     }
 }
 
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    use shout::bench::{BenchConfig, Load};
+    if args.max_loss.is_some_and(|pct| !(0.0..=100.0).contains(&pct)) {
+        bail!(UsageError("--max-loss is a percentage: 0 to 100".into()));
+    }
+    let config = BenchConfig {
+        target: resolve(&args.addr)?,
+        size: args.size,
+        load: args.rate.map_or(Load::Window(args.window.unwrap_or(1)), Load::Rate),
+        flows: args.flows,
+        duration: args.duration,
+        warmup: args.warmup,
+        timeout: args.timeout,
+        expect: args.expect,
+        gso: args.gso,
+        progress: io::stderr().is_terminal(),
+    };
+    config.validate().map_err(UsageError)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
+        .context("installing the Ctrl-C handler")?;
+    let report = shout::bench::run_until(&config, &stop)?;
+    let mut out = io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer(&mut out, &report)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write!(out, "{report}")
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => return Err(err.into()),
+        _ => {}
+    }
+    let broken = report.check(args.max_loss, args.max_p99);
+    for why in &broken {
+        let _ = writeln!(io::stderr(), "check failed: {why}");
+    }
+    Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
 fn client(args: ClientArgs) -> Result<ExitCode> {
-    let server = resolve(args.addr.as_deref().unwrap_or("127.0.0.1:8080"))?;
+    let addr = args.addr.as_deref().unwrap_or("127.0.0.1:8080");
+    let servers = resolve_all(addr)?;
     let config = ClientConfig {
         timeout: args.timeout,
         retries: args.retries,
         expect: args.expect,
         dont_fragment: args.dont_fragment,
     };
-    let mut client =
-        Client::connect(server, config).with_context(|| format!("opening a socket to {server}"))?;
-    let output = Output { raw: args.raw };
+    let mut client = Client::connect_any(&servers, config)
+        .with_context(|| format!("opening a socket to {addr}"))?;
+    let output = Output { raw: args.raw, color: false };
     let tally = if !args.messages.is_empty() {
         let messages: Vec<Vec<u8>> = args.messages.iter().map(|m| os_bytes(m)).collect();
-        if let Some(big) = messages.iter().find(|m| m.len() > client.max_message()) {
-            let family = if server.is_ipv4() { "IPv4" } else { "IPv6" };
-            bail!(UsageError(format!(
-                "message is {} bytes; a UDP datagram over {family} carries at most {}",
-                big.len(),
-                client.max_message()
-            )));
+        for message in &messages {
+            client.check_size(message.len()).map_err(|err| UsageError(err.to_string()))?;
         }
         session::one_shot(&mut client, &messages, output, io::stdout().lock(), io::stderr())?
     } else if io::stdin().is_terminal() {
         let interrupt = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
-        let color =
-            io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        session::interactive(&mut client, interrupt, output, color)?
+        session::interactive(&mut client, interrupt, Output { color: color_wanted(), ..output })?
     } else {
         session::pipe(
             &mut client,

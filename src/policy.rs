@@ -22,7 +22,7 @@ pub const REFLECTOR_PORTS: [u16; 4] = [1900, 3702, 5353, 11211];
 
 /// Why a datagram was not answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Drop {
+pub enum Refusal {
     /// Longer than `--max-datagram`.
     Oversize,
     /// Source port 0: cannot be answered, and only forged packets have it.
@@ -37,15 +37,15 @@ pub enum Drop {
     RateLimited,
 }
 
-impl fmt::Display for Drop {
+impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Drop::Oversize => "oversize",
-            Drop::PortZero => "port_zero",
-            Drop::DeniedPort => "denied_port",
-            Drop::BadSource => "bad_source",
-            Drop::SelfLoop => "self_loop",
-            Drop::RateLimited => "rate_limited",
+            Refusal::Oversize => "oversize",
+            Refusal::PortZero => "port_zero",
+            Refusal::DeniedPort => "denied_port",
+            Refusal::BadSource => "bad_source",
+            Refusal::SelfLoop => "self_loop",
+            Refusal::RateLimited => "rate_limited",
         })
     }
 }
@@ -125,6 +125,8 @@ impl PolicyConfig {
 #[derive(Debug)]
 pub struct Policy {
     denied: Box<[u64; 1024]>,
+    /// Every address the server is bound to: a datagram from any of them is a loop.
+    own: Vec<SocketAddr>,
     deny_bad_sources: bool,
     limiter: Option<Limiter>,
     mode: Mode,
@@ -152,6 +154,7 @@ impl Policy {
         config.allow_ports.iter().for_each(|&p| set(p, false));
         Policy {
             denied,
+            own: Vec::new(),
             deny_bad_sources: config.deny_bad_sources,
             limiter: config.rate_limit.as_ref().map(Limiter::new),
             mode,
@@ -160,9 +163,15 @@ impl Policy {
         }
     }
 
+    /// Tells the policy every address the server is bound to, so that a
+    /// datagram from one of its sockets to another is refused as a loop too.
+    pub fn set_own_addrs(&mut self, addrs: &[SocketAddr]) {
+        self.own = addrs.to_vec();
+    }
+
     /// A timestamp for [`handle`](Policy::handle): take one per batch, not per datagram.
     pub fn now(&self) -> Tick {
-        Tick(self.epoch.elapsed().as_micros() as u64)
+        Tick::from_duration(self.epoch.elapsed())
     }
 
     /// Decides about one datagram from `src`, sent to our socket `local` (with
@@ -176,7 +185,7 @@ impl Policy {
         dst: Option<IpAddr>,
         payload: &'p mut [u8],
         now: Tick,
-    ) -> Result<&'p [u8], Drop> {
+    ) -> Result<&'p [u8], Refusal> {
         self.admit(src, local, dst, payload.len(), now)?;
         self.mode.apply(payload);
         Ok(payload)
@@ -191,30 +200,33 @@ impl Policy {
         dst: Option<IpAddr>,
         len: usize,
         now: Tick,
-    ) -> Result<(), Drop> {
+    ) -> Result<(), Refusal> {
         if len > self.max_datagram {
-            return Err(Drop::Oversize);
+            return Err(Refusal::Oversize);
         }
         let port = src.port();
         if port == 0 {
-            return Err(Drop::PortZero);
+            return Err(Refusal::PortZero);
         }
         if self.denied[usize::from(port) / 64] & (1 << (port % 64)) != 0 {
-            return Err(Drop::DeniedPort);
+            return Err(Refusal::DeniedPort);
         }
         let ip = canonical(src.ip());
         if self.deny_bad_sources && is_bad_source(ip) {
-            return Err(Drop::BadSource);
+            return Err(Refusal::BadSource);
         }
-        if port == local.port() {
-            let own = dst.map_or(local.ip(), canonical);
-            if ip == own || (own.is_unspecified() && ip.is_loopback()) {
-                return Err(Drop::SelfLoop);
-            }
+        let own = |a: &SocketAddr| {
+            a.port() == port
+                && (ip == canonical(a.ip())
+                    || (a.ip().is_unspecified()
+                        && (ip.is_loopback() || dst.map(canonical) == Some(ip))))
+        };
+        if own(&local) || self.own.iter().any(own) {
+            return Err(Refusal::SelfLoop);
         }
         if let Some(limiter) = &self.limiter {
             if !limiter.allow(ip, now) {
-                return Err(Drop::RateLimited);
+                return Err(Refusal::RateLimited);
             }
         }
         Ok(())
@@ -237,20 +249,29 @@ fn is_bad_source(ip: IpAddr) -> bool {
     }
 }
 
-/// Microseconds since the policy was made.
+/// Time since the policy was made, in sixteenths of a microsecond: fine
+/// enough for intervals of rates up to millions per second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Tick(u64);
 
+/// Ticks per second.
+const TICKS_PER_SEC: f64 = 16e6;
+
 impl Tick {
+    fn from_duration(d: Duration) -> Tick {
+        Tick((d.as_nanos() * 16 / 1000) as u64)
+    }
+
     /// A tick `d` after this one (for tests and simulations).
     pub fn after(self, d: Duration) -> Tick {
-        Tick(self.0 + d.as_micros() as u64)
+        Tick(self.0 + Tick::from_duration(d).0)
     }
 }
 
 /// Rate limiting by GCRA (the "virtual scheduling" form of a token bucket):
 /// each bucket is one word holding a 16-bit key tag and the 48-bit theoretical
-/// arrival time in microseconds, updated by compare-and-swap. No lock, no
+/// arrival time in ticks (wrapping every 203 days, which the arithmetic
+/// below tolerates), updated by compare-and-swap. No lock, no
 /// allocation after start, and a fixed table whatever the number of sources.
 /// Buckets are 4-way set associative; a new source takes the set's entry that
 /// is idle longest, so a flood of sources evicts only each other (an evicted
@@ -259,8 +280,8 @@ impl Tick {
 struct Limiter {
     table: Box<[AtomicU64]>,
     set_mask: usize,
-    interval_us: u64,
-    tolerance_us: u64,
+    interval: u64,
+    tolerance: u64,
     v4_mask: u32,
     v6_mask: u128,
     include_loopback: bool,
@@ -270,21 +291,40 @@ struct Limiter {
 const WAYS: usize = 4;
 const TAT_BITS: u32 = 48;
 const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
+/// Largest interval or tolerance: a quarter of the circle, so "ahead" and
+/// "behind" can never be confused.
+const MAX_SPAN: u64 = 1 << 46;
+/// Largest table: 2^26 buckets, 512 MiB.
+pub const MAX_TABLE: usize = 1 << 26;
 
 impl Limiter {
     fn new(config: &RateLimit) -> Limiter {
-        let size = config.table_size.max(WAYS).next_power_of_two();
-        let interval_us = (1e6 / config.rate.max(1e-3)).round().max(1.0) as u64;
+        let size = config.table_size.clamp(WAYS, MAX_TABLE).next_power_of_two();
+        let interval =
+            (TICKS_PER_SEC / config.rate.max(1e-3)).round().clamp(1.0, MAX_SPAN as f64) as u64;
         Limiter {
             table: (0..size).map(|_| AtomicU64::new(0)).collect(),
             set_mask: size / WAYS - 1,
-            interval_us,
+            interval,
             // A full bucket admits `burst` at once: burst - 1 intervals of slack.
-            tolerance_us: interval_us * u64::from(config.burst.max(1) - 1),
+            tolerance: interval.saturating_mul(u64::from(config.burst.max(1) - 1)).min(MAX_SPAN),
             v4_mask: u32::MAX.checked_shl(32 - u32::from(config.v4_prefix.min(32))).unwrap_or(0),
             v6_mask: u128::MAX.checked_shl(128 - u32::from(config.v6_prefix.min(128))).unwrap_or(0),
             include_loopback: config.include_loopback,
             hasher: Default::default(),
+        }
+    }
+
+    /// How far `tat` lies ahead of `now` (0 if behind), on the 48-bit circle.
+    /// A legitimate TAT is never more than `tolerance + interval` ahead, so
+    /// anything further is a bucket idle long enough for the clock to wrap: it
+    /// counts as fresh.
+    fn ahead(&self, tat: u64, now: u64) -> u64 {
+        let diff = tat.wrapping_sub(now) & TAT_MASK;
+        if diff > self.tolerance + self.interval {
+            0
+        } else {
+            diff
         }
     }
 
@@ -304,33 +344,32 @@ impl Limiter {
         let ways = &self.table[set..set + WAYS];
         let now = now.0 & TAT_MASK;
 
-        // Our bucket if present, else the entry idle longest (smallest TAT).
+        // Our bucket if present, else the entry idle longest (least ahead).
         let mut slot = 0;
-        let mut oldest = u64::MAX;
+        let mut least = u64::MAX;
         for (i, entry) in ways.iter().enumerate() {
             let word = entry.load(Relaxed);
             if word >> TAT_BITS == tag {
                 return self.update(entry, word, tag, now);
             }
-            if word & TAT_MASK < oldest {
-                oldest = word & TAT_MASK;
+            let ahead = if word == 0 { 0 } else { self.ahead(word & TAT_MASK, now) };
+            if ahead < least {
+                least = ahead;
                 slot = i;
             }
         }
-        let entry = &ways[slot];
-        let fresh = (tag << TAT_BITS) | (now + self.interval_us) & TAT_MASK;
         // Losing this race to another worker only means one extra reply.
-        let _ = entry.fetch_update(Relaxed, Relaxed, |_| Some(fresh));
+        ways[slot].store((tag << TAT_BITS) | ((now + self.interval) & TAT_MASK), Relaxed);
         true
     }
 
     fn update(&self, entry: &AtomicU64, mut word: u64, tag: u64, now: u64) -> bool {
         loop {
-            let tat = (word & TAT_MASK).max(now);
-            if tat - now > self.tolerance_us {
+            let ahead = self.ahead(word & TAT_MASK, now);
+            if ahead > self.tolerance {
                 return false;
             }
-            let next = (tag << TAT_BITS) | ((tat + self.interval_us) & TAT_MASK);
+            let next = (tag << TAT_BITS) | ((now + ahead + self.interval) & TAT_MASK);
             match entry.compare_exchange_weak(word, next, Relaxed, Relaxed) {
                 Ok(_) => return true,
                 Err(current) if current >> TAT_BITS == tag => word = current,
@@ -357,21 +396,25 @@ mod tests {
         let p = Policy::new(&PolicyConfig::default(), Mode::Upper, 65_527);
         let now = p.now();
         let verdict = |src: &str| p.admit(addr(src), addr(LOCAL), None, 10, now);
-        assert_eq!(verdict("10.0.0.2:0"), Err(Drop::PortZero));
+        assert_eq!(verdict("10.0.0.2:0"), Err(Refusal::PortZero));
         for port in [7, 19, 53, 123, 1023, 1900, 3702, 5353, 11211] {
-            assert_eq!(verdict(&format!("10.0.0.2:{port}")), Err(Drop::DeniedPort), "port {port}");
+            assert_eq!(
+                verdict(&format!("10.0.0.2:{port}")),
+                Err(Refusal::DeniedPort),
+                "port {port}"
+            );
         }
-        assert_eq!(verdict("255.255.255.255:5000"), Err(Drop::BadSource));
-        assert_eq!(verdict("224.0.0.1:5000"), Err(Drop::BadSource));
-        assert_eq!(verdict("0.0.0.0:5000"), Err(Drop::BadSource));
-        assert_eq!(verdict("[ff02::1]:5000"), Err(Drop::BadSource));
-        assert_eq!(verdict("10.0.0.1:7000"), Err(Drop::SelfLoop));
-        assert_eq!(verdict("[::ffff:10.0.0.1]:7000"), Err(Drop::SelfLoop));
+        assert_eq!(verdict("255.255.255.255:5000"), Err(Refusal::BadSource));
+        assert_eq!(verdict("224.0.0.1:5000"), Err(Refusal::BadSource));
+        assert_eq!(verdict("0.0.0.0:5000"), Err(Refusal::BadSource));
+        assert_eq!(verdict("[ff02::1]:5000"), Err(Refusal::BadSource));
+        assert_eq!(verdict("10.0.0.1:7000"), Err(Refusal::SelfLoop));
+        assert_eq!(verdict("[::ffff:10.0.0.1]:7000"), Err(Refusal::SelfLoop));
         assert_eq!(verdict("10.0.0.2:7000"), Ok(()));
         assert_eq!(verdict("10.0.0.2:1024"), Ok(()));
         assert_eq!(
             p.admit(addr("10.0.0.2:5000"), addr(LOCAL), None, 65_528, now),
-            Err(Drop::Oversize)
+            Err(Refusal::Oversize)
         );
     }
 
@@ -381,8 +424,8 @@ mod tests {
         let now = p.now();
         let local = addr("0.0.0.0:7000");
         let dst = Some("192.0.2.5".parse().unwrap());
-        assert_eq!(p.admit(addr("192.0.2.5:7000"), local, dst, 1, now), Err(Drop::SelfLoop));
-        assert_eq!(p.admit(addr("127.0.0.1:7000"), local, None, 1, now), Err(Drop::SelfLoop));
+        assert_eq!(p.admit(addr("192.0.2.5:7000"), local, dst, 1, now), Err(Refusal::SelfLoop));
+        assert_eq!(p.admit(addr("127.0.0.1:7000"), local, None, 1, now), Err(Refusal::SelfLoop));
         assert_eq!(p.admit(addr("192.0.2.6:7000"), local, dst, 1, now), Ok(()));
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::monitor::Monitor;
-use crate::policy::{Drop, Policy, PolicyConfig};
+use crate::policy::{Policy, PolicyConfig, Refusal};
 use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::telemetry::LogFormat;
@@ -115,6 +115,9 @@ impl Server {
         config.workers = config.workers.max(1);
         let mut groups = Vec::new();
         for &addr in &config.binds {
+            // A reuseport group would silently share the port with any other
+            // process of ours already on it; a plain bind first says "in use".
+            let addr = if config.workers > 1 { claim(addr)? } else { addr };
             let first = bind_socket(addr, config.workers > 1)?;
             let local = first.local_addr()?;
             let mut sockets = vec![first];
@@ -155,13 +158,18 @@ impl Server {
                 if local.ip().is_unspecified() {
                     // To answer from the address each request was sent to, and
                     // to recognise our own address in a self-loop check.
-                    sys::enable_pktinfo(&socket, local.is_ipv6())?;
+                    match sys::enable_pktinfo(&socket, local.is_ipv6()) {
+                        Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
+                        // Where the platform cannot tell, the kernel picks the source.
+                        _ => {}
+                    }
                 }
                 workers.push(Slot { socket, local, stats: Arc::default() });
             }
             local_addrs.push(local);
         }
-        let policy = Policy::new(&config.policy, config.mode, config.max_datagram);
+        let mut policy = Policy::new(&config.policy, config.mode, config.max_datagram);
+        policy.set_own_addrs(&local_addrs);
         Ok(Server { config, policy, local_addrs, workers })
     }
 
@@ -204,32 +212,33 @@ impl Server {
     /// returns the final counters. Returns an error only if a socket is lost.
     pub fn run(&self, stop: &AtomicBool) -> io::Result<Counts> {
         let monitor = Monitor::start(self.config.show, self.config.log_format);
+        // Raised when any worker ends early, so the others stop too: a server
+        // with a dead worker would leave that socket's share unanswered.
         let halt = AtomicBool::new(false);
         let result = thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .workers
-                .iter()
-                .enumerate()
-                .map(|(i, slot)| {
-                    let monitor = Arc::clone(&monitor);
-                    let halt = &halt;
-                    thread::Builder::new().name(format!("shout-worker-{i}")).spawn_scoped(
-                        scope,
-                        move || {
-                            let mut worker = Worker::new(slot, &self.config, &self.policy, monitor);
-                            let result = worker.run(stop, halt);
-                            if result.is_err() {
-                                halt.store(true, Relaxed);
-                            }
-                            result
-                        },
-                    )
-                })
-                .collect::<io::Result<_>>()?;
+            let mut handles = Vec::new();
+            for (i, slot) in self.workers.iter().enumerate() {
+                let monitor = Arc::clone(&monitor);
+                let halt = &halt;
+                let spawned = thread::Builder::new()
+                    .name(format!("shout-worker-{i}"))
+                    .spawn_scoped(scope, move || {
+                        // Raises `halt` however the worker ends, a panic included.
+                        let _guard = HaltOnExit(halt);
+                        Worker::new(slot, &self.config, &self.policy, monitor).run(stop, halt)
+                    });
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(err) => {
+                        halt.store(true, Relaxed);
+                        return Err(err);
+                    }
+                }
+            }
             let mut first_error = None;
             for handle in handles {
                 let result =
-                    handle.join().unwrap_or_else(|_| Err(io::Error::other("worker panicked")));
+                    handle.join().unwrap_or_else(|_| Err(io::Error::other("a worker panicked")));
                 if let Err(err) = result {
                     first_error.get_or_insert(err);
                 }
@@ -238,6 +247,27 @@ impl Server {
         });
         monitor.finish(Duration::from_millis(200));
         result.map(|()| self.counts())
+    }
+}
+
+/// Binds `addr` without `SO_REUSEPORT` and lets go, to learn that it is free
+/// (and, for port 0, which port to take). The port could be taken in between;
+/// the reuseport bind that follows then still fails unless it is ours.
+fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    probe.bind(&addr.into())?;
+    probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
+}
+
+/// Sets `halt` when dropped: on a worker's return and on its panic alike.
+struct HaltOnExit<'a>(&'a AtomicBool);
+
+impl Drop for HaltOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
     }
 }
 
@@ -301,6 +331,8 @@ struct Worker<'a> {
     gso: bool,
     warned_at: Option<Instant>,
     unwarned: u64,
+    /// Datagrams not shown, published to the monitor now and then.
+    unseen: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -320,6 +352,7 @@ impl<'a> Worker<'a> {
             gso: config.offload && sys::gso_supported(&slot.socket),
             warned_at: None,
             unwarned: 0,
+            unseen: 0,
         }
     }
 
@@ -369,13 +402,19 @@ impl<'a> Worker<'a> {
             }
         }
         self.refresh_drops();
+        if self.unwarned > 0 {
+            self.monitor.warn(format!("{} similar warnings held back", self.unwarned));
+        }
         Ok(())
     }
 
-    fn refresh_drops(&self) {
+    /// Publishes what is kept locally: the kernel's drop count and the
+    /// datagrams not shown. Called when idle, now and then under load, and at exit.
+    fn refresh_drops(&mut self) {
         if let Some(drops) = sys::socket_drops(self.socket) {
             self.stats.set_kernel_drops(drops);
         }
+        self.monitor.add_unseen(std::mem::take(&mut self.unseen));
     }
 
     /// Judges and transforms a received batch in place, then sends the replies.
@@ -392,7 +431,7 @@ impl<'a> Worker<'a> {
             counts.received += total;
             counts.bytes_received += m.len as u64;
             if m.truncated {
-                counts.add_drop(Drop::Oversize, total);
+                counts.add_drop(Refusal::Oversize, total);
                 continue;
             }
             if self.monitor.offer(m.addr, &buf[..m.stride.min(m.len)]) {
@@ -412,7 +451,11 @@ impl<'a> Worker<'a> {
                 *reply = Some(answered);
             }
         }
-        self.monitor.add_unseen(counts.received - shown);
+        // A shared counter per batch would be a cache line bouncing between workers.
+        self.unseen += counts.received - shown;
+        if self.unseen >= 4096 {
+            self.monitor.add_unseen(std::mem::take(&mut self.unseen));
+        }
 
         let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
         let mut txs = [empty; BATCH];
@@ -423,7 +466,8 @@ impl<'a> Worker<'a> {
                 dst: m.addr,
                 contents: &buf[..len],
                 segment_size: (len > m.stride).then_some(m.stride),
-                src: m.dst,
+                // Never answer *from* a multicast group a request was sent to.
+                src: m.dst.filter(|ip| !ip.is_multicast()),
             };
             ntx += 1;
         }
@@ -449,20 +493,27 @@ impl<'a> Worker<'a> {
             match sys::send_batch(self.socket, &rest[..end]) {
                 Ok(sent) => {
                     for t in &rest[..sent] {
-                        counts.answered += segments(t.contents.len(), t.segment_size.unwrap_or(0));
+                        counts.answered += t.datagrams();
                         counts.bytes_answered += t.contents.len() as u64;
                     }
                     rest = &rest[sent..];
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if first.segment_size.is_some() && sys::is_gso_error(&err) => {
-                    // Nothing was sent; the loop now splits this one into datagrams.
-                    self.gso = false;
-                    self.warn(format_args!("UDP GSO failed ({err}); sending datagrams one by one"));
+                    // EINVAL may be about the destination rather than GSO: only
+                    // if the same datagrams go out one by one was GSO to blame.
+                    let failed_before = counts.reply_failed;
+                    self.send_split(first, counts);
+                    if counts.reply_failed == failed_before {
+                        self.gso = false;
+                        self.warn(format_args!(
+                            "UDP GSO failed ({err}); sending datagrams one by one from now on"
+                        ));
+                    }
+                    rest = &rest[1..];
                 }
                 Err(err) => {
-                    counts.reply_failed +=
-                        segments(first.contents.len(), first.segment_size.unwrap_or(0));
+                    counts.reply_failed += first.datagrams();
                     self.warn(format_args!("reply to {} failed: {err}", first.dst));
                     rest = &rest[1..];
                 }

@@ -13,11 +13,24 @@ use crate::escape;
 /// The interactive prompt, as in the original tutorial.
 pub const PROMPT: &str = ">>: ";
 
-/// How replies are written.
+/// How replies and diagnostics are written.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Output {
     /// Write reply bytes unchanged instead of escaping what is not text.
     pub raw: bool,
+    /// Colour the `error:`/`warning:` prefixes and dim reply details (callers
+    /// decide: only on a terminal, never with `NO_COLOR`).
+    pub color: bool,
+}
+
+impl Output {
+    fn paint(&self, code: &'static str) -> (&'static str, &'static str) {
+        if self.color {
+            (code, "\x1b[0m")
+        } else {
+            ("", "")
+        }
+    }
 }
 
 /// What a session did, for the exit code.
@@ -57,10 +70,11 @@ impl<O: Write, D: Write> Session<'_, O, D> {
         message: &[u8],
         show: impl Fn(&Reply, &mut O, Output) -> io::Result<()>,
     ) -> io::Result<Next> {
+        let (yellow, reset) = self.output.paint("\x1b[33m");
         if message.len() > SAFE_DATAGRAM && message.len() <= self.client.max_message() {
             writeln!(
                 self.diag,
-                "warning: message is {} bytes, above {SAFE_DATAGRAM}: it may be fragmented on real networks (RFC 8085 §3.2)",
+                "{yellow}warning:{reset} message is {} bytes, above {SAFE_DATAGRAM}: it may be fragmented on real networks (RFC 8085 §3.2)",
                 message.len()
             )?;
         }
@@ -78,7 +92,8 @@ impl<O: Write, D: Write> Session<'_, O, D> {
                 if let RequestError::NoReply { discarded, .. } = err {
                     self.note_discarded(discarded)?;
                 }
-                writeln!(self.diag, "error: {err}")?;
+                let (red, reset) = self.output.paint("\x1b[31m");
+                writeln!(self.diag, "{red}error:{reset} {err}")?;
                 match err {
                     RequestError::NoServer(_) | RequestError::Io(_) => Ok(Next::Stop),
                     _ => Ok(Next::Continue),
@@ -88,10 +103,11 @@ impl<O: Write, D: Write> Session<'_, O, D> {
     }
 
     fn note_discarded(&mut self, discarded: u64) -> io::Result<()> {
+        let (yellow, reset) = self.output.paint("\x1b[33m");
         if discarded > 0 {
             writeln!(
                 self.diag,
-                "warning: discarded {discarded} datagram(s) from the server that did not answer this request"
+                "{yellow}warning:{reset} discarded {discarded} datagram(s) from the server that did not answer this request"
             )?;
         }
         Ok(())
@@ -138,6 +154,8 @@ pub fn one_shot<M: AsRef<[u8]>>(
 
 /// One datagram per input line; lines are stripped and empty ones skipped,
 /// unless `raw_lines`, which sends each line (without its newline) as it is.
+/// A line too long for a datagram is reported and skipped without being held
+/// in memory whole.
 pub fn pipe(
     client: &mut Client,
     mut input: impl BufRead,
@@ -146,12 +164,24 @@ pub fn pipe(
     out: impl Write,
     diag: impl Write,
 ) -> io::Result<Tally> {
+    // Room for the largest datagram plus surrounding whitespace worth stripping.
+    let limit = client.max_message() + 64;
     let mut s = Session { client, output, out, diag, tally: Tally::default() };
     let mut buf = Vec::new();
+    let mut number = 0u64;
     let result = (|| loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(());
+        number += 1;
+        let Some(overflow) = read_line(&mut input, &mut buf, limit)? else { return Ok(()) };
+        if overflow > 0 {
+            s.tally.failed += 1;
+            let (red, reset) = s.output.paint("\x1b[31m");
+            writeln!(
+                s.diag,
+                "{red}error:{reset} line {number} is over {} bytes; a UDP datagram carries at most {} (not sent)",
+                limit,
+                s.client.max_message()
+            )?;
+            continue;
         }
         let message = if raw_lines { buf.strip_suffix(b"\n").unwrap_or(&buf) } else { strip(&buf) };
         if message.is_empty() && !raw_lines {
@@ -162,6 +192,37 @@ pub fn pipe(
         }
     })();
     finish(result, s.tally)
+}
+
+/// Reads one line (with its newline) into `buf`, keeping at most `limit`
+/// bytes. Returns `None` at end of input, else how many bytes beyond `limit`
+/// were skipped.
+fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, limit: usize) -> io::Result<Option<u64>> {
+    buf.clear();
+    let mut skipped = 0u64;
+    let mut any = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if chunk.is_empty() {
+            return Ok(any.then_some(skipped));
+        }
+        any = true;
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let room = limit.saturating_sub(buf.len()).min(take);
+        buf.extend_from_slice(&chunk[..room]);
+        skipped += (take - room) as u64;
+        input.consume(take);
+        if done {
+            return Ok(Some(skipped));
+        }
+    }
 }
 
 /// Help for the interactive prompt's own commands.
@@ -187,7 +248,6 @@ pub fn interactive(
     client: &mut Client,
     interrupt: Arc<AtomicBool>,
     output: Output,
-    color: bool,
 ) -> io::Result<Tally> {
     use rustyline::error::ReadlineError;
 
@@ -197,9 +257,10 @@ pub fn interactive(
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    let (dim, red, reset) = if color { ("\x1b[2m", "\x1b[31m", "\x1b[0m") } else { ("", "", "") };
-    let diag = Painted { inner: io::stderr(), prefix: red, reset };
-    let mut s = Session { client, output, out: io::stdout(), diag, tally: Tally::default() };
+    let (dim, reset) = output.paint("\x1b[2m");
+    let (red, _) = output.paint("\x1b[31m");
+    let mut s =
+        Session { client, output, out: io::stdout(), diag: io::stderr(), tally: Tally::default() };
     loop {
         interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
         let text = match editor.readline(PROMPT) {
@@ -215,12 +276,13 @@ pub fn interactive(
         let message = match line.strip_prefix(':') {
             Some(rest) if rest.starts_with(':') => rest,
             Some("help" | "h" | "?") => {
-                println!("{INTERACTIVE_HELP}");
+                let _ = writeln!(s.out, "{INTERACTIVE_HELP}");
                 continue;
             }
             Some("quit" | "q" | "exit") => break,
             Some(other) => {
-                eprintln!(
+                let _ = writeln!(
+                    s.diag,
                     "{red}unknown command :{other}{reset} (:help lists them; ::text sends :text)"
                 );
                 continue;
@@ -236,7 +298,10 @@ pub fn interactive(
             writeln!(out, "  {dim}(from {} in {}){reset}", reply.from, human(reply.rtt))
         });
         match shown {
-            Ok(_) => {}
+            Ok(Next::Continue) => {}
+            // Ctrl-C while waiting for a reply leaves, as it does at the prompt.
+            Ok(Next::Stop) if interrupt.load(std::sync::atomic::Ordering::Relaxed) => break,
+            Ok(Next::Stop) => {}
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => break,
             Err(err) => return Err(err),
         }
@@ -248,28 +313,6 @@ pub fn interactive(
         let _ = editor.save_history(path);
     }
     Ok(s.tally)
-}
-
-/// Colours whole diagnostic lines ("error: ..."), a line per write call.
-struct Painted<W> {
-    inner: W,
-    prefix: &'static str,
-    reset: &'static str,
-}
-
-impl<W: Write> Write for Painted<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.prefix.is_empty() {
-            return self.inner.write(buf);
-        }
-        let line = [self.prefix.as_bytes(), buf, self.reset.as_bytes()].concat();
-        self.inner.write_all(&line)?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Strips surrounding whitespace as Python's `str.strip()` does for text, and

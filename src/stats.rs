@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::policy::Drop;
+use crate::policy::Refusal;
 
 /// Declares [`Counts`] and its atomic twin [`WorkerStats`] from one field list,
 /// so the two can never disagree.
@@ -100,14 +100,14 @@ counters! {
 
 impl Counts {
     /// Counts `n` datagrams dropped for `reason`.
-    pub fn add_drop(&mut self, reason: Drop, n: u64) {
+    pub fn add_drop(&mut self, reason: Refusal, n: u64) {
         *match reason {
-            Drop::Oversize => &mut self.oversize,
-            Drop::PortZero => &mut self.port_zero,
-            Drop::DeniedPort => &mut self.denied_port,
-            Drop::BadSource => &mut self.bad_source,
-            Drop::SelfLoop => &mut self.self_loop,
-            Drop::RateLimited => &mut self.rate_limited,
+            Refusal::Oversize => &mut self.oversize,
+            Refusal::PortZero => &mut self.port_zero,
+            Refusal::DeniedPort => &mut self.denied_port,
+            Refusal::BadSource => &mut self.bad_source,
+            Refusal::SelfLoop => &mut self.self_loop,
+            Refusal::RateLimited => &mut self.rate_limited,
         } += n;
     }
 
@@ -157,7 +157,7 @@ mod tests {
             ..Counts::default()
         });
         let mut c = Counts { received: 3, answered: 3, ..Counts::default() };
-        c.add_drop(Drop::RateLimited, 2);
+        c.add_drop(Refusal::RateLimited, 2);
         w.add(&c);
         w.set_kernel_drops(7);
         let c = w.counts();

@@ -2,7 +2,7 @@
 //! Prometheus `/metrics` endpoint.
 
 use std::fmt::Write as _;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -53,7 +53,8 @@ pub fn log_counts(
             if let Some(rate) = answers_per_sec {
                 let _ = write!(line, " answers_per_sec={rate:.1}");
             }
-            eprintln!("{line}");
+            // A closed stderr must not take the server down (eprintln! would panic).
+            let _ = writeln!(io::stderr().lock(), "{line}");
         }
         LogFormat::Json => counts.trace(event, answers_per_sec.unwrap_or(f64::NAN)),
     }

@@ -46,8 +46,8 @@ impl Mode {
 
 /// Uppercases ASCII letters in place, as Python's `bytes.upper()` does.
 ///
-/// Works a machine word at a time: the compiler turns the branch-free byte form
-/// into SIMD, which matters for 8 KiB and 64 KiB datagrams.
+/// Branch-free per byte, so the compiler vectorises it (SIMD), which matters
+/// for 8 KiB and 64 KiB datagrams.
 #[inline]
 pub fn uppercase_ascii(payload: &mut [u8]) {
     for b in payload.iter_mut() {

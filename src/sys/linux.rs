@@ -126,7 +126,7 @@ pub fn recv_batch(
     for i in 0..n {
         // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
         let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
-        hdr.msg_hdr.msg_name = names[i].write(zeroed_storage()) as *mut _ as *mut libc::c_void;
+        hdr.msg_hdr.msg_name = names[i].as_mut_ptr().cast();
         hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // `IoSliceMut` is documented to be ABI compatible with `iovec` on Unix.
         hdr.msg_hdr.msg_iov = (&mut bufs[i] as *mut IoSliceMut<'_>).cast();
@@ -153,13 +153,25 @@ pub fn recv_batch(
         // SAFETY: headers below `n` were initialised above (and `got` <= `n`).
         let hdr = unsafe { hdrs[i].assume_init_ref() };
         let len = hdr.msg_len as usize;
-        // SAFETY: initialised (zeroed, then partly written by the kernel) above.
-        let storage = unsafe { names[i].assume_init() };
+        // Copy only the bytes the kernel wrote: the rest of the slot is uninitialised.
+        let mut storage = zeroed_storage();
+        let written =
+            (hdr.msg_hdr.msg_namelen as usize).min(mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: the kernel wrote `written` bytes at the start of `names[i]`;
+        // `storage` has room for them and does not overlap it.
+        unsafe {
+            ptr::copy_nonoverlapping(
+                names[i].as_ptr().cast::<u8>(),
+                (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+                written,
+            )
+        };
         // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` is the
         // length the kernel reported for it.
         let addr = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) };
         meta[i] = RecvMeta {
-            addr: addr.as_socket().unwrap_or(meta[i].addr),
+            // Not an IP address (impossible for UDP): a port-0 sentinel the policy refuses.
+            addr: addr.as_socket().unwrap_or(RecvMeta::default().addr),
             len,
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             ..parse_cmsgs(&hdr.msg_hdr, len)
@@ -186,20 +198,23 @@ fn parse_cmsgs(hdr: &libc::msghdr, len: usize) -> RecvMeta {
         // SAFETY: CMSG_DATA of a header inside the buffer stays inside it.
         let data = unsafe { libc::CMSG_DATA(cmsg) };
         match (c.cmsg_level, c.cmsg_type) {
-            (libc::SOL_UDP, libc::UDP_GRO) => {
-                // SAFETY: a UDP_GRO message carries one `c_int`, possibly unaligned.
+            (libc::SOL_UDP, libc::UDP_GRO) if fits::<libc::c_int>(c) => {
+                // SAFETY: checked above: the message holds a `c_int`, possibly unaligned.
                 let size = unsafe { ptr::read_unaligned(data.cast::<libc::c_int>()) };
                 if let Ok(size) = usize::try_from(size) {
                     meta.stride = if size == 0 { len } else { size };
                 }
             }
-            (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
-                // SAFETY: an IP_PKTINFO message carries one `in_pktinfo`.
+            (libc::IPPROTO_IP, libc::IP_PKTINFO) if fits::<libc::in_pktinfo>(c) => {
+                // SAFETY: checked above: the message holds an `in_pktinfo`.
                 let info = unsafe { ptr::read_unaligned(data.cast::<libc::in_pktinfo>()) };
-                meta.dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_addr.s_addr))));
+                // The local address to answer from: for a broadcast request,
+                // the receiving interface's address rather than the broadcast one.
+                let local = info.ipi_spec_dst.s_addr;
+                meta.dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(local))));
             }
-            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
-                // SAFETY: an IPV6_PKTINFO message carries one `in6_pktinfo`.
+            (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if fits::<libc::in6_pktinfo>(c) => {
+                // SAFETY: checked above: the message holds an `in6_pktinfo`.
                 let info = unsafe { ptr::read_unaligned(data.cast::<libc::in6_pktinfo>()) };
                 meta.dst = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
             }
@@ -209,6 +224,17 @@ fn parse_cmsgs(hdr: &libc::msghdr, len: usize) -> RecvMeta {
         cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
     }
     meta
+}
+
+/// Whether a control message's length covers a `T` of data (a truncated
+/// control buffer, `MSG_CTRUNC`, can leave a header whose data is cut short).
+fn fits<T>(c: &libc::cmsghdr) -> bool {
+    // SAFETY: CMSG_LEN is a pure size computation.
+    let needed = unsafe { libc::CMSG_LEN(mem::size_of::<T>() as u32) } as usize;
+    // `cmsg_len` is `usize` on glibc and `u32` on musl.
+    #[allow(clippy::unnecessary_cast)]
+    let len = c.cmsg_len as usize;
+    len >= needed
 }
 
 /// Appends one control message at `offset` of `buf`; returns the next offset.
@@ -283,9 +309,8 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     }
     // SAFETY: the first `n` headers are initialised and point at live names,
     // iovecs and control buffers that outlive the call.
-    let ret = unsafe {
-        libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr().cast(), n as libc::c_uint, 0)
-    };
+    let ret =
+        unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr().cast(), n as libc::c_uint, 0) };
     cvt(ret)
 }
 

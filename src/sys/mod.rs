@@ -11,7 +11,9 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
-#[cfg(not(target_os = "linux"))]
+// Also built for tests on Linux, where its own test keeps it working.
+#[cfg(any(not(target_os = "linux"), test))]
+#[cfg_attr(target_os = "linux", allow(dead_code, unreachable_pub))]
 mod fallback;
 #[cfg(not(target_os = "linux"))]
 pub use fallback::*;
@@ -63,4 +65,16 @@ pub struct Transmit<'a> {
     /// Source address to send from (`IP_PKTINFO`), so a wildcard socket answers
     /// from the address it was asked on; `None` lets the kernel choose.
     pub src: Option<IpAddr>,
+}
+
+impl Transmit<'_> {
+    /// How many datagrams this transmit puts on the wire.
+    pub fn datagrams(&self) -> u64 {
+        match self.segment_size {
+            Some(size) if size > 0 && self.contents.len() > size => {
+                self.contents.len().div_ceil(size) as u64
+            }
+            _ => 1,
+        }
+    }
 }

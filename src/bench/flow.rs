@@ -1,0 +1,573 @@
+//! One flow: a connected socket, probes going out in batches, replies coming
+//! in and handed to the flow's [`Tracker`].
+//!
+//! Closed loop runs in one thread: refill the window, receive, repeat. Open
+//! loop sends from a second thread on its [`Schedule`], so that waiting for
+//! the next send time never delays reading a reply (a socket timeout is only
+//! as fine as the kernel's tick; a sleep is finer).
+
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::probe;
+use super::tracker::{Rules, Schedule, Tally, Tracker};
+use super::BenchConfig;
+use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
+
+/// The kernel refuses a GSO send of more segments than this.
+const MAX_GSO_SEGMENTS: usize = 64;
+/// Payload bytes per GSO buffer, under the 64 KiB an IP packet can hold.
+const MAX_GSO_BYTES: usize = 65_000;
+/// Asked for on both directions; the kernel caps it at `net.core.[rw]mem_max`.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// Closed loop's ring: a probe unanswered after this many newer ones on its
+/// flow is given up even before its timeout.
+pub(super) const CLOSED_RING: usize = 1 << 17;
+/// Open loop's ring is sized to the probes sent within a timeout, up to this.
+pub(super) const MAX_OPEN_RING: usize = 1 << 21;
+/// After the last probe, wait at least this long for replies.
+const MIN_GRACE: Duration = Duration::from_millis(200);
+/// How often counters are published for the progress line.
+const PUBLISH_EVERY_NS: u64 = 100_000_000;
+/// An open-loop sender sleeps until this close to a send time, then yields.
+const SLEEP_SLACK: Duration = Duration::from_micros(80);
+
+/// What all flows of a run share.
+pub(super) struct Run<'a> {
+    pub(super) config: &'a BenchConfig,
+    pub(super) start: Instant,
+    /// Probes sent before this (the warmup) are not counted.
+    pub(super) measure_from_ns: u64,
+    /// No probe is sent at or after this.
+    pub(super) end_ns: u64,
+    /// Set from outside (Ctrl-C): stop sending, collect the replies, report.
+    pub(super) stop: &'a AtomicBool,
+    /// Set when a flow fails: every flow ends at once.
+    pub(super) abort: AtomicBool,
+}
+
+impl Run<'_> {
+    pub(super) fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    fn rules(&self, schedule: Option<Schedule>) -> Rules {
+        Rules {
+            size: self.config.size,
+            expect: self.config.expect,
+            timeout_ns: nanos(self.config.timeout),
+            measure_from_ns: self.measure_from_ns,
+            schedule,
+        }
+    }
+}
+
+pub(super) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A flow's counters as the progress line sees them.
+#[derive(Debug, Default)]
+pub(super) struct Live {
+    pub(super) sent: AtomicU64,
+    pub(super) answered: AtomicU64,
+    pub(super) overdue: AtomicU64,
+    pub(super) p99_ns: AtomicU64,
+}
+
+/// What a flow hands back.
+pub(super) struct FlowResult {
+    pub(super) tally: Tally,
+    pub(super) rtt: Histogram<u64>,
+    /// Replies the kernel dropped on this flow's socket (full receive queue).
+    pub(super) drops: Option<u64>,
+    /// When the flow stopped sending.
+    pub(super) sent_until_ns: u64,
+}
+
+/// Closed loop: keeps `window` probes in flight until the end, then collects.
+pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<FlowResult> {
+    let config = run.config;
+    let sock = connect(config)?;
+    let mut outbox = Outbox::new(config, window);
+    let mut inbox = Inbox::new(config);
+    let mut tracker = Tracker::new(CLOSED_RING, run.rules(None));
+    let mut drops = Drops::default();
+    let mut publisher = Publisher::default();
+    let mut seq = 0u64;
+    let mut sent_until = None;
+    let mut drain_until = u64::MAX;
+    while !run.aborted() {
+        let now = run.now_ns();
+        drops.note_start(&sock, now, run.measure_from_ns);
+        if sent_until.is_none() && (now >= run.end_ns || run.stop.load(Ordering::Relaxed)) {
+            sent_until = Some(now.min(run.end_ns));
+            drain_until = now.saturating_add(grace_ns(config.timeout, tracker.max_rtt_ns()));
+        }
+        if sent_until.is_some() && (tracker.all_answered() || now >= drain_until) {
+            break;
+        }
+        tracker.expire(now);
+        let room = window.saturating_sub(tracker.in_flight());
+        if sent_until.is_none() && room > 0 {
+            let at = run.now_ns();
+            let sent = outbox.send(&sock, seq, room, |_| at)?;
+            for s in seq..seq + sent as u64 {
+                tracker.on_send(s, at);
+            }
+            seq += sent as u64;
+        }
+        receive(&sock, &mut inbox, &mut tracker, run, None)?;
+        publisher.publish(now, &tracker, live, true, config.progress);
+    }
+    Ok(FlowResult {
+        tally: tracker.tally,
+        drops: drops.since_start(&sock),
+        rtt: tracker.rtt,
+        sent_until_ns: sent_until.unwrap_or_else(|| run.now_ns().min(run.end_ns)),
+    })
+}
+
+/// Open loop: flow `index` sends its share of `rate` probes per second on a
+/// fixed schedule, answered or not, while this thread collects the replies.
+pub(super) fn open(run: &Run<'_>, index: usize, rate: f64, live: &Live) -> io::Result<FlowResult> {
+    let config = run.config;
+    let sock = connect(config)?;
+    let schedule = Schedule::new(rate, config.flows, index);
+    let ring = open_ring(rate / config.flows as f64, config.timeout);
+    let announced = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let sender = thread::Builder::new()
+            .name(format!("shout-bench-send-{index}"))
+            .spawn_scoped(scope, || {
+                let result = send_on_schedule(run, &sock, schedule, &announced, live);
+                if result.is_err() {
+                    run.abort.store(true, Ordering::Relaxed);
+                }
+                finished.store(true, Ordering::Release);
+                result
+            })?;
+        let mut tracker = Tracker::new(ring, run.rules(Some(schedule)));
+        let received = collect(run, &sock, &mut tracker, &announced, &finished, live);
+        if received.is_err() {
+            run.abort.store(true, Ordering::Relaxed);
+        }
+        let sent =
+            sender.join().unwrap_or_else(|_| Err(io::Error::other("bench sender thread panicked")));
+        let (drops, (sent, sent_until_ns)) = (received?, sent?);
+        let mut tally = tracker.tally;
+        tally.sent = sent;
+        Ok(FlowResult { tally, rtt: tracker.rtt, drops, sent_until_ns })
+    })
+}
+
+/// Ring size for an open-loop flow: every probe sent within twice the timeout.
+pub(super) fn open_ring(rate_per_flow: f64, timeout: Duration) -> usize {
+    let probes = rate_per_flow * timeout.as_secs_f64() * 2.0;
+    let floor = 4 * BATCH * MAX_GSO_SEGMENTS;
+    if probes >= MAX_OPEN_RING as f64 {
+        MAX_OPEN_RING
+    } else {
+        (probes as usize).max(floor).next_power_of_two()
+    }
+}
+
+/// Open loop's sending half: returns probes counted as sent and when it stopped.
+fn send_on_schedule(
+    run: &Run<'_>,
+    sock: &UdpSocket,
+    schedule: Schedule,
+    announced: &AtomicU64,
+    live: &Live,
+) -> io::Result<(u64, u64)> {
+    let mut outbox = Outbox::new(run.config, usize::MAX);
+    let capacity = outbox.capacity() as u64;
+    let mut seq = 0u64;
+    let mut counted = 0u64;
+    let result = loop {
+        if run.aborted() || run.stop.load(Ordering::Relaxed) {
+            break Ok(run.now_ns().min(run.end_ns));
+        }
+        if schedule.at(seq) >= run.end_ns {
+            break Ok(run.end_ns);
+        }
+        let now = run.now_ns();
+        let mut due = 0;
+        while due < capacity && {
+            let at = schedule.at(seq + due);
+            at <= now && at < run.end_ns
+        } {
+            due += 1;
+        }
+        if due == 0 {
+            let wait = Duration::from_nanos(schedule.at(seq).saturating_sub(now));
+            if wait > SLEEP_SLACK {
+                // Short sleeps, so a stop is seen within 10 ms even at low rates.
+                thread::sleep((wait - SLEEP_SLACK).min(Duration::from_millis(10)));
+            } else {
+                thread::yield_now();
+            }
+            continue;
+        }
+        // Announced before sending: the reply can beat the send call's return.
+        announced.store(seq + due, Ordering::Release);
+        let sent = match outbox.send(sock, seq, due as usize, |s| schedule.at(s)) {
+            Ok(sent) => sent as u64,
+            Err(err) => break Err(err),
+        };
+        counted +=
+            (seq..seq + sent).filter(|&s| schedule.at(s) >= run.measure_from_ns).count() as u64;
+        seq += sent;
+        live.sent.store(counted, Ordering::Relaxed);
+        if sent < due {
+            // The kernel is short of buffers: let the receiver drain a little.
+            thread::yield_now();
+        }
+    };
+    // What was announced but never sent must not count as outstanding.
+    announced.store(seq, Ordering::Release);
+    result.map(|until| (counted, until))
+}
+
+/// Open loop's receiving half: returns the socket's drops since the warmup.
+fn collect(
+    run: &Run<'_>,
+    sock: &UdpSocket,
+    tracker: &mut Tracker,
+    announced: &AtomicU64,
+    finished: &AtomicBool,
+    live: &Live,
+) -> io::Result<Option<u64>> {
+    let config = run.config;
+    let mut inbox = Inbox::new(config);
+    let mut drops = Drops::default();
+    let mut publisher = Publisher::default();
+    let mut drain_until = None;
+    while !run.aborted() {
+        let now = run.now_ns();
+        drops.note_start(sock, now, run.measure_from_ns);
+        let done = finished.load(Ordering::Acquire);
+        tracker.set_sent(announced.load(Ordering::Acquire));
+        if done {
+            let until = *drain_until.get_or_insert_with(|| {
+                now.saturating_add(grace_ns(config.timeout, tracker.max_rtt_ns()))
+            });
+            if tracker.all_answered() || now >= until {
+                break;
+            }
+        }
+        tracker.expire(now);
+        receive(sock, &mut inbox, tracker, run, Some(announced))?;
+        publisher.publish(now, tracker, live, false, config.progress);
+    }
+    Ok(drops.since_start(sock))
+}
+
+/// How long to keep listening after the last probe: three of the longest
+/// round trips seen, at least [`MIN_GRACE`], at most the timeout.
+fn grace_ns(timeout: Duration, max_rtt_ns: u64) -> u64 {
+    let floor = nanos(MIN_GRACE);
+    let cap = nanos(timeout).max(floor);
+    max_rtt_ns.saturating_mul(3).clamp(floor, cap)
+}
+
+fn spin_time() -> Duration {
+    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *SPIN.get_or_init(|| {
+        Duration::from_micros(
+            std::env::var("SHOUT_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+        )
+    })
+}
+
+/// Receives what is there (waiting up to the socket's tick) and classifies it.
+/// Open loop passes the sender's `announced` count, read after the wait: the
+/// replies may be to probes sent during it.
+fn receive(
+    sock: &UdpSocket,
+    inbox: &mut Inbox,
+    tracker: &mut Tracker,
+    run: &Run<'_>,
+    announced: Option<&AtomicU64>,
+) -> io::Result<()> {
+    let spin =
+        if announced.is_none() && tracker.in_flight() > 0 { spin_time() } else { Duration::ZERO };
+    match inbox.recv(sock, spin) {
+        Ok(n) => {
+            let now = run.now_ns();
+            if let Some(announced) = announced {
+                tracker.set_sent(announced.load(Ordering::Acquire));
+            }
+            inbox.each(n, |datagram| match datagram {
+                Some(payload) => tracker.on_reply(payload, now),
+                None => tracker.mismatch(now),
+            });
+            Ok(())
+        }
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(socket_error(err, run.config.target, "receiving from")),
+    }
+}
+
+/// A socket of the target's family, on an ephemeral port, connected to the
+/// target: the kernel then passes only the target's datagrams, and reports
+/// "port unreachable" as `ECONNREFUSED`.
+fn connect(config: &BenchConfig) -> io::Result<UdpSocket> {
+    let target = config.target;
+    let socket = Socket::new(Domain::for_address(target), Type::DGRAM, Some(Protocol::UDP))?;
+    let any = if target.is_ipv4() {
+        SocketAddr::from(([0, 0, 0, 0], 0))
+    } else {
+        SocketAddr::from(([0u16; 8], 0))
+    };
+    socket.bind(&any.into())?;
+    // Best effort: a small receive queue shows up as "dropped here", not as an error.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.connect(&target.into()).map_err(|err| socket_error(err, target, "connecting to"))?;
+    // The tick at which a waiting flow looks at the clock: timeouts, the end.
+    let tick = (config.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(10));
+    socket.set_read_timeout(Some(tick))?;
+    let sock: UdpSocket = socket.into();
+    if config.gso {
+        if !sys::gso_supported(&sock) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "--gso: this system has no UDP GSO (Linux 4.18 or later needed)",
+            ));
+        }
+        sys::enable_gro(&sock).map_err(|err| {
+            io::Error::new(err.kind(), format!("--gso: cannot enable UDP GRO: {err}"))
+        })?;
+    }
+    Ok(sock)
+}
+
+/// Names the target in an error, and says plainly when nothing listens there.
+fn socket_error(err: io::Error, target: SocketAddr, doing: &str) -> io::Error {
+    match err.kind() {
+        io::ErrorKind::ConnectionRefused => io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("no server at {target} (port unreachable)"),
+        ),
+        kind => io::Error::new(kind, format!("{doing} {target}: {err}")),
+    }
+}
+
+/// Probes on their way out: one buffer, filler written once, headers per send.
+struct Outbox {
+    buf: Vec<u8>,
+    size: usize,
+    /// Probes per transmit: 1, or with GSO as many as fit one buffer.
+    per_tx: usize,
+    target: SocketAddr,
+}
+
+impl Outbox {
+    /// Room for one system call's worth of probes, but not more than `most`.
+    fn new(config: &BenchConfig, most: usize) -> Self {
+        let size = config.size;
+        let per_tx = if config.gso { (MAX_GSO_BYTES / size).clamp(1, MAX_GSO_SEGMENTS) } else { 1 };
+        let probes = (BATCH * per_tx).min(most.max(1));
+        let mut buf = vec![0; probes * size];
+        for p in buf.chunks_exact_mut(size) {
+            probe::fill(p, 0, 0);
+        }
+        Outbox { buf, size, per_tx, target: config.target }
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.len() / self.size
+    }
+
+    /// Sends up to `want` probes numbered from `first`, each stamped with
+    /// `time_of(seq)`; returns how many went out (fewer when the kernel is
+    /// short of buffers).
+    fn send(
+        &mut self,
+        sock: &UdpSocket,
+        first: u64,
+        want: usize,
+        time_of: impl Fn(u64) -> u64,
+    ) -> io::Result<usize> {
+        let n = want.min(self.capacity());
+        let size = self.size;
+        for (seq, p) in (first..).zip(self.buf.chunks_exact_mut(size).take(n)) {
+            probe::write_header(p, seq, time_of(seq));
+        }
+        let empty = Transmit { dst: self.target, contents: &[], segment_size: None, src: None };
+        let mut txs = [empty; BATCH];
+        let mut ntx = 0;
+        for (tx, group) in txs.iter_mut().zip(self.buf[..n * size].chunks(self.per_tx * size)) {
+            *tx = Transmit {
+                dst: self.target,
+                contents: group,
+                segment_size: (group.len() > size).then_some(size),
+                src: None,
+            };
+            ntx += 1;
+        }
+        let mut done = 0;
+        while done < ntx {
+            match sys::send_batch(sock, &txs[done..ntx]) {
+                Ok(0) => break,
+                Ok(k) => done += k,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if is_short_of_buffers(&err) => break,
+                Err(err) if txs[done].segment_size.is_some() && sys::is_gso_error(&err) => {
+                    return Err(io::Error::new(
+                        err.kind(),
+                        format!("--gso: UDP GSO send failed ({err}); run without --gso"),
+                    ));
+                }
+                Err(err) => return Err(socket_error(err, self.target, "sending to")),
+            }
+        }
+        Ok((done * self.per_tx).min(n))
+    }
+}
+
+fn is_short_of_buffers(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+        || matches!(err.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// Receive buffers: just over a probe each, or with GRO a whole 64 KiB.
+struct Inbox {
+    storage: Vec<u8>,
+    chunk: usize,
+    meta: [RecvMeta; BATCH],
+}
+
+impl Inbox {
+    fn new(config: &BenchConfig) -> Self {
+        // One byte over the probe size, so a longer reply shows as truncated.
+        let chunk =
+            if config.gso { MAX_BUF } else { (config.size + 1).next_multiple_of(64).min(MAX_BUF) };
+        Inbox { storage: vec![0; BATCH * chunk], chunk, meta: [RecvMeta::default(); BATCH] }
+    }
+
+    /// Receives a batch: polls without sleeping for up to `spin`, then waits
+    /// up to the socket's tick.
+    fn recv(&mut self, sock: &UdpSocket, spin: Duration) -> io::Result<usize> {
+        let mut chunks = self.storage.chunks_exact_mut(self.chunk);
+        // `storage` holds exactly BATCH chunks by construction.
+        let mut bufs: [IoSliceMut<'_>; BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
+        if !spin.is_zero() {
+            let started = Instant::now();
+            loop {
+                match sys::recv_batch(sock, &mut bufs, &mut self.meta, false) {
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        if started.elapsed() >= spin {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                    other => return other,
+                }
+            }
+        }
+        sys::recv_batch(sock, &mut bufs, &mut self.meta, true)
+    }
+
+    /// Calls `f` with each datagram of the last `n` receives, GRO buffers
+    /// split by their stride; `None` for one that did not fit.
+    fn each(&self, n: usize, mut f: impl FnMut(Option<&[u8]>)) {
+        for (m, chunk) in self.meta[..n].iter().zip(self.storage.chunks_exact(self.chunk)) {
+            let data = &chunk[..m.len.min(chunk.len())];
+            if m.truncated {
+                f(None);
+            } else if m.stride > 0 && m.stride < data.len() {
+                data.chunks(m.stride).for_each(|d| f(Some(d)));
+            } else {
+                f(Some(data));
+            }
+        }
+    }
+}
+
+/// The socket's kernel drop counter at the end of the warmup.
+#[derive(Default)]
+struct Drops {
+    at_start: Option<Option<u64>>,
+}
+
+impl Drops {
+    fn note_start(&mut self, sock: &UdpSocket, now_ns: u64, measure_from_ns: u64) {
+        if self.at_start.is_none() && now_ns >= measure_from_ns {
+            self.at_start = Some(sys::socket_drops(sock));
+        }
+    }
+
+    fn since_start(&self, sock: &UdpSocket) -> Option<u64> {
+        let start = self.at_start.flatten().unwrap_or(0);
+        sys::socket_drops(sock).map(|now| now.saturating_sub(start))
+    }
+}
+
+/// Copies a tracker's counts to its [`Live`] now and then.
+#[derive(Default)]
+struct Publisher {
+    next_ns: u64,
+    next_p99_ns: u64,
+}
+
+impl Publisher {
+    fn publish(&mut self, now: u64, tracker: &Tracker, live: &Live, sent: bool, p99: bool) {
+        if now < self.next_ns {
+            return;
+        }
+        self.next_ns = now + PUBLISH_EVERY_NS;
+        if sent {
+            live.sent.store(tracker.tally.sent, Ordering::Relaxed);
+        }
+        live.answered.store(tracker.tally.answered, Ordering::Relaxed);
+        live.overdue.store(tracker.tally.overdue, Ordering::Relaxed);
+        // A quantile walks the whole histogram: once a second, and only for a viewer.
+        if p99 && now >= self.next_p99_ns {
+            self.next_p99_ns = now + 1_000_000_000;
+            live.p99_ns.store(tracker.rtt.value_at_quantile(0.99), Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_is_three_rtts_within_bounds() {
+        let second = Duration::from_secs(1);
+        assert_eq!(grace_ns(second, 10_000), 200_000_000);
+        assert_eq!(grace_ns(second, 100_000_000), 300_000_000);
+        assert_eq!(grace_ns(second, 900_000_000), 1_000_000_000);
+        assert_eq!(grace_ns(Duration::from_millis(5), 0), 200_000_000);
+    }
+
+    #[test]
+    fn open_ring_covers_two_timeouts() {
+        let floor = 4 * BATCH * MAX_GSO_SEGMENTS;
+        assert_eq!(open_ring(10.0, Duration::from_secs(1)), floor);
+        assert_eq!(open_ring(100_000.0, Duration::from_secs(1)), 1 << 18);
+        assert_eq!(open_ring(1e12, Duration::from_secs(1)), MAX_OPEN_RING);
+    }
+}

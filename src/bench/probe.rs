@@ -1,0 +1,154 @@
+//! The probe: a sequence number and a send time in bytes that uppercasing cannot change.
+//!
+//! `SB`, 12 uppercase hex digits of sequence number, 14 of send time (nanoseconds
+//! since the bench started), then `.` up to the probe size:
+//!
+//! ```text
+//! SB00000000002A000000075BCD15....................................
+//! ```
+//!
+//! No byte is an ASCII `a`–`z`, so an uppercase server and an echo server both
+//! send back exactly the probe, and any other bytes are a wrong reply.
+
+/// Marks a datagram as a shout bench probe.
+const MAGIC: &[u8; 2] = b"SB";
+const SEQ_DIGITS: usize = 12;
+const TIME_DIGITS: usize = 14;
+
+/// Bytes before the filler: the smallest probe.
+pub(crate) const HEADER_LEN: usize = MAGIC.len() + SEQ_DIGITS + TIME_DIGITS;
+/// What pads a probe to its size.
+pub(crate) const FILLER: u8 = b'.';
+/// Largest sequence number the header holds (2^48 − 1).
+pub(crate) const MAX_SEQ: u64 = (1 << (4 * SEQ_DIGITS)) - 1;
+/// Largest send time the header holds, in nanoseconds (2^56 − 1: over two years).
+pub(crate) const MAX_TIME_NS: u64 = (1 << (4 * TIME_DIGITS)) - 1;
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// A whole datagram's worth of filler, to compare bodies with one `memcmp`.
+static BODY: [u8; 65_536] = [FILLER; 65_536];
+
+/// Fills `out` with a probe: header, then filler to the end.
+pub(crate) fn fill(out: &mut [u8], seq: u64, time_ns: u64) {
+    write_header(out, seq, time_ns);
+    out[HEADER_LEN..].fill(FILLER);
+}
+
+/// Writes the header into the first [`HEADER_LEN`] bytes of `out`, leaving the
+/// rest alone (the filler is written once per buffer, not per probe).
+///
+/// Values wider than the header are cut to its digits; callers keep within
+/// [`MAX_SEQ`] and [`MAX_TIME_NS`].
+#[inline]
+pub(crate) fn write_header(out: &mut [u8], seq: u64, time_ns: u64) {
+    let (magic, rest) = out[..HEADER_LEN].split_at_mut(MAGIC.len());
+    magic.copy_from_slice(MAGIC);
+    let (seq_digits, time_digits) = rest.split_at_mut(SEQ_DIGITS);
+    put_hex(seq_digits, seq);
+    put_hex(time_digits, time_ns);
+}
+
+#[inline]
+fn put_hex(out: &mut [u8], mut value: u64) {
+    for digit in out.iter_mut().rev() {
+        *digit = HEX[(value & 0xF) as usize];
+        value >>= 4;
+    }
+}
+
+/// The sequence number and send time in a probe's header, if it has a valid one.
+#[inline]
+pub(crate) fn read_header(payload: &[u8]) -> Option<(u64, u64)> {
+    let header = payload.get(..HEADER_LEN)?;
+    let (magic, rest) = header.split_at(MAGIC.len());
+    if magic != MAGIC {
+        return None;
+    }
+    let (seq, time) = rest.split_at(SEQ_DIGITS);
+    Some((hex_value(seq)?, hex_value(time)?))
+}
+
+/// Parses uppercase hex only: a lowercased digit is a changed probe.
+#[inline]
+fn hex_value(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &b| {
+        let v = match b {
+            b'0'..=b'9' => b - b'0',
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(v))
+    })
+}
+
+/// Whether `payload` has a probe's length and an untouched filler.
+#[inline]
+pub(crate) fn body_intact(payload: &[u8], size: usize) -> bool {
+    payload.len() == size
+        && size >= HEADER_LEN
+        && BODY.get(..size - HEADER_LEN).is_some_and(|body| payload[HEADER_LEN..] == *body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mode;
+    use proptest::prelude::*;
+
+    #[test]
+    fn header_is_readable_hex() {
+        let mut p = [0u8; 40];
+        fill(&mut p, 42, 123_456_789);
+        assert_eq!(&p, b"SB00000000002A000000075BCD15............");
+        assert_eq!(read_header(&p), Some((42, 123_456_789)));
+        assert!(body_intact(&p, 40));
+        assert!(!body_intact(&p, 41));
+    }
+
+    #[test]
+    fn changed_probes_are_rejected() {
+        let mut p = [0u8; 32];
+        fill(&mut p, 0xAB, 7);
+        let mut lower = p;
+        lower.make_ascii_lowercase();
+        assert_eq!(read_header(&lower), None, "lowercased magic and digits");
+        let mut digit = p;
+        digit[12] = b'b'; // within the seq digits
+        assert_eq!(read_header(&digit), None);
+        let mut body = p;
+        body[31] = b',';
+        assert!(read_header(&body).is_some());
+        assert!(!body_intact(&body, 32));
+        assert_eq!(read_header(&p[..HEADER_LEN - 1]), None);
+        assert!(!body_intact(&p[..HEADER_LEN - 1], HEADER_LEN - 1));
+        assert!(!body_intact(b"", 0));
+    }
+
+    #[test]
+    fn extremes_fit() {
+        let mut p = [0u8; HEADER_LEN];
+        fill(&mut p, MAX_SEQ, MAX_TIME_NS);
+        assert_eq!(read_header(&p), Some((MAX_SEQ, MAX_TIME_NS)));
+        assert!(body_intact(&p, HEADER_LEN));
+    }
+
+    proptest! {
+        #[test]
+        fn uppercasing_never_changes_a_probe(
+            seq in 0..=MAX_SEQ,
+            time in 0..=MAX_TIME_NS,
+            size in HEADER_LEN..3000usize,
+        ) {
+            let mut p = vec![0u8; size];
+            fill(&mut p, seq, time);
+            prop_assert!(!p.iter().any(u8::is_ascii_lowercase));
+            let mut upper = p.clone();
+            Mode::Upper.apply(&mut upper);
+            prop_assert_eq!(&upper, &p);
+            prop_assert!(Mode::Upper.is_reply(&p, &p));
+            prop_assert_eq!(read_header(&p), Some((seq, time)));
+            prop_assert!(body_intact(&p, size));
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! What a run found: counts, rates and round-trip times, as a table or JSON.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::tracker::Tally;
+use super::{BenchConfig, Load};
+use crate::duration::human;
+use crate::Expect;
+
+/// Version of the JSON layout (docs/BENCH-JSON.md); raised when a field
+/// changes meaning or goes away, not when one is added.
+pub const SCHEMA: u32 = 1;
+
+/// The result of a bench run. `Display` is the human table; `Serialize` is the
+/// JSON object documented in `docs/BENCH-JSON.md`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Layout version: [`SCHEMA`].
+    pub schema: u32,
+    /// The server measured.
+    pub target: SocketAddr,
+    /// Which replies counted: `upper`, `echo` or `any`.
+    pub expect: &'static str,
+    /// Probe size in bytes.
+    pub size: usize,
+    /// Flows (sockets).
+    pub flows: usize,
+    /// Closed loop: probes in flight per flow; `None` in open loop.
+    pub window: Option<usize>,
+    /// Open loop: probes per second over all flows; `None` in closed loop.
+    pub rate: Option<f64>,
+    /// Whether probes went out as GSO buffers and replies came in through GRO.
+    pub gso: bool,
+    /// Warmup before counting began, in seconds.
+    pub warmup_s: f64,
+    /// Time over which probes were sent and counted, in seconds.
+    pub duration_s: f64,
+    /// After this many seconds a probe was given up on.
+    pub timeout_s: f64,
+    /// Probes sent.
+    pub sent: u64,
+    /// Probes with a correct reply, on time or late.
+    pub answered: u64,
+    /// Probes never answered: `sent - answered`.
+    pub lost: u64,
+    /// Replies that came after their probe's timeout.
+    pub late: u64,
+    /// Extra replies to probes already answered.
+    pub duplicated: u64,
+    /// First replies that came after a reply to a later probe of their flow.
+    pub reordered: u64,
+    /// Datagrams that were no correct reply to any probe.
+    pub mismatched: u64,
+    /// Replies the kernel dropped on this host's sockets (receive queues full);
+    /// `None` where the counter cannot be read.
+    pub dropped_here: Option<u64>,
+    /// `lost - dropped_here`, at least 0: lost in the server or on the way.
+    pub lost_elsewhere: Option<u64>,
+    /// `lost` as a percentage of `sent`.
+    pub loss_pct: f64,
+    /// Answered probes per second.
+    pub answers_per_s: f64,
+    /// Payload of the answers, in megabits (10^6 bits) per second.
+    pub mbit_per_s: f64,
+    /// Round-trip times of answered probes; `None` if none was answered.
+    pub rtt_us: Option<Rtt>,
+}
+
+/// Round-trip times in microseconds, from an HdrHistogram with three
+/// significant digits. Open loop measures from each probe's intended send time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Rtt {
+    /// Shortest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Longest.
+    pub max: f64,
+}
+
+impl Rtt {
+    fn from_histogram(h: &Histogram<u64>) -> Option<Rtt> {
+        if h.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| ns as f64 / 1e3;
+        Some(Rtt {
+            min: us(h.min()),
+            mean: h.mean().round() / 1e3,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        })
+    }
+}
+
+pub(super) fn expect_name(expect: Expect) -> &'static str {
+    match expect {
+        Expect::Upper => "upper",
+        Expect::Echo => "echo",
+        Expect::Any => "any",
+    }
+}
+
+impl Report {
+    pub(super) fn new(
+        config: &BenchConfig,
+        tally: Tally,
+        rtt: &Histogram<u64>,
+        dropped_here: Option<u64>,
+        duration: Duration,
+    ) -> Report {
+        let lost = tally.sent.saturating_sub(tally.answered);
+        let secs = duration.as_secs_f64();
+        let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
+        let (window, rate) = match config.load {
+            Load::Window(w) => (Some(w), None),
+            Load::Rate(r) => (None, Some(r)),
+        };
+        Report {
+            schema: SCHEMA,
+            target: config.target,
+            expect: expect_name(config.expect),
+            size: config.size,
+            flows: config.flows,
+            window,
+            rate,
+            gso: config.gso,
+            warmup_s: config.warmup.as_secs_f64(),
+            duration_s: secs,
+            timeout_s: config.timeout.as_secs_f64(),
+            sent: tally.sent,
+            answered: tally.answered,
+            lost,
+            late: tally.late,
+            duplicated: tally.duplicated,
+            reordered: tally.reordered,
+            mismatched: tally.mismatched,
+            dropped_here,
+            lost_elsewhere: dropped_here.map(|d| lost.saturating_sub(d)),
+            loss_pct: if tally.sent > 0 { lost as f64 * 100.0 / tally.sent as f64 } else { 0.0 },
+            answers_per_s: per_s(tally.answered as f64),
+            mbit_per_s: per_s(tally.answered as f64 * config.size as f64 * 8.0) / 1e6,
+            rtt_us: Rtt::from_histogram(rtt),
+        }
+    }
+
+    /// The limits this run broke, one sentence each: `max_loss_pct` on
+    /// [`loss_pct`](Report::loss_pct), `max_p99` on the 99th percentile RTT.
+    /// Empty when both hold (or are `None`).
+    pub fn check(&self, max_loss_pct: Option<f64>, max_p99: Option<Duration>) -> Vec<String> {
+        let mut broken = Vec::new();
+        if let Some(limit) = max_loss_pct {
+            if self.loss_pct > limit {
+                broken.push(format!(
+                    "loss {:.3}% ({} of {} probes) is above --max-loss {limit}%",
+                    self.loss_pct, self.lost, self.sent
+                ));
+            }
+        }
+        if let Some(limit) = max_p99 {
+            match self.rtt_us {
+                Some(rtt) if rtt.p99 * 1e3 <= limit.as_nanos() as f64 => {}
+                Some(rtt) => broken.push(format!(
+                    "p99 RTT {} is above --max-p99 {}",
+                    human(Duration::from_nanos((rtt.p99 * 1e3) as u64)),
+                    human(limit)
+                )),
+                None => broken.push(format!(
+                    "no probe was answered, so p99 RTT is unknown (--max-p99 {})",
+                    human(limit)
+                )),
+            }
+        }
+        broken
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.flows == 1 { "" } else { "s" };
+        writeln!(f, "target      {} (expect {})", self.target, self.expect)?;
+        let gso = if self.gso { ", GSO/GRO" } else { "" };
+        match (self.window, self.rate) {
+            (Some(w), _) => writeln!(
+                f,
+                "load        closed loop, {} flow{plural} x window {w}, {} B probes{gso}",
+                self.flows, self.size
+            )?,
+            (_, Some(r)) => writeln!(
+                f,
+                "load        open loop, {r} probes/s over {} flow{plural}, {} B probes{gso}",
+                self.flows, self.size
+            )?,
+            (None, None) => {}
+        }
+        write!(f, "measured    {:.2} s", self.duration_s)?;
+        if self.warmup_s > 0.0 {
+            write!(f, " after {:.2} s warmup", self.warmup_s)?;
+        }
+        writeln!(f)?;
+        writeln!(f, "sent        {}", self.sent)?;
+        writeln!(
+            f,
+            "answered    {}  ({:.0}/s, {:.2} Mbit/s)",
+            self.answered, self.answers_per_s, self.mbit_per_s
+        )?;
+        write!(f, "lost        {}  ({:.3}%", self.lost, self.loss_pct)?;
+        if let (Some(here), Some(elsewhere)) = (self.dropped_here, self.lost_elsewhere) {
+            write!(f, "; dropped here {here}, elsewhere {elsewhere}")?;
+        }
+        writeln!(f, ")")?;
+        writeln!(f, "late        {}", self.late)?;
+        writeln!(f, "duplicated  {}", self.duplicated)?;
+        writeln!(f, "reordered   {}", self.reordered)?;
+        writeln!(f, "mismatched  {}", self.mismatched)?;
+        match self.rtt_us {
+            None => writeln!(f, "rtt         none answered")?,
+            Some(rtt) => {
+                let d = |us: f64| human(Duration::from_nanos((us * 1e3) as u64));
+                for (name, us) in [
+                    ("min", rtt.min),
+                    ("p50", rtt.p50),
+                    ("p90", rtt.p90),
+                    ("p99", rtt.p99),
+                    ("p99.9", rtt.p999),
+                    ("max", rtt.max),
+                ] {
+                    writeln!(f, "rtt {name:<7} {}", d(us))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
+        let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+        for &r in rtts_ns {
+            h.record(r).unwrap();
+        }
+        let tally = Tally { sent, answered, ..Tally::default() };
+        let config = BenchConfig::default();
+        Report::new(&config, tally, &h, Some(1), Duration::from_secs(2))
+    }
+
+    #[test]
+    fn rates_loss_and_split() {
+        let r = report(1000, 990, &[50_000; 990]);
+        assert_eq!(r.lost, 10);
+        assert_eq!((r.dropped_here, r.lost_elsewhere), (Some(1), Some(9)));
+        assert!((r.loss_pct - 1.0).abs() < 1e-9);
+        assert!((r.answers_per_s - 495.0).abs() < 1e-9);
+        assert!((r.mbit_per_s - 495.0 * 64.0 * 8.0 / 1e6).abs() < 1e-9);
+        let rtt = r.rtt_us.unwrap();
+        assert!((rtt.p50 - 50.0).abs() < 0.1, "{rtt:?}");
+        let table = r.to_string();
+        assert!(table.contains("lost        10  (1.000%; dropped here 1, elsewhere 9)"), "{table}");
+        assert!(table.contains("rtt p99     0.050 ms"), "{table}");
+    }
+
+    #[test]
+    fn checks_name_what_broke() {
+        let r = report(100, 90, &[2_000_000; 90]);
+        assert!(r.check(None, None).is_empty());
+        assert!(r.check(Some(10.0), Some(Duration::from_millis(3))).is_empty());
+        let broken = r.check(Some(5.0), Some(Duration::from_millis(1)));
+        assert_eq!(broken.len(), 2, "{broken:?}");
+        assert!(broken[0].contains("loss 10.000%"), "{broken:?}");
+        assert!(broken[1].contains("p99 RTT 2.00"), "{broken:?}");
+        let none = report(10, 0, &[]);
+        assert_eq!(none.rtt_us, None);
+        assert!(none.check(None, Some(Duration::from_secs(1)))[0].contains("unknown"));
+    }
+
+    #[test]
+    fn json_has_every_field() {
+        let json = serde_json::to_value(report(10, 10, &[1_000])).unwrap();
+        for key in [
+            "schema",
+            "target",
+            "expect",
+            "size",
+            "flows",
+            "window",
+            "rate",
+            "gso",
+            "warmup_s",
+            "duration_s",
+            "timeout_s",
+            "sent",
+            "answered",
+            "lost",
+            "late",
+            "duplicated",
+            "reordered",
+            "mismatched",
+            "dropped_here",
+            "lost_elsewhere",
+            "loss_pct",
+            "answers_per_s",
+            "mbit_per_s",
+            "rtt_us",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}: {json}");
+        }
+        assert_eq!(json["target"], "127.0.0.1:8080");
+        assert_eq!(json["rate"], serde_json::Value::Null);
+        for key in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
+            assert!(json["rtt_us"][key].is_number(), "rtt_us.{key}: {json}");
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! One flow's bookkeeping: which probes were answered, when, and how.
+//!
+//! A fixed ring of slots indexed by sequence number holds each recent probe's
+//! send time and state, so classifying a reply is a header parse, one slot
+//! lookup and one compare: nothing is allocated per probe. A probe is
+//! *waiting* until answered or given up: given up when its `timeout` passes,
+//! or earlier if its slot is needed for a probe `ring` sequence numbers later.
+//!
+//! Closed loop writes a slot as each probe goes out. Open loop sends from
+//! another thread on a fixed [`Schedule`], so the send time of any sequence
+//! number is known without being told, and a slot is written only when its
+//! probe is answered or found overdue.
+
+use hdrhistogram::Histogram;
+
+use super::probe;
+use crate::Expect;
+
+/// Longest round trip the histogram tells apart; longer ones are recorded as this.
+const MAX_RTT_NS: u64 = 3_600_000_000_000;
+
+/// Counts of one flow, or of all of them summed. Only probes sent at or after
+/// the end of the warmup are counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Probes sent.
+    pub(crate) sent: u64,
+    /// Probes answered correctly, in time or late (first reply only).
+    pub(crate) answered: u64,
+    /// Replies that came after their probe's timeout. Includes replies to
+    /// probes so old that their slot was reused: those are not in `answered`.
+    pub(crate) late: u64,
+    /// Replies beyond the first to an answered probe.
+    pub(crate) duplicated: u64,
+    /// First replies whose sequence number is below the highest answered so far.
+    pub(crate) reordered: u64,
+    /// Datagrams that are no correct reply to any probe sent.
+    pub(crate) mismatched: u64,
+    /// Probes past their timeout with no reply yet: the loss so far.
+    pub(crate) overdue: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, rhs: Tally) {
+        self.sent += rhs.sent;
+        self.answered += rhs.answered;
+        self.late += rhs.late;
+        self.duplicated += rhs.duplicated;
+        self.reordered += rhs.reordered;
+        self.mismatched += rhs.mismatched;
+        self.overdue += rhs.overdue;
+    }
+}
+
+/// Open loop's send times: flow `index` of `flows` sends its probe `seq` at
+/// `at(seq)` nanoseconds after the start, the flows interleaved evenly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Schedule {
+    offset_ns: f64,
+    interval_ns: f64,
+}
+
+impl Schedule {
+    /// `rate` probes per second over all `flows`.
+    pub(crate) fn new(rate: f64, flows: usize, index: usize) -> Self {
+        let gap = 1e9 / rate;
+        Schedule { offset_ns: gap * index as f64, interval_ns: gap * flows as f64 }
+    }
+
+    /// When probe `seq` is meant to go out: the time its RTT counts from.
+    #[inline]
+    pub(crate) fn at(&self, seq: u64) -> u64 {
+        (self.offset_ns + seq as f64 * self.interval_ns) as u64
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum State {
+    #[default]
+    Free,
+    Waiting,
+    Answered,
+    GaveUp,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    seq: u64,
+    sent_ns: u64,
+    state: State,
+}
+
+/// What to check and when counting starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    /// Probe size in bytes.
+    pub(crate) size: usize,
+    /// Which replies count.
+    pub(crate) expect: Expect,
+    /// After this a waiting probe is given up, and its reply is late.
+    pub(crate) timeout_ns: u64,
+    /// Probes sent before this (the warmup) are not counted.
+    pub(crate) measure_from_ns: u64,
+    /// Open loop's send times; `None` for closed loop.
+    pub(crate) schedule: Option<Schedule>,
+}
+
+/// One flow's bookkeeping.
+pub(crate) struct Tracker {
+    slots: Box<[Slot]>,
+    mask: u64,
+    rules: Rules,
+    /// Every sequence number below this has been sent (or, open loop, is about to be).
+    next_seq: u64,
+    /// Every sequence number below this is answered or given up.
+    scan: u64,
+    highest: Option<u64>,
+    waiting: usize,
+    answered_all: u64,
+    max_rtt_ns: u64,
+    /// The counts so far.
+    pub(crate) tally: Tally,
+    /// Round-trip times of answered probes, in nanoseconds.
+    pub(crate) rtt: Histogram<u64>,
+}
+
+impl Tracker {
+    /// A tracker with `ring` slots, rounded up to a power of two.
+    pub(crate) fn new(ring: usize, rules: Rules) -> Self {
+        let ring = ring.max(2).next_power_of_two();
+        Tracker {
+            slots: vec![Slot::default(); ring].into_boxed_slice(),
+            mask: ring as u64 - 1,
+            rules,
+            next_seq: 0,
+            scan: 0,
+            highest: None,
+            waiting: 0,
+            answered_all: 0,
+            max_rtt_ns: 0,
+            tally: Tally::default(),
+            // Constant, valid bounds (low >= 1, high >= 2 * low, sigfig <= 5).
+            rtt: Histogram::new_with_bounds(1, MAX_RTT_NS, 3).expect("valid histogram bounds"),
+        }
+    }
+
+    /// Probes out and neither answered nor given up (closed loop).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.waiting
+    }
+
+    /// Whether every probe sent, warmup included, has its first reply.
+    pub(crate) fn all_answered(&self) -> bool {
+        self.answered_all >= self.next_seq
+    }
+
+    /// Longest round trip seen, warmup included.
+    pub(crate) fn max_rtt_ns(&self) -> u64 {
+        self.max_rtt_ns
+    }
+
+    fn slot(&mut self, seq: u64) -> &mut Slot {
+        &mut self.slots[(seq & self.mask) as usize]
+    }
+
+    fn measured(&self, sent_ns: u64) -> bool {
+        sent_ns >= self.rules.measure_from_ns
+    }
+
+    /// Closed loop: probe `seq` (the next in order) went out at `sent_ns`.
+    pub(crate) fn on_send(&mut self, seq: u64, sent_ns: u64) {
+        let measured = self.measured(sent_ns);
+        let old = *self.slot(seq);
+        if old.state == State::Waiting {
+            // Its slot is needed before its timeout: give up on it now.
+            self.waiting -= 1;
+            if self.measured(old.sent_ns) {
+                self.tally.overdue += 1;
+            }
+        }
+        *self.slot(seq) = Slot { seq, sent_ns, state: State::Waiting };
+        self.next_seq = self.next_seq.max(seq + 1);
+        self.waiting += 1;
+        if measured {
+            self.tally.sent += 1;
+        }
+    }
+
+    /// Open loop: probes below `next_seq` are sent (or about to be). The
+    /// sender's final count may be lower than it announced: what it never sent.
+    pub(crate) fn set_sent(&mut self, next_seq: u64) {
+        self.next_seq = next_seq;
+    }
+
+    /// Counts a datagram that cannot be a reply (truncated, or garbage).
+    pub(crate) fn mismatch(&mut self, now_ns: u64) {
+        if self.measured(now_ns) {
+            self.tally.mismatched += 1;
+        }
+    }
+
+    /// Classifies one received datagram, arrived at `now_ns`.
+    pub(crate) fn on_reply(&mut self, payload: &[u8], now_ns: u64) {
+        let Some((seq, sent_ns)) = probe::read_header(payload) else {
+            return self.mismatch(now_ns);
+        };
+        let body_ok = match self.rules.expect {
+            Expect::Any => true,
+            // The probe has no a-z, so its uppercase is itself: both are byte-identical.
+            Expect::Upper | Expect::Echo => probe::body_intact(payload, self.rules.size),
+        };
+        if !body_ok || seq >= self.next_seq {
+            return self.mismatch(now_ns);
+        }
+        let slot = *self.slot(seq);
+        let (state, expected_ns) = if slot.state != State::Free && slot.seq == seq {
+            (slot.state, slot.sent_ns)
+        } else if slot.state != State::Free && slot.seq > seq {
+            // The slot went to a newer probe: this one's fate was settled then,
+            // answered or given up, and a reply now is late either way.
+            let off_schedule = matches!(self.rules.schedule, Some(s) if s.at(seq) != sent_ns);
+            if off_schedule {
+                return self.mismatch(now_ns);
+            }
+            if self.measured(sent_ns) {
+                self.tally.late += 1;
+            }
+            return;
+        } else if let Some(schedule) = self.rules.schedule {
+            // Open loop: first news of this probe.
+            (State::Waiting, schedule.at(seq))
+        } else {
+            // Closed loop writes every slot it sends before any reply can come.
+            return self.mismatch(now_ns);
+        };
+        if sent_ns != expected_ns {
+            return self.mismatch(now_ns);
+        }
+        let measured = self.measured(sent_ns);
+        if state == State::Answered {
+            if measured {
+                self.tally.duplicated += 1;
+            }
+            return;
+        }
+        if state == State::Waiting && self.rules.schedule.is_none() {
+            self.waiting -= 1;
+        }
+        *self.slot(seq) = Slot { seq, sent_ns, state: State::Answered };
+        self.answered_all += 1;
+        let rtt = now_ns.saturating_sub(sent_ns);
+        self.max_rtt_ns = self.max_rtt_ns.max(rtt);
+        if measured {
+            self.tally.answered += 1;
+            if state == State::GaveUp {
+                self.tally.overdue -= 1;
+            }
+            if state == State::GaveUp || rtt > self.rules.timeout_ns {
+                self.tally.late += 1;
+            }
+            if self.highest.is_some_and(|h| seq < h) {
+                self.tally.reordered += 1;
+            }
+            self.rtt.saturating_record(rtt);
+        }
+        self.highest = self.highest.max(Some(seq));
+    }
+
+    /// Gives up on probes whose timeout has passed by `now_ns`.
+    pub(crate) fn expire(&mut self, now_ns: u64) {
+        let timeout = self.rules.timeout_ns;
+        while self.scan < self.next_seq {
+            let seq = self.scan;
+            let slot = *self.slot(seq);
+            if slot.state != State::Free && slot.seq == seq {
+                if slot.state == State::Waiting {
+                    if now_ns < slot.sent_ns.saturating_add(timeout) {
+                        break;
+                    }
+                    self.slot(seq).state = State::GaveUp;
+                    self.waiting -= 1;
+                    if self.measured(slot.sent_ns) {
+                        self.tally.overdue += 1;
+                    }
+                }
+            } else if let Some(schedule) = self.rules.schedule {
+                // Open loop, no reply yet: unless a newer probe took the slot
+                // (then this one's fate is unknown and stays uncounted here).
+                if slot.state == State::Free || slot.seq < seq {
+                    let sent_ns = schedule.at(seq);
+                    if now_ns < sent_ns.saturating_add(timeout) {
+                        break;
+                    }
+                    *self.slot(seq) = Slot { seq, sent_ns, state: State::GaveUp };
+                    if self.measured(sent_ns) {
+                        self.tally.overdue += 1;
+                    }
+                }
+            }
+            self.scan += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: usize = 40;
+
+    fn rules(timeout_ns: u64, measure_from_ns: u64, schedule: Option<Schedule>) -> Rules {
+        Rules { size: SIZE, expect: Expect::Upper, timeout_ns, measure_from_ns, schedule }
+    }
+
+    fn closed() -> Tracker {
+        Tracker::new(64, rules(1_000, 0, None))
+    }
+
+    fn probe(seq: u64, time: u64) -> Vec<u8> {
+        let mut p = vec![0; SIZE];
+        probe::fill(&mut p, seq, time);
+        p
+    }
+
+    #[test]
+    fn answers_duplicates_and_reordering() {
+        let mut t = closed();
+        for seq in 0..3 {
+            t.on_send(seq, 10);
+        }
+        assert_eq!(t.in_flight(), 3);
+        t.on_reply(&probe(0, 10), 20);
+        t.on_reply(&probe(2, 10), 30);
+        t.on_reply(&probe(1, 10), 40); // below 2: reordered
+        t.on_reply(&probe(0, 10), 50); // again: duplicated
+        assert_eq!(t.in_flight(), 0);
+        assert!(t.all_answered());
+        let want = Tally { sent: 3, answered: 3, duplicated: 1, reordered: 1, ..Tally::default() };
+        assert_eq!(t.tally, want);
+        assert_eq!((t.rtt.len(), t.rtt.min(), t.rtt.max()), (3, 10, 30));
+    }
+
+    #[test]
+    fn timeout_frees_the_window_and_the_reply_is_late() {
+        let mut t = closed();
+        t.on_send(0, 0);
+        t.on_send(1, 0);
+        t.expire(999);
+        assert_eq!(t.in_flight(), 2);
+        t.on_reply(&probe(1, 0), 500);
+        t.expire(1_000);
+        assert_eq!(t.in_flight(), 0, "probe 0 given up at its timeout");
+        assert_eq!(t.tally.overdue, 1);
+        t.on_send(2, 1_000); // the refill
+        t.on_reply(&probe(0, 0), 1_200);
+        assert_eq!(t.tally.answered, 2);
+        assert_eq!(t.tally.late, 1);
+        assert_eq!(t.tally.overdue, 0);
+        assert_eq!(t.tally.reordered, 1);
+        assert_eq!(t.in_flight(), 1, "a late reply does not free a slot twice");
+        // Past its timeout but before the scan noticed: late all the same.
+        t.on_reply(&probe(2, 1_000), 2_500);
+        assert_eq!(t.tally.late, 2);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn wrong_replies_are_mismatched() {
+        let mut t = closed();
+        t.on_send(0, 5);
+        let good = probe(0, 5);
+        let mut lower = good.clone();
+        lower.make_ascii_lowercase();
+        let mut body = good.clone();
+        body[SIZE - 1] = b'x';
+        for bad in [
+            &b"hello"[..],
+            &lower,
+            &body,
+            &good[..SIZE - 1],
+            &probe(1, 5), // never sent
+            &probe(0, 6), // wrong send time
+        ] {
+            t.on_reply(bad, 10);
+        }
+        t.mismatch(10);
+        assert_eq!(t.tally.mismatched, 7);
+        assert_eq!(t.tally.answered, 0);
+        t.on_reply(&good, 10);
+        assert_eq!(t.tally.answered, 1);
+    }
+
+    #[test]
+    fn expect_any_checks_the_header_only() {
+        let mut t = Tracker::new(64, Rules { expect: Expect::Any, ..rules(1_000, 0, None) });
+        t.on_send(0, 5);
+        let mut reply = probe(0, 5);
+        reply.extend_from_slice(b"extra, lowercase");
+        t.on_reply(&reply, 10);
+        assert_eq!((t.tally.answered, t.tally.mismatched), (1, 0));
+    }
+
+    #[test]
+    fn warmup_probes_are_not_counted() {
+        let mut t = Tracker::new(64, rules(1_000, 100, None));
+        t.on_send(0, 50);
+        t.on_send(1, 100);
+        t.on_reply(&probe(0, 50), 120);
+        t.on_reply(&probe(0, 50), 130);
+        t.on_reply(&probe(1, 100), 140);
+        assert_eq!(t.tally, Tally { sent: 1, answered: 1, ..Tally::default() });
+        assert_eq!(t.rtt.len(), 1);
+        assert!(t.all_answered());
+    }
+
+    #[test]
+    fn reused_slots_give_up_early_and_old_replies_are_late() {
+        let mut t = Tracker::new(4, rules(1_000_000, 0, None));
+        for seq in 0..4 {
+            t.on_send(seq, seq);
+        }
+        for seq in 1..4 {
+            t.on_reply(&probe(seq, seq), 10);
+        }
+        t.on_send(4, 20); // takes probe 0's slot while it still waits
+        assert_eq!(t.tally.overdue, 1);
+        assert_eq!(t.in_flight(), 1);
+        t.on_reply(&probe(0, 0), 30);
+        assert_eq!((t.tally.answered, t.tally.late), (3, 1));
+        assert!(!t.all_answered());
+    }
+
+    #[test]
+    fn open_loop_knows_send_times_from_the_schedule() {
+        // 1000/s over 2 flows: this flow (index 1) sends at 1 ms, 3 ms, 5 ms...
+        let schedule = Schedule::new(1_000.0, 2, 1);
+        assert_eq!(
+            [schedule.at(0), schedule.at(1), schedule.at(2)],
+            [1_000_000, 3_000_000, 5_000_000]
+        );
+        let mut t = Tracker::new(64, rules(10_000_000, 0, Some(schedule)));
+        t.set_sent(3);
+        t.on_reply(&probe(1, 3_000_000), 3_100_000);
+        t.on_reply(&probe(2, 4_000_000), 4_100_000); // not its scheduled time
+        assert_eq!((t.tally.answered, t.tally.mismatched), (1, 1));
+        t.expire(11_000_000);
+        assert_eq!(t.tally.overdue, 1, "probe 0 overdue; 2 not yet");
+        t.expire(15_000_000);
+        assert_eq!(t.tally.overdue, 2);
+        t.on_reply(&probe(0, 1_000_000), 16_000_000);
+        assert_eq!((t.tally.answered, t.tally.late, t.tally.overdue), (2, 1, 1));
+        assert_eq!(t.tally.reordered, 1);
+        assert_eq!(t.rtt.max(), t.rtt.highest_equivalent(15_000_000));
+        t.on_reply(&probe(3, 7_000_000), 16_000_000); // beyond what was sent
+        assert_eq!(t.tally.mismatched, 2);
+    }
+}
