@@ -131,7 +131,7 @@ pub enum RequestError {
     #[error("no server at {0} (port unreachable)")]
     NoServer(SocketAddr),
     /// Every attempt timed out.
-    #[error("no reply from {server} after {attempts} attempts over {waited:.1?}")]
+    #[error("no reply from {server} after {attempts} attempt{} over {waited:.1?}", if *attempts == 1 { "" } else { "s" })]
     NoReply {
         /// The server.
         server: SocketAddr,

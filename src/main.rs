@@ -371,6 +371,12 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
     let server = if inherited.is_empty() {
         Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?
     } else {
+        tracing::info!(
+            event = "activation",
+            sockets = inherited.len(),
+            "serving {} socket(s) from systemd; --bind and --workers do not apply",
+            inherited.len()
+        );
         Server::from_sockets(config, inherited).context("serving sockets from systemd")?
     };
     // Handlers first: a supervisor may signal as soon as it reads `listening on`.

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,6 +21,7 @@ const PREVIEW: usize = 64;
 /// At most this many datagram lines a second on average, after a first burst
 /// of as many; the rest are summarised.
 const LINES_PER_SEC: f64 = 20.0;
+const BURST: u32 = 20;
 
 /// A sampled datagram: fixed size, so taking one allocates nothing.
 struct Sample {
@@ -38,8 +39,8 @@ enum Event {
 #[derive(Debug)]
 pub struct Monitor {
     tx: SyncSender<Event>,
-    /// Set by the printer when it has room for one more sample line.
-    wanted: AtomicBool,
+    /// Sample lines the printer has room for now: workers take one each.
+    budget: AtomicU32,
     /// Datagrams not shown since the last summary line.
     unseen: Arc<AtomicU64>,
     /// Signalled by the printer when it is done.
@@ -56,7 +57,7 @@ impl Monitor {
         let unseen = Arc::new(AtomicU64::new(0));
         let monitor = Arc::new(Monitor {
             tx,
-            wanted: AtomicBool::new(show_datagrams),
+            budget: AtomicU32::new(if show_datagrams { BURST } else { 0 }),
             unseen: Arc::clone(&unseen),
             done: Mutex::new(Some(done_rx)),
             show_datagrams,
@@ -70,7 +71,7 @@ impl Monitor {
         });
         if spawned.is_err() {
             // No printer: `offer` then finds the channel closed and shows nothing.
-            monitor.wanted.store(false, Relaxed);
+            monitor.budget.store(0, Relaxed);
         }
         monitor
     }
@@ -89,7 +90,9 @@ impl Monitor {
     /// printer is waiting for a sample.
     #[inline]
     pub fn offer(&self, from: SocketAddr, payload: &[u8]) -> bool {
-        if !self.wanted.load(Relaxed) || !self.wanted.swap(false, Relaxed) {
+        let budget = self.budget.load(Relaxed);
+        // Losing the race to another worker only means this one is not shown.
+        if budget == 0 || self.budget.compare_exchange(budget, budget - 1, Relaxed, Relaxed).is_err() {
             return false;
         }
         let mut preview = [0u8; PREVIEW];
@@ -122,11 +125,12 @@ fn print_loop(
     format: LogFormat,
     mut out: impl Write,
 ) {
-    let mut tokens = LINES_PER_SEC;
+    // Refills the workers' budget at LINES_PER_SEC, never above BURST.
+    let mut tokens = 0.0;
     let mut refilled = Instant::now();
     let mut next_summary = Instant::now() + Duration::from_secs(1);
     loop {
-        let wait = next_summary.saturating_duration_since(Instant::now());
+        let wait = next_summary.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
         match rx.recv_timeout(wait) {
             Ok(Event::Sample(s)) => {
                 let shown = &s.preview[..s.len.min(PREVIEW)];
@@ -145,18 +149,6 @@ fn print_loop(
                         "datagram"
                     ),
                 }
-                let now = Instant::now();
-                tokens = (tokens + now.duration_since(refilled).as_secs_f64() * LINES_PER_SEC)
-                    .min(LINES_PER_SEC)
-                    - 1.0;
-                refilled = now;
-                if tokens < 0.0 {
-                    thread::sleep(Duration::from_secs_f64(-tokens / LINES_PER_SEC));
-                }
-                match monitor.upgrade() {
-                    Some(m) => m.wanted.store(true, Relaxed),
-                    None => break,
-                }
             }
             Ok(Event::Warning(text)) => {
                 tracing::warn!("{text}");
@@ -164,8 +156,20 @@ fn print_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if Instant::now() >= next_summary {
-            next_summary = Instant::now() + Duration::from_secs(1);
+        let now = Instant::now();
+        tokens = (tokens + now.duration_since(refilled).as_secs_f64() * LINES_PER_SEC).min(f64::from(BURST));
+        refilled = now;
+        // Once the workers are gone the channel disconnects, after its last events.
+        if let Some(m) = monitor.upgrade().filter(|m| m.show_datagrams) {
+            let room = BURST.saturating_sub(m.budget.load(Relaxed));
+            let grant = (tokens as u32).min(room);
+            if grant > 0 {
+                m.budget.fetch_add(grant, Relaxed);
+                tokens -= f64::from(grant);
+            }
+        }
+        if now >= next_summary {
+            next_summary = now + Duration::from_secs(1);
             report_unseen(unseen, format, &mut out);
         }
     }

@@ -140,6 +140,11 @@ impl Server {
         for socket in &sockets {
             socket.set_nonblocking(false)?;
             socket.set_read_timeout(Some(STOP_POLL))?;
+            // Same queue as our own sockets get, unless the unit asked for more.
+            let sock = socket2::SockRef::from(socket);
+            if sock.recv_buffer_size().is_ok_and(|size| size < RECV_BUFFER) {
+                let _ = sock.set_recv_buffer_size(RECV_BUFFER);
+            }
         }
         Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
     }
