@@ -560,3 +560,19 @@ fn replies_go_to_each_sender() {
     assert_eq!(recv_from_peer(&a, addr).expect("a's reply"), b"FROM A");
     assert_eq!(recv_from_peer(&b, addr).expect("b's reply"), b"FROM B");
 }
+
+#[test]
+fn a_short_burst_is_shown_in_full() {
+    // The display is rate-limited to 20 lines a second after a burst of 20:
+    // eight requests back to back must all be shown, not one per printer round.
+    let mut server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--workers", "1"]);
+    let addr = server.addr();
+    let sock = socket_for(addr);
+    for i in 0..8 {
+        let msg = format!("shown-{i}");
+        assert_eq!(request(&sock, addr, msg.as_bytes()), upper(msg.as_bytes()));
+    }
+    let stopped = server.stop("TERM");
+    let shown = stopped.stderr.iter().filter(|l| l.contains("): shown-")).count();
+    assert_eq!(shown, 8, "{}", stopped.stderr_text());
+}
