@@ -92,7 +92,9 @@ impl Monitor {
     pub fn offer(&self, from: SocketAddr, payload: &[u8]) -> bool {
         let budget = self.budget.load(Relaxed);
         // Losing the race to another worker only means this one is not shown.
-        if budget == 0 || self.budget.compare_exchange(budget, budget - 1, Relaxed, Relaxed).is_err() {
+        if budget == 0
+            || self.budget.compare_exchange(budget, budget - 1, Relaxed, Relaxed).is_err()
+        {
             return false;
         }
         let mut preview = [0u8; PREVIEW];
@@ -130,7 +132,8 @@ fn print_loop(
     let mut refilled = Instant::now();
     let mut next_summary = Instant::now() + Duration::from_secs(1);
     loop {
-        let wait = next_summary.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+        let wait =
+            next_summary.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
         match rx.recv_timeout(wait) {
             Ok(Event::Sample(s)) => {
                 let shown = &s.preview[..s.len.min(PREVIEW)];
@@ -157,7 +160,8 @@ fn print_loop(
             Err(RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
-        tokens = (tokens + now.duration_since(refilled).as_secs_f64() * LINES_PER_SEC).min(f64::from(BURST));
+        tokens = (tokens + now.duration_since(refilled).as_secs_f64() * LINES_PER_SEC)
+            .min(f64::from(BURST));
         refilled = now;
         // Once the workers are gone the channel disconnects, after its last events.
         if let Some(m) = monitor.upgrade().filter(|m| m.show_datagrams) {

@@ -565,7 +565,7 @@ fn replies_go_to_each_sender() {
 fn a_short_burst_is_shown_in_full() {
     // The display is rate-limited to 20 lines a second after a burst of 20:
     // eight requests back to back must all be shown, not one per printer round.
-    let mut server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--workers", "1"]);
+    let server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--workers", "1"]);
     let addr = server.addr();
     let sock = socket_for(addr);
     for i in 0..8 {
