@@ -35,8 +35,13 @@ pub(super) const MAX_OPEN_RING: usize = 1 << 21;
 const MIN_GRACE: Duration = Duration::from_millis(200);
 /// How often counters are published for the progress line.
 const PUBLISH_EVERY_NS: u64 = 100_000_000;
-/// An open-loop sender sleeps until this close to a send time, then yields.
-const SLEEP_SLACK: Duration = Duration::from_micros(80);
+/// While replies are due, a flow polls this long before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+/// An idle open-loop receiver starts polling this long before the next send.
+const SEND_LEAD_NS: u64 = 100_000;
+/// An open-loop sender sleeps until this close to a send time, then spins:
+/// a sleep can overshoot by the timer slack and a wake-up, tens of µs.
+const SLEEP_SLACK: Duration = Duration::from_micros(200);
 
 /// What all flows of a run share.
 pub(super) struct Run<'a> {
@@ -50,6 +55,9 @@ pub(super) struct Run<'a> {
     pub(super) stop: &'a AtomicBool,
     /// Set when a flow fails: every flow ends at once.
     pub(super) abort: AtomicBool,
+    /// Whether threads may poll instead of sleeping: only when each has a core
+    /// of its own, or spinning threads would take turns for whole time slices.
+    pub(super) spin: bool,
 }
 
 impl Run<'_> {
@@ -118,16 +126,27 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
             break;
         }
         tracker.expire(now);
-        let room = window.saturating_sub(tracker.in_flight());
-        if sent_until.is_none() && room > 0 {
+        // Top the window up; more than one call's worth when it is large.
+        while sent_until.is_none() {
+            let room = window.saturating_sub(tracker.in_flight());
+            if room == 0 {
+                break;
+            }
             let at = run.now_ns();
             let sent = outbox.send(&sock, seq, room, |_| at)?;
             for s in seq..seq + sent as u64 {
                 tracker.on_send(s, at);
             }
             seq += sent as u64;
+            if sent < room.min(outbox.capacity()) {
+                break; // short of buffers: receive first
+            }
         }
-        receive(&sock, &mut inbox, &mut tracker, run, None)?;
+        // Poll before sleeping while a reply is due: waking a sleeping thread
+        // (an idle core, in a VM an idle vCPU) costs tens of microseconds,
+        // which would be measured as round-trip time.
+        let spin = if run.spin && tracker.in_flight() > 0 { SPIN } else { Duration::ZERO };
+        receive(&sock, &mut inbox, &mut tracker, run, spin, None)?;
         publisher.publish(now, &tracker, live, true, config.progress);
     }
     Ok(FlowResult {
@@ -159,7 +178,7 @@ pub(super) fn open(run: &Run<'_>, index: usize, rate: f64, live: &Live) -> io::R
                 result
             })?;
         let mut tracker = Tracker::new(ring, run.rules(Some(schedule)));
-        let received = collect(run, &sock, &mut tracker, &announced, &finished, live);
+        let received = collect(run, &sock, &mut tracker, schedule, &announced, &finished, live);
         if received.is_err() {
             run.abort.store(true, Ordering::Relaxed);
         }
@@ -212,11 +231,12 @@ fn send_on_schedule(
         }
         if due == 0 {
             let wait = Duration::from_nanos(schedule.at(seq).saturating_sub(now));
-            if wait > SLEEP_SLACK {
+            let slack = if run.spin { SLEEP_SLACK } else { Duration::ZERO };
+            if wait > slack {
                 // Short sleeps, so a stop is seen within 10 ms even at low rates.
-                thread::sleep((wait - SLEEP_SLACK).min(Duration::from_millis(10)));
+                thread::sleep((wait - slack).min(Duration::from_millis(10)));
             } else {
-                thread::yield_now();
+                std::hint::spin_loop();
             }
             continue;
         }
@@ -245,6 +265,7 @@ fn collect(
     run: &Run<'_>,
     sock: &UdpSocket,
     tracker: &mut Tracker,
+    schedule: Schedule,
     announced: &AtomicU64,
     finished: &AtomicBool,
     live: &Live,
@@ -268,7 +289,22 @@ fn collect(
             }
         }
         tracker.expire(now);
-        receive(sock, &mut inbox, tracker, run, Some(announced))?;
+        // Nothing due back and the next probe a while off: sleep (precisely,
+        // unlike a socket timeout) until just before it goes, then poll.
+        let until_send = schedule.at(announced.load(Ordering::Acquire)).saturating_sub(now);
+        let idle = tracker.all_answered() && !done;
+        if idle && until_send > 2 * SEND_LEAD_NS {
+            // At most 10 ms, to see the end and a stop in time.
+            let nap = (until_send - SEND_LEAD_NS).min(10_000_000);
+            thread::sleep(Duration::from_nanos(nap));
+        } else {
+            let spin = match (run.spin, idle) {
+                (false, _) => Duration::ZERO,
+                (true, true) => Duration::from_nanos(until_send) + SPIN,
+                (true, false) => SPIN,
+            };
+            receive(sock, &mut inbox, tracker, run, spin, Some(announced))?;
+        }
         publisher.publish(now, tracker, live, false, config.progress);
     }
     Ok(drops.since_start(sock))
@@ -282,15 +318,6 @@ fn grace_ns(timeout: Duration, max_rtt_ns: u64) -> u64 {
     max_rtt_ns.saturating_mul(3).clamp(floor, cap)
 }
 
-fn spin_time() -> Duration {
-    static SPIN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *SPIN.get_or_init(|| {
-        Duration::from_micros(
-            std::env::var("SHOUT_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
-        )
-    })
-}
-
 /// Receives what is there (waiting up to the socket's tick) and classifies it.
 /// Open loop passes the sender's `announced` count, read after the wait: the
 /// replies may be to probes sent during it.
@@ -299,10 +326,9 @@ fn receive(
     inbox: &mut Inbox,
     tracker: &mut Tracker,
     run: &Run<'_>,
+    spin: Duration,
     announced: Option<&AtomicU64>,
 ) -> io::Result<()> {
-    let spin =
-        if announced.is_none() && tracker.in_flight() > 0 { spin_time() } else { Duration::ZERO };
     match inbox.recv(sock, spin) {
         Ok(n) => {
             let now = run.now_ns();
@@ -480,6 +506,8 @@ impl Inbox {
                         if started.elapsed() >= spin {
                             break;
                         }
+                        // Not yield: that hands the core to any other runnable
+                        // task for a whole time slice (milliseconds).
                         std::hint::spin_loop();
                     }
                     other => return other,

@@ -202,6 +202,7 @@ pub fn run_until(config: &BenchConfig, stop: &AtomicBool) -> io::Result<Report> 
         end_ns: measure_from_ns + flow::nanos(config.duration),
         stop,
         abort: AtomicBool::new(false),
+        spin: threads(config) <= thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let lives: Vec<Live> = (0..config.flows).map(|_| Live::default()).collect();
     let results = thread::scope(|scope| {
@@ -254,6 +255,14 @@ pub fn run_until(config: &BenchConfig, stop: &AtomicBool) -> io::Result<Report> 
             .collect::<io::Result<Vec<FlowResult>>>()
     })?;
     merge(config, &run, results)
+}
+
+/// Threads the run uses: one per closed-loop flow, two per open-loop flow.
+fn threads(config: &BenchConfig) -> usize {
+    match config.load {
+        Load::Window(_) => config.flows,
+        Load::Rate(_) => 2 * config.flows,
+    }
 }
 
 fn merge(config: &BenchConfig, run: &Run<'_>, results: Vec<FlowResult>) -> io::Result<Report> {

@@ -57,7 +57,8 @@ pub struct Report {
     /// Datagrams that were no correct reply to any probe.
     pub mismatched: u64,
     /// Replies the kernel dropped on this host's sockets (receive queues full);
-    /// `None` where the counter cannot be read.
+    /// `None` where the counter cannot be read. With GRO the kernel counts a
+    /// dropped buffer of many replies once, so with `gso` this is a lower bound.
     pub dropped_here: Option<u64>,
     /// `lost - dropped_here`, at least 0: lost in the server or on the way.
     pub lost_elsewhere: Option<u64>,

@@ -61,7 +61,8 @@ pub fn recv_batch(
 
 /// Sends the first transmit (never with GSO).
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
-    sock.send_to(txs[0].contents, txs[0].dst).map(|_| 1)
+    let Some(tx) = txs.first() else { return Ok(0) };
+    sock.send_to(tx.contents, tx.dst).map(|_| 1)
 }
 
 /// No GSO here, so no GSO errors.

@@ -1,0 +1,266 @@
+//! `shout bench` run as a child process against servers in this process: shout's
+//! own (every probe answered) and a wrong one (lowercase garbage).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shout::{Server, ServerConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shout");
+
+/// Runs `shout bench ARGS`; kills it and fails if it runs past `limit`.
+fn bench(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning shout bench");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reaping shout bench");
+            panic!(
+                "shout bench {args:?} ran past {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("collecting shout bench output")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is not one JSON object ({err}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn count(report: &Value, key: &str) -> u64 {
+    report[key].as_u64().unwrap_or_else(|| panic!("{key} is not a count: {report}"))
+}
+
+/// Runs `f` with the address of a shout server running in this process.
+fn with_server(f: impl FnOnce(SocketAddr)) {
+    let config = ServerConfig { binds: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
+    let server = Server::bind(config).expect("binding a server on port 0");
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| server.run(&stop));
+        // Stops the server even if `f` panics, so the scope can end.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        f(server.local_addr());
+    });
+}
+
+#[test]
+fn measures_shout_with_every_probe_answered() {
+    with_server(|addr| {
+        let out = bench(
+            &[&addr.to_string(), "--duration", "1s", "--flows", "2", "--window", "4", "--json"],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "{out:?}");
+        let report = json(&out);
+        for key in [
+            "schema",
+            "target",
+            "expect",
+            "size",
+            "flows",
+            "window",
+            "rate",
+            "gso",
+            "warmup_s",
+            "duration_s",
+            "timeout_s",
+            "sent",
+            "answered",
+            "lost",
+            "late",
+            "duplicated",
+            "reordered",
+            "mismatched",
+            "dropped_here",
+            "lost_elsewhere",
+            "loss_pct",
+            "answers_per_s",
+            "mbit_per_s",
+            "rtt_us",
+        ] {
+            assert!(report.get(key).is_some(), "field {key} missing: {report}");
+        }
+        assert_eq!(report["schema"], 1);
+        assert_eq!(report["target"], addr.to_string());
+        assert!(count(&report, "answered") > 0, "{report}");
+        assert_eq!(count(&report, "answered"), count(&report, "sent"), "{report}");
+        assert_eq!(count(&report, "lost"), 0, "{report}");
+        assert_eq!(count(&report, "mismatched"), 0, "{report}");
+        assert_eq!(count(&report, "duplicated"), 0, "{report}");
+        assert!(report["answers_per_s"].as_f64().unwrap() > 0.0, "{report}");
+        let rtt = &report["rtt_us"];
+        for key in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
+            assert!(rtt[key].as_f64().is_some_and(|v| v > 0.0), "rtt_us.{key}: {report}");
+        }
+        assert!(rtt["p50"].as_f64() <= rtt["p99"].as_f64(), "{report}");
+        assert!(out.stderr.is_empty(), "nothing on stderr when it is not a terminal");
+    });
+}
+
+#[test]
+fn open_loop_and_table_output() {
+    with_server(|addr| {
+        let out = bench(
+            &[&addr.to_string(), "--rate", "2000", "--duration", "300ms", "--size", "200"],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "{out:?}");
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("open loop, 2000 probes/s"), "{table}");
+        assert!(table.contains("lost        0  (0.000%"), "{table}");
+        assert!(table.contains("mismatched  0"), "{table}");
+        assert!(table.contains("rtt p99.9"), "{table}");
+        // About 600 probes in 300 ms.
+        let sent: u64 = table
+            .lines()
+            .find_map(|l| l.strip_prefix("sent"))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no sent line: {table}"));
+        assert!((590..=601).contains(&sent), "{table}");
+    });
+}
+
+#[test]
+fn wrong_replies_are_mismatched_and_fail_the_loss_check() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((_, peer)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(b"sb0000 not what you sent, lowercase", peer);
+                }
+            }
+        });
+        let out = bench(
+            &[&addr.to_string(), "--duration", "1s", "--max-loss", "0", "--json"],
+            Duration::from_secs(5),
+        );
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let report = json(&out);
+        assert!(count(&report, "mismatched") > 0, "{report}");
+        assert_eq!(count(&report, "answered"), 0, "{report}");
+        assert_eq!(count(&report, "lost"), count(&report, "sent"), "{report}");
+        assert!(report["rtt_us"].is_null(), "{report}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("check failed: loss 100.000%"), "{stderr}");
+    });
+}
+
+#[test]
+fn p99_check_fails_when_exceeded() {
+    with_server(|addr| {
+        let out = bench(
+            &[&addr.to_string(), "--duration", "200ms", "--max-p99", "1ns", "--max-loss", "0"],
+            Duration::from_secs(5),
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("check failed: p99 RTT"), "{stderr}");
+        assert!(!stderr.contains("loss"), "loss held: {stderr}");
+    });
+}
+
+#[test]
+fn no_server_is_a_clear_error() {
+    let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed again
+    let started = Instant::now();
+    let out = bench(&[&addr.to_string(), "--duration", "5s"], Duration::from_secs(5));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("error: no server at {addr}")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--size", "27"][..],
+        &["--size", "70000"],
+        &["--window", "0"],
+        &["--flows", "0"],
+        &["--rate", "0"],
+        &["--rate", "5", "--window", "2"],
+        &["--duration", "0s"],
+        &["--duration", "soon"],
+        &["--max-loss", "120"],
+        &["no-such-host-or-port"],
+    ] {
+        let out = bench(args, Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?} must say why");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = bench(&["--size", "27"], Duration::from_secs(5));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("28 bytes"), "{stderr}");
+}
+
+#[test]
+fn gso_flood_with_warmup_counts_every_probe() {
+    with_server(|addr| {
+        let out = bench(
+            &[
+                &addr.to_string(),
+                "--gso",
+                "--window",
+                "256",
+                "--size",
+                "32",
+                "--warmup",
+                "100ms",
+                "--duration",
+                "300ms",
+                "--json",
+            ],
+            Duration::from_secs(5),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("no UDP GSO") {
+            eprintln!("SKIPPED gso test: {stderr}");
+            return;
+        }
+        assert!(out.status.success(), "{out:?}");
+        let report = json(&out);
+        assert_eq!(report["gso"], true);
+        assert_eq!(report["warmup_s"], 0.1);
+        assert!(count(&report, "answered") > 256, "{report}");
+        assert_eq!(count(&report, "lost"), 0, "{report}");
+        assert_eq!(count(&report, "mismatched"), 0, "{report}");
+        assert_eq!(count(&report, "duplicated"), 0, "{report}");
+        let duration = report["duration_s"].as_f64().unwrap();
+        assert!((0.29..0.31).contains(&duration), "{report}");
+    });
+}
