@@ -88,6 +88,7 @@ fn measures_shout_with_every_probe_answered() {
             "window",
             "rate",
             "gso",
+            "busy_poll",
             "warmup_s",
             "duration_s",
             "timeout_s",
@@ -262,5 +263,223 @@ fn gso_flood_with_warmup_counts_every_probe() {
         assert_eq!(count(&report, "duplicated"), 0, "{report}");
         let duration = report["duration_s"].as_f64().unwrap();
         assert!((0.29..0.31).contains(&duration), "{report}");
+    });
+}
+
+/// A file for this test's output under Cargo's scratch directory, removed first.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bench_cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn python3() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED the XML check: python3 not found on PATH");
+    }
+    ok
+}
+
+/// Parses an SVG as XML (so it is well-formed) and reports its texts and the
+/// number of points of each polyline, by id.
+const SVG_CHECK: &str = r#"
+import json, sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+assert root.tag == ns + "svg", root.tag
+lines = {p.get("id"): len(p.get("points").split()) for p in root.iter(ns + "polyline")}
+texts = ["".join(t.itertext()) for t in root.iter(ns + "text")]
+print(json.dumps({"lines": lines, "texts": texts, "circles": len(list(root.iter(ns + "circle")))}))
+"#;
+
+#[test]
+fn plot_is_an_svg_with_both_panels() {
+    let path = scratch("plot.svg");
+    with_server(|addr| {
+        let out = bench(
+            &[&addr.to_string(), "--duration", "600ms", "--window", "4", "--plot"],
+            Duration::from_secs(5),
+        );
+        // Without a file name it is a usage error, and nothing runs.
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let out = bench(
+            &[
+                &addr.to_string(),
+                "--duration",
+                "600ms",
+                "--window",
+                "4",
+                "--json",
+                "--plot",
+                path.to_str().unwrap(),
+            ],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(count(&json(&out), "answered") > 0);
+    });
+    let svg = std::fs::read_to_string(&path).expect("--plot wrote its file");
+    assert!(svg.starts_with("<?xml"), "{svg}");
+    for text in [
+        "Round-trip time by percentile",
+        "Answers per second over time",
+        "99.999%",
+        "RTT (µs)",
+        "closed loop, 1 flow × window 4",
+    ] {
+        assert!(svg.contains(text), "no {text:?} in:\n{svg}");
+    }
+    if !python3() {
+        return;
+    }
+    let out = Command::new("python3")
+        .args(["-c", SVG_CHECK])
+        .arg(&path)
+        .output()
+        .expect("running python3");
+    assert!(out.status.success(), "not well-formed XML: {out:?}\n{svg}");
+    let found: Value = serde_json::from_slice(&out.stdout).expect("the check prints JSON");
+    // Dozens of percentile points from 0% towards 100%; one point per 100 ms interval.
+    let curve = found["lines"]["percentile-curve"].as_u64().unwrap_or(0);
+    assert!(curve >= 20, "{found}");
+    assert_eq!(found["lines"]["answers-rate"], 6, "{found}");
+    assert_eq!(found["circles"], 6, "{found}");
+    let texts = found["texts"].as_array().unwrap();
+    assert!(texts.iter().any(|t| t == "Round-trip time by percentile"), "{found}");
+    assert!(texts.iter().any(|t| t.as_str().unwrap().starts_with("Answers per second")), "{found}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn csv_has_a_row_per_interval_adding_up_to_the_report() {
+    let path = scratch("run.csv");
+    let mut report = Value::Null;
+    with_server(|addr| {
+        let out = bench(
+            &[
+                &addr.to_string(),
+                "--rate",
+                "5000",
+                "--duration",
+                "1s",
+                "--json",
+                "--csv",
+                path.to_str().unwrap(),
+            ],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "{out:?}");
+        report = json(&out);
+    });
+    let csv = std::fs::read_to_string(&path).expect("--csv wrote its file");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("elapsed_s,sent,answered,lost,answers_per_s,p50_us,p99_us"));
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| {
+            l.split(',')
+                .map(|f| f.parse().unwrap_or_else(|_| panic!("{f:?} in {l:?}:\n{csv}")))
+                .collect()
+        })
+        .collect();
+    // 100 ms intervals for a run under 5 s.
+    assert_eq!(rows.len(), 10, "{csv}");
+    let mut last = 0.0;
+    for row in &rows {
+        let &[elapsed, sent, answered, lost, per_s, p50, p99] = row.as_slice() else {
+            panic!("7 fields wanted:\n{csv}");
+        };
+        assert!(elapsed > last, "elapsed_s must grow:\n{csv}");
+        last = elapsed;
+        // Open loop: exactly 500 probes are due in each 100 ms.
+        assert_eq!(sent, 500.0, "{csv}");
+        assert!(answered > 0.0 && lost == sent - answered, "{csv}");
+        assert!((per_s - answered * 10.0).abs() < 1.0, "{csv}");
+        assert!(p50 > 0.0 && p50 <= p99, "{csv}");
+    }
+    assert!((last - 1.0).abs() < 1e-9, "{csv}");
+    let sum = |i: usize| rows.iter().map(|r| r[i]).sum::<f64>() as u64;
+    assert_eq!(sum(1), count(&report, "sent"), "{report}\n{csv}");
+    assert_eq!(sum(2), count(&report, "answered"), "{report}\n{csv}");
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn plot_and_csv_files_are_not_left_behind_when_the_run_fails() {
+    let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed again
+    let (svg, csv) = (scratch("failed.svg"), scratch("failed.csv"));
+    let out = bench(
+        &[&addr.to_string(), "--plot", svg.to_str().unwrap(), "--csv", csv.to_str().unwrap()],
+        Duration::from_secs(5),
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!svg.exists() && !csv.exists());
+    // A file that cannot be created fails before the run.
+    let out = bench(&["--csv", "/nonexistent-dir/run.csv"], Duration::from_secs(5));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("creating --csv /nonexistent-dir/run.csv"), "{stderr}");
+}
+
+#[test]
+fn busy_poll_runs_and_answers() {
+    with_server(|addr| {
+        let out = bench(
+            &[&addr.to_string(), "--busy-poll", "--window", "2", "--duration", "300ms", "--json"],
+            Duration::from_secs(5),
+        );
+        assert!(out.status.success(), "{out:?}");
+        let report = json(&out);
+        assert_eq!(report["busy_poll"], true, "{report}");
+        assert!(count(&report, "answered") > 100, "{report}");
+        assert_eq!(count(&report, "lost"), 0, "{report}");
+        assert_eq!(count(&report, "mismatched"), 0, "{report}");
+    });
+}
+
+#[test]
+fn no_progress_line_when_stderr_is_piped() {
+    with_server(|addr| {
+        // Long enough for the first line (at 1 s) to be due.
+        let out = bench(&[&addr.to_string(), "--duration", "1100ms"], Duration::from_secs(5));
+        assert!(out.status.success(), "{out:?}");
+        assert!(out.stderr.is_empty(), "{:?}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.contains(&b'\r'), "no progress on stdout either");
+    });
+}
+
+#[test]
+fn progress_line_on_a_terminal() {
+    // util-linux `script` runs the command on a pseudo-terminal.
+    let script = Command::new("script").arg("--version").output();
+    if !script.is_ok_and(|o| o.status.success()) || !cfg!(target_os = "linux") {
+        eprintln!("SKIPPED progress_line_on_a_terminal: no util-linux script");
+        return;
+    }
+    with_server(|addr| {
+        let command = format!("{BIN} bench {addr} --duration 1200ms --window 2");
+        let out = Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running script");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text
+            .split('\r')
+            .find(|l| l.contains("answers/s"))
+            .unwrap_or_else(|| panic!("no progress line in {text:?}"));
+        for part in ["s left)", "lost 0 (0.00%)", "p99 "] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
+        let p99 = line.split("p99 ").nth(1).unwrap_or_default();
+        assert!(p99.starts_with(|c: char| c.is_ascii_digit()), "no p99 yet in {line:?}");
+        assert!(text.contains("\r\x1b[K"), "the line is cleared before the report: {text:?}");
     });
 }

@@ -16,6 +16,7 @@ use hdrhistogram::Histogram;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::probe;
+use super::timeline::{Counts, Merger, Recorder, SentCounter};
 use super::tracker::{Rules, Schedule, Tally, Tracker};
 use super::BenchConfig;
 use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
@@ -33,8 +34,9 @@ pub(super) const CLOSED_RING: usize = 1 << 17;
 pub(super) const MAX_OPEN_RING: usize = 1 << 21;
 /// After the last probe, wait at least this long for replies.
 const MIN_GRACE: Duration = Duration::from_millis(200);
-/// How often counters are published for the progress line.
-const PUBLISH_EVERY_NS: u64 = 100_000_000;
+/// How often counters are published for the progress line: often enough that
+/// its once-a-second rate is off by 1% at most.
+const PUBLISH_EVERY_NS: u64 = 10_000_000;
 /// While replies are due, a flow polls this long before it sleeps.
 const SPIN: Duration = Duration::from_micros(50);
 /// An idle open-loop receiver starts polling this long before the next send.
@@ -58,6 +60,10 @@ pub(super) struct Run<'a> {
     /// Whether threads may poll instead of sleeping: only when each has a core
     /// of its own, or spinning threads would take turns for whole time slices.
     pub(super) spin: bool,
+    /// `--busy-poll`: threads never sleep or block, whatever the cores.
+    pub(super) busy: bool,
+    /// Where the flows' per-interval round trips meet, when a timeline is kept.
+    pub(super) timeline: Option<Merger>,
 }
 
 impl Run<'_> {
@@ -67,6 +73,24 @@ impl Run<'_> {
 
     fn aborted(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
+    }
+
+    fn tracker(&self, ring: usize, schedule: Option<Schedule>) -> Tracker {
+        let mut tracker = Tracker::new(ring, self.rules(schedule));
+        tracker.intervals =
+            self.timeline.as_ref().map(|m| Recorder::new(m.shape(), self.config.timeout));
+        tracker
+    }
+
+    /// How a flow waits for replies: `due` when some are.
+    fn wait(&self, due: bool) -> Wait {
+        if self.busy {
+            Wait::Never
+        } else if self.spin && due {
+            Wait::SpinThenBlock(SPIN)
+        } else {
+            Wait::SpinThenBlock(Duration::ZERO)
+        }
     }
 
     fn rules(&self, schedule: Option<Schedule>) -> Rules {
@@ -101,6 +125,17 @@ pub(super) struct FlowResult {
     pub(super) drops: Option<u64>,
     /// When the flow stopped sending.
     pub(super) sent_until_ns: u64,
+    /// Sent and answered by interval, when a timeline is kept.
+    pub(super) intervals: Option<Counts>,
+}
+
+/// How a receive waits.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// Poll this long, then block up to the socket's tick.
+    SpinThenBlock(Duration),
+    /// One look without blocking; the caller loops (`--busy-poll`).
+    Never,
 }
 
 /// Closed loop: keeps `window` probes in flight until the end, then collects.
@@ -109,9 +144,9 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
     let sock = connect(config)?;
     let mut outbox = Outbox::new(config, window);
     let mut inbox = Inbox::new(config);
-    let mut tracker = Tracker::new(CLOSED_RING, run.rules(None));
+    let mut tracker = run.tracker(CLOSED_RING, None);
     let mut drops = Drops::default();
-    let mut publisher = Publisher::default();
+    let mut publisher = Publisher::new();
     let mut seq = 0u64;
     let mut sent_until = None;
     let mut drain_until = u64::MAX;
@@ -126,6 +161,7 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
             break;
         }
         tracker.expire(now);
+        tracker.close_intervals(now, run.timeline.as_ref());
         // Top the window up; more than one call's worth when it is large.
         while sent_until.is_none() {
             let room = window.saturating_sub(tracker.in_flight());
@@ -145,15 +181,17 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
         // Poll before sleeping while a reply is due: waking a sleeping thread
         // (an idle core, in a VM an idle vCPU) costs tens of microseconds,
         // which would be measured as round-trip time.
-        let spin = if run.spin && tracker.in_flight() > 0 { SPIN } else { Duration::ZERO };
-        receive(&sock, &mut inbox, &mut tracker, run, spin, None)?;
+        let wait = run.wait(tracker.in_flight() > 0);
+        receive(&sock, &mut inbox, &mut tracker, run, wait, None)?;
         publisher.publish(now, &tracker, live, true, config.progress);
     }
+    tracker.finish_intervals(run.timeline.as_ref());
     Ok(FlowResult {
         tally: tracker.tally,
         drops: drops.since_start(&sock),
         rtt: tracker.rtt,
         sent_until_ns: sent_until.unwrap_or_else(|| run.now_ns().min(run.end_ns)),
+        intervals: tracker.intervals.map(Recorder::into_counts),
     })
 }
 
@@ -177,17 +215,23 @@ pub(super) fn open(run: &Run<'_>, index: usize, rate: f64, live: &Live) -> io::R
                 finished.store(true, Ordering::Release);
                 result
             })?;
-        let mut tracker = Tracker::new(ring, run.rules(Some(schedule)));
+        let mut tracker = run.tracker(ring, Some(schedule));
         let received = collect(run, &sock, &mut tracker, schedule, &announced, &finished, live);
         if received.is_err() {
             run.abort.store(true, Ordering::Relaxed);
         }
         let sent =
             sender.join().unwrap_or_else(|_| Err(io::Error::other("bench sender thread panicked")));
-        let (drops, (sent, sent_until_ns)) = (received?, sent?);
+        let (drops, (sent, sent_until_ns, sent_by_interval)) = (received?, sent?);
+        tracker.finish_intervals(run.timeline.as_ref());
         let mut tally = tracker.tally;
         tally.sent = sent;
-        Ok(FlowResult { tally, rtt: tracker.rtt, drops, sent_until_ns })
+        // The sender counted what went out; the receiver, what came back.
+        let intervals = tracker.intervals.map(|rec| Counts {
+            sent: sent_by_interval.map(|c| c.sent).unwrap_or_default(),
+            ..rec.into_counts()
+        });
+        Ok(FlowResult { tally, rtt: tracker.rtt, drops, sent_until_ns, intervals })
     })
 }
 
@@ -202,15 +246,17 @@ pub(super) fn open_ring(rate_per_flow: f64, timeout: Duration) -> usize {
     }
 }
 
-/// Open loop's sending half: returns probes counted as sent and when it stopped.
+/// Open loop's sending half: returns probes counted as sent, when it stopped,
+/// and (with a timeline) the probes sent by interval.
 fn send_on_schedule(
     run: &Run<'_>,
     sock: &UdpSocket,
     schedule: Schedule,
     announced: &AtomicU64,
     live: &Live,
-) -> io::Result<(u64, u64)> {
+) -> io::Result<(u64, u64, Option<SentCounter>)> {
     let mut outbox = Outbox::new(run.config, usize::MAX);
+    let mut by_interval = run.timeline.as_ref().map(|m| SentCounter::new(m.shape()));
     let capacity = outbox.capacity() as u64;
     let mut seq = 0u64;
     let mut counted = 0u64;
@@ -232,7 +278,7 @@ fn send_on_schedule(
         if due == 0 {
             let wait = Duration::from_nanos(schedule.at(seq).saturating_sub(now));
             let slack = if run.spin { SLEEP_SLACK } else { Duration::ZERO };
-            if wait > slack {
+            if wait > slack && !run.busy {
                 // Short sleeps, so a stop is seen within 10 ms even at low rates.
                 thread::sleep((wait - slack).min(Duration::from_millis(10)));
             } else {
@@ -246,8 +292,14 @@ fn send_on_schedule(
             Ok(sent) => sent as u64,
             Err(err) => break Err(err),
         };
-        counted +=
-            (seq..seq + sent).filter(|&s| schedule.at(s) >= run.measure_from_ns).count() as u64;
+        for at in (seq..seq + sent).map(|s| schedule.at(s)) {
+            if at >= run.measure_from_ns {
+                counted += 1;
+                if let Some(c) = by_interval.as_mut() {
+                    c.on_send(at);
+                }
+            }
+        }
         seq += sent;
         live.sent.store(counted, Ordering::Relaxed);
         if sent < due {
@@ -257,7 +309,7 @@ fn send_on_schedule(
     };
     // What was announced but never sent must not count as outstanding.
     announced.store(seq, Ordering::Release);
-    result.map(|until| (counted, until))
+    result.map(|until| (counted, until, by_interval))
 }
 
 /// Open loop's receiving half: returns the socket's drops since the warmup.
@@ -273,7 +325,7 @@ fn collect(
     let config = run.config;
     let mut inbox = Inbox::new(config);
     let mut drops = Drops::default();
-    let mut publisher = Publisher::default();
+    let mut publisher = Publisher::new();
     let mut drain_until = None;
     while !run.aborted() {
         let now = run.now_ns();
@@ -289,11 +341,14 @@ fn collect(
             }
         }
         tracker.expire(now);
+        tracker.close_intervals(now, run.timeline.as_ref());
         // Nothing due back and the next probe a while off: sleep (precisely,
         // unlike a socket timeout) until just before it goes, then poll.
         let until_send = schedule.at(announced.load(Ordering::Acquire)).saturating_sub(now);
         let idle = tracker.all_answered() && !done;
-        if idle && until_send > 2 * SEND_LEAD_NS {
+        if run.busy {
+            receive(sock, &mut inbox, tracker, run, Wait::Never, Some(announced))?;
+        } else if idle && until_send > 2 * SEND_LEAD_NS {
             // At most 10 ms, to see the end and a stop in time.
             let nap = (until_send - SEND_LEAD_NS).min(10_000_000);
             thread::sleep(Duration::from_nanos(nap));
@@ -303,7 +358,7 @@ fn collect(
                 (true, true) => Duration::from_nanos(until_send) + SPIN,
                 (true, false) => SPIN,
             };
-            receive(sock, &mut inbox, tracker, run, spin, Some(announced))?;
+            receive(sock, &mut inbox, tracker, run, Wait::SpinThenBlock(spin), Some(announced))?;
         }
         publisher.publish(now, tracker, live, false, config.progress);
     }
@@ -326,10 +381,10 @@ fn receive(
     inbox: &mut Inbox,
     tracker: &mut Tracker,
     run: &Run<'_>,
-    spin: Duration,
+    wait: Wait,
     announced: Option<&AtomicU64>,
 ) -> io::Result<()> {
-    match inbox.recv(sock, spin) {
+    match inbox.recv(sock, wait) {
         Ok(n) => {
             let now = run.now_ns();
             if let Some(announced) = announced {
@@ -492,12 +547,16 @@ impl Inbox {
     }
 
     /// Receives a batch: polls without sleeping for up to `spin`, then waits
-    /// up to the socket's tick.
-    fn recv(&mut self, sock: &UdpSocket, spin: Duration) -> io::Result<usize> {
+    /// up to the socket's tick; or with [`Wait::Never`], looks once.
+    fn recv(&mut self, sock: &UdpSocket, wait: Wait) -> io::Result<usize> {
         let mut chunks = self.storage.chunks_exact_mut(self.chunk);
         // `storage` holds exactly BATCH chunks by construction.
         let mut bufs: [IoSliceMut<'_>; BATCH] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
+        let spin = match wait {
+            Wait::Never => return sys::recv_batch(sock, &mut bufs, &mut self.meta, false),
+            Wait::SpinThenBlock(spin) => spin,
+        };
         if !spin.is_zero() {
             let started = Instant::now();
             loop {
@@ -553,13 +612,18 @@ impl Drops {
 }
 
 /// Copies a tracker's counts to its [`Live`] now and then.
-#[derive(Default)]
 struct Publisher {
     next_ns: u64,
     next_p99_ns: u64,
 }
 
 impl Publisher {
+    fn new() -> Self {
+        // The progress line reads once a second from the start: p99 is
+        // published half a second out of step with it, never racing it.
+        Publisher { next_ns: 0, next_p99_ns: 500_000_000 }
+    }
+
     fn publish(&mut self, now: u64, tracker: &Tracker, live: &Live, sent: bool, p99: bool) {
         if now < self.next_ns {
             return;

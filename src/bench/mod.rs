@@ -55,13 +55,17 @@ use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::Expect;
 
 mod flow;
+mod plot;
 mod probe;
 mod report;
+mod timeline;
 mod tracker;
 
 pub use report::{Report, Rtt, SCHEMA};
+pub use timeline::{Interval, Percentile, Timeline, CSV_HEADER, MAX_INTERVALS};
 
 use flow::{FlowResult, Live, Run};
+use timeline::{Counts, Merger, Shape};
 use tracker::Tally;
 
 /// The smallest probe: sequence number and send time, no filler.
@@ -113,6 +117,16 @@ pub struct BenchConfig {
     pub gso: bool,
     /// Show a progress line on stderr once a second.
     pub progress: bool,
+    /// Keep counts and round-trip percentiles per interval, and the percentile
+    /// curve, in [`Report::timeline`] (for `--csv` and `--plot`). Costs two
+    /// counters per interval and a few small histograms per flow; nothing per probe.
+    pub timeline: bool,
+    /// Never sleep or block waiting for replies: each thread spins on its
+    /// socket (and an open-loop sender on its clock), for the least delay
+    /// added to the measured round trips. Costs a core per thread, see
+    /// [`threads`](BenchConfig::threads); with fewer cores, threads take turns
+    /// and measure each other instead.
+    pub busy_poll: bool,
 }
 
 impl Default for BenchConfig {
@@ -128,11 +142,22 @@ impl Default for BenchConfig {
             expect: Expect::Upper,
             gso: false,
             progress: false,
+            timeline: false,
+            busy_poll: false,
         }
     }
 }
 
 impl BenchConfig {
+    /// Threads the run uses: one per closed-loop flow, two per open-loop flow
+    /// (a sender and a receiver).
+    pub fn threads(&self) -> usize {
+        match self.load {
+            Load::Window(_) => self.flows,
+            Load::Rate(_) => 2 * self.flows,
+        }
+    }
+
     /// Why this configuration cannot run, in words for the person who wrote it.
     pub fn validate(&self) -> Result<(), String> {
         let (family, max) = if self.target.is_ipv4() {
@@ -202,7 +227,12 @@ pub fn run_until(config: &BenchConfig, stop: &AtomicBool) -> io::Result<Report> 
         end_ns: measure_from_ns + flow::nanos(config.duration),
         stop,
         abort: AtomicBool::new(false),
-        spin: threads(config) <= thread::available_parallelism().map_or(1, |n| n.get()),
+        spin: config.busy_poll
+            || config.threads() <= thread::available_parallelism().map_or(1, |n| n.get()),
+        busy: config.busy_poll,
+        timeline: config.timeline.then(|| {
+            Merger::new(Shape::new(measure_from_ns, config.duration), config.timeout, config.flows)
+        }),
     };
     let lives: Vec<Live> = (0..config.flows).map(|_| Live::default()).collect();
     let results = thread::scope(|scope| {
@@ -257,21 +287,20 @@ pub fn run_until(config: &BenchConfig, stop: &AtomicBool) -> io::Result<Report> 
     merge(config, &run, results)
 }
 
-/// Threads the run uses: one per closed-loop flow, two per open-loop flow.
-fn threads(config: &BenchConfig) -> usize {
-    match config.load {
-        Load::Window(_) => config.flows,
-        Load::Rate(_) => 2 * config.flows,
-    }
-}
-
 fn merge(config: &BenchConfig, run: &Run<'_>, results: Vec<FlowResult>) -> io::Result<Report> {
     let mut tally = Tally::default();
     let mut rtt: Option<Histogram<u64>> = None;
     let mut drops = Some(0u64);
     let mut sent_until_ns = 0;
+    let mut intervals: Option<Counts> = None;
     for r in results {
         tally += r.tally;
+        if let Some(c) = r.intervals {
+            match intervals.as_mut() {
+                None => intervals = Some(c),
+                Some(total) => total.add(&c),
+            }
+        }
         match rtt.as_mut() {
             None => rtt = Some(r.rtt),
             Some(total) => total
@@ -283,7 +312,11 @@ fn merge(config: &BenchConfig, run: &Run<'_>, results: Vec<FlowResult>) -> io::R
     }
     let rtt = rtt.ok_or_else(|| io::Error::other("no flow ran"))?;
     let measured = Duration::from_nanos(sent_until_ns.saturating_sub(run.measure_from_ns));
-    Ok(Report::new(config, tally, &rtt, drops, measured))
+    let mut report = Report::new(config, tally, &rtt, drops, measured);
+    if let (Some(merger), Some(counts)) = (run.timeline.as_ref(), intervals) {
+        report.timeline = Some(merger.timeline(&counts, flow::nanos(measured), &rtt));
+    }
+    Ok(report)
 }
 
 /// The once-a-second line on stderr.
@@ -313,6 +346,7 @@ impl Progress {
         let sent = sum(|l| l.sent.load(Ordering::Relaxed));
         let answered = sum(|l| l.answered.load(Ordering::Relaxed));
         let overdue = sum(|l| l.overdue.load(Ordering::Relaxed));
+        // The worst flow's: merging their histograms here would mean sharing them.
         let p99 = lives.iter().map(|l| l.p99_ns.load(Ordering::Relaxed)).max().unwrap_or(0);
         let (at, before) = self.last;
         // Answers are counted from the end of the warmup: so is the time.

@@ -7,8 +7,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::timeline::Timeline;
 use super::tracker::Tally;
-use super::{BenchConfig, Load};
+use super::{plot, BenchConfig, Load};
 use crate::duration::human;
 use crate::Expect;
 
@@ -36,6 +37,8 @@ pub struct Report {
     pub rate: Option<f64>,
     /// Whether probes went out as GSO buffers and replies came in through GRO.
     pub gso: bool,
+    /// Whether the bench's threads spun on their sockets instead of sleeping.
+    pub busy_poll: bool,
     /// Warmup before counting began, in seconds.
     pub warmup_s: f64,
     /// Time over which probes were sent and counted, in seconds.
@@ -70,6 +73,10 @@ pub struct Report {
     pub mbit_per_s: f64,
     /// Round-trip times of answered probes; `None` if none was answered.
     pub rtt_us: Option<Rtt>,
+    /// The run over time, when [`BenchConfig::timeline`] asked for it. Not in
+    /// the JSON.
+    #[serde(skip)]
+    pub timeline: Option<Timeline>,
 }
 
 /// Round-trip times in microseconds, from an HdrHistogram with three
@@ -142,6 +149,7 @@ impl Report {
             window,
             rate,
             gso: config.gso,
+            busy_poll: config.busy_poll,
             warmup_s: config.warmup.as_secs_f64(),
             duration_s: secs,
             timeout_s: config.timeout.as_secs_f64(),
@@ -158,7 +166,14 @@ impl Report {
             answers_per_s: per_s(tally.answered as f64),
             mbit_per_s: per_s(tally.answered as f64 * config.size as f64 * 8.0) / 1e6,
             rtt_us: Rtt::from_histogram(rtt),
+            timeline: None,
         }
+    }
+
+    /// The run as an SVG image: round-trip time by percentile, and answers per
+    /// second over time. `None` without a [`timeline`](Report::timeline).
+    pub fn svg(&self) -> Option<String> {
+        self.timeline.as_ref().map(|t| plot::svg(self, t))
     }
 
     /// The limits this run broke, one sentence each: `max_loss_pct` on
@@ -196,7 +211,12 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.flows == 1 { "" } else { "s" };
         writeln!(f, "target      {} (expect {})", self.target, self.expect)?;
-        let gso = if self.gso { ", GSO/GRO" } else { "" };
+        let gso = match (self.gso, self.busy_poll) {
+            (false, false) => "",
+            (true, false) => ", GSO/GRO",
+            (false, true) => ", busy-poll",
+            (true, true) => ", GSO/GRO, busy-poll",
+        };
         match (self.window, self.rate) {
             (Some(w), _) => writeln!(
                 f,
@@ -305,6 +325,7 @@ mod tests {
             "window",
             "rate",
             "gso",
+            "busy_poll",
             "warmup_s",
             "duration_s",
             "timeout_s",

@@ -14,6 +14,7 @@
 use hdrhistogram::Histogram;
 
 use super::probe;
+use super::timeline::{Merger, Recorder};
 use crate::Expect;
 
 /// Longest round trip the histogram tells apart; longer ones are recorded as this.
@@ -122,6 +123,8 @@ pub(crate) struct Tracker {
     pub(crate) tally: Tally,
     /// Round-trip times of answered probes, in nanoseconds.
     pub(crate) rtt: Histogram<u64>,
+    /// The same by interval, when the run keeps a timeline.
+    pub(crate) intervals: Option<Recorder>,
 }
 
 impl Tracker {
@@ -141,6 +144,21 @@ impl Tracker {
             tally: Tally::default(),
             // Constant, valid bounds (low >= 1, high >= 2 * low, sigfig <= 5).
             rtt: Histogram::new_with_bounds(1, MAX_RTT_NS, 3).expect("valid histogram bounds"),
+            intervals: None,
+        }
+    }
+
+    /// Hands the run's merger the intervals that can take no more replies in time.
+    pub(crate) fn close_intervals(&mut self, now_ns: u64, merger: Option<&Merger>) {
+        if let (Some(rec), Some(merger)) = (self.intervals.as_mut(), merger) {
+            rec.close_until(now_ns, merger);
+        }
+    }
+
+    /// Hands the run's merger every interval left: the flow is done.
+    pub(crate) fn finish_intervals(&mut self, merger: Option<&Merger>) {
+        if let (Some(rec), Some(merger)) = (self.intervals.as_mut(), merger) {
+            rec.finish(merger);
         }
     }
 
@@ -183,6 +201,9 @@ impl Tracker {
         self.waiting += 1;
         if measured {
             self.tally.sent += 1;
+            if let Some(rec) = self.intervals.as_mut() {
+                rec.on_send(sent_ns);
+            }
         }
     }
 
@@ -262,6 +283,9 @@ impl Tracker {
                 self.tally.reordered += 1;
             }
             self.rtt.saturating_record(rtt);
+            if let Some(rec) = self.intervals.as_mut() {
+                rec.on_answer(sent_ns, rtt);
+            }
         }
         self.highest = self.highest.max(Some(seq));
     }
