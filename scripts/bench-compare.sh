@@ -69,6 +69,7 @@ start_server() {
     local cmd
     case $1 in
         shout) cmd=("$SHOUT" server --bind 127.0.0.1:0 --workers 1 --quiet) ;;
+        shout_busy) cmd=("$SHOUT" server --bind 127.0.0.1:0 --workers 1 --quiet --busy-poll) ;;
         naive_std) cmd=("$BIN/examples/naive_std" 127.0.0.1:0) ;;
         naive_tokio) cmd=("$BIN/examples/naive_tokio" 127.0.0.1:0) ;;
         python) cmd=(python3 scripts/naive_server.py 0) ;;
@@ -162,19 +163,25 @@ for size in $SIZES; do
     done
 done
 
-total=$(( ${#CELLS[@]} * RUNS * ${#SERVERS[@]} ))
+pingpongs=0
+for cell in "${CELLS[@]}"; do [[ $cell == *pingpong ]] && pingpongs=$((pingpongs + 1)); done
+total=$(( (${#CELLS[@]} * ${#SERVERS[@]} + pingpongs) * RUNS ))
 done_runs=0
 for cell in "${CELLS[@]}"; do
     read -r size mode <<<"$cell"
     case $mode in
         flood) args=(--size "$size" --window "$FLOOD_WINDOW"); name="$size B flood w$FLOOD_WINDOW" ;;
-        pingpong) args=(--size "$size" --window 1); name="$size B pingpong" ;;
+        # The bench spins too, so its own wake-ups do not blur the servers' latency.
+        pingpong) args=(--size "$size" --window 1 --busy-poll); name="$size B pingpong" ;;
         gso) args=(--size "$size" --window "$GSO_WINDOW" --gso); name="$size B gso w$GSO_WINDOW" ;;
     esac
+    servers=("${SERVERS[@]}")
+    # Busy polling is for latency: it only has a ping-pong row.
+    [[ $mode == pingpong ]] && servers+=(shout_busy)
     for run in $(seq "$RUNS"); do
         # Rotate the order each run, so drift over time hits every server alike.
-        for i in "${!SERVERS[@]}"; do
-            server=${SERVERS[$(( (i + run - 1) % ${#SERVERS[@]} ))]}
+        for i in "${!servers[@]}"; do
+            server=${servers[$(( (i + run - 1) % ${#servers[@]} ))]}
             done_runs=$((done_runs + 1))
             printf '\r[%d/%d] %-22s %-12s' "$done_runs" "$total" "$name" "$server" >&2
             start_server "$server"
@@ -185,12 +192,16 @@ for cell in "${CELLS[@]}"; do
 done
 printf '\r\033[K' >&2
 
-# Memory: shout idle, then after floods (plain, and GSO/GRO which fills 64 KiB buffers).
+# Memory: shout idle, then after floods (plain, and GSO/GRO which fills 64 KiB
+# buffers), and whether a long flood grows it.
+RSS_FLOOD=${RSS_FLOOD:-$([[ ${QUICK:-0} == 1 ]] && echo 2s || echo 60s)}
 start_server shout
 sleep 0.2
 rss_idle=$(rss_kib "$SERVER_PID")
 "${PIN_BENCH[@]}" "$SHOUT" bench "$SERVER_ADDR" --duration 2s --size 1400 --window "$FLOOD_WINDOW" --json >/dev/null
 rss_flood=$(rss_kib "$SERVER_PID")
+"${PIN_BENCH[@]}" "$SHOUT" bench "$SERVER_ADDR" --duration "$RSS_FLOOD" --size 1400 --window "$FLOOD_WINDOW" --json >/dev/null
+rss_long=$(rss_kib "$SERVER_PID")
 "${PIN_BENCH[@]}" "$SHOUT" bench "$SERVER_ADDR" --duration 2s --size 32 --window "$GSO_WINDOW" --gso --json >/dev/null
 rss_gso=$(rss_kib "$SERVER_PID")
 stop_server
@@ -225,4 +236,4 @@ for cell, server in order:
     print(f"{cell:<20} {server:<12} {answers:>10.0f} {ra:>7} {p50:>8.1f} {rp:>7} {cpu:>7.0f}% {loss:>7.3f}")
 PY
 echo
-echo "shout server --workers 1 RSS: idle ${rss_idle} KiB; after a 1400 B flood ${rss_flood} KiB; after a 32 B GSO flood ${rss_gso} KiB"
+echo "shout server --workers 1 RSS: idle ${rss_idle} KiB; after a 2 s 1400 B flood ${rss_flood} KiB; after $RSS_FLOOD more ${rss_long} KiB; after a 32 B GSO flood ${rss_gso} KiB"

@@ -26,8 +26,13 @@ pub const MAX_DATAGRAM_V4: usize = 65_507;
 /// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP).
 pub const MAX_DATAGRAM_V6: usize = 65_527;
 
-/// How often a blocked worker wakes to look at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(100);
+/// How often the stop flag is looked at.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// After a one-datagram batch, receive one at a time (recvmsg) for this many
+/// calls before trying a full batch again: ping-pong traffic then pays for no
+/// batching it cannot use, and a flood is back to full batches within as many
+/// datagrams.
+const SINGLE_RUN: u32 = 16;
 /// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
 const RECV_BUFFER: usize = 4 << 20;
 
@@ -139,6 +144,7 @@ impl Server {
         }
         for socket in &sockets {
             socket.set_nonblocking(false)?;
+            #[cfg(not(target_os = "linux"))]
             socket.set_read_timeout(Some(STOP_POLL))?;
             // Same queue as our own sockets get, unless the unit asked for more.
             let sock = socket2::SockRef::from(socket);
@@ -240,6 +246,14 @@ impl Server {
                     }
                 }
             }
+            // Workers block without a timeout (a timer per receive costs
+            // latency); this thread watches the flags and wakes them.
+            while !stop.load(Relaxed) && !halt.load(Relaxed) {
+                thread::sleep(STOP_POLL);
+            }
+            for slot in &self.workers {
+                sys::wake(&slot.socket);
+            }
             let mut first_error = None;
             for handle in handles {
                 let result =
@@ -288,6 +302,8 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     }
     let _ = socket.set_recv_buffer_size(RECV_BUFFER);
     socket.bind(&addr.into())?;
+    // Linux workers are woken by `sys::wake`; elsewhere they poll the stop flag.
+    #[cfg(not(target_os = "linux"))]
     socket.set_read_timeout(Some(STOP_POLL))?;
     Ok(socket.into())
 }
@@ -367,16 +383,25 @@ impl<'a> Worker<'a> {
         let mut meta = [RecvMeta::default(); BATCH];
         let wait = !self.config.busy_poll;
         let mut batches = 0u32;
+        // Receives left in one-at-a-time mode (see SINGLE_RUN).
+        let mut singles = 0u32;
         while !stop.load(Relaxed) && !halt.load(Relaxed) {
+            let slots = if singles > 0 { 1 } else { BATCH };
             let received = {
                 let mut chunks = storage.chunks_exact_mut(MAX_BUF);
                 // The chunk count is BATCH by construction of `storage`.
                 let mut bufs: [IoSliceMut<'_>; BATCH] =
                     std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
-                sys::recv_batch(self.socket, &mut bufs, &mut meta, wait)
+                sys::recv_batch(self.socket, &mut bufs[..slots], &mut meta, wait)
             };
             match received {
+                Ok(0) => {} // woken to stop
                 Ok(n) => {
+                    singles = match (slots, n) {
+                        (BATCH, 1) => SINGLE_RUN,
+                        (1, _) => singles - 1,
+                        _ => 0,
+                    };
                     self.answer(&mut storage, &meta[..n]);
                     batches = batches.wrapping_add(1);
                     if batches % 1024 == 0 {
@@ -456,9 +481,10 @@ impl<'a> Worker<'a> {
                 *reply = Some(answered);
             }
         }
-        // A shared counter per batch would be a cache line bouncing between workers.
+        // A shared counter per batch would be a cache line bouncing between
+        // workers under load: publish when the queue is drained or often enough.
         self.unseen += counts.received - shown;
-        if self.unseen >= 4096 {
+        if meta.len() < BATCH || self.unseen >= 4096 {
             self.monitor.add_unseen(std::mem::take(&mut self.unseen));
         }
 

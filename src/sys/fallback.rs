@@ -24,6 +24,9 @@ pub fn enable_pktinfo(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Elsewhere workers wake on their read timeout instead.
+pub fn wake(_sock: &UdpSocket) {}
+
 /// GSO is Linux only.
 pub fn gso_supported(_sock: &UdpSocket) -> bool {
     false

@@ -19,6 +19,15 @@ const CMSG_LEN: usize = 128;
 #[repr(C, align(8))]
 struct Cmsg([u8; CMSG_LEN]);
 
+/// Turns a `-1` `ssize_t` return into the thread's `errno`.
+fn cvt_ssize(ret: isize) -> io::Result<isize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
 /// Turns a `-1` return into the thread's `errno`.
 fn cvt(ret: libc::c_int) -> io::Result<usize> {
     if ret < 0 {
@@ -68,6 +77,14 @@ pub fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
     }
 }
 
+/// Wakes every thread blocked receiving on `sock`, now and from then on:
+/// `shutdown(SHUT_RD)` makes receives return at once with no datagram (Linux
+/// does this even for unconnected UDP sockets, though it reports `ENOTCONN`).
+/// Sending still works.
+pub fn wake(sock: &UdpSocket) {
+    let _ = socket2::SockRef::from(sock).shutdown(std::net::Shutdown::Read);
+}
+
 /// Whether this kernel takes `UDP_SEGMENT` on this socket (UDP GSO).
 pub fn gso_supported(sock: &UdpSocket) -> bool {
     let mut value: libc::c_int = 0;
@@ -110,7 +127,7 @@ pub fn socket_drops(sock: &UdpSocket) -> Option<u64> {
 ///
 /// With `wait`, blocks (up to the socket's read timeout) for the first datagram
 /// and takes whatever else is queued; without, returns `WouldBlock` at once when
-/// nothing is queued.
+/// nothing is queued. Returns `Ok(0)` when woken by [`wake`] (`shutdown`).
 pub fn recv_batch(
     sock: &UdpSocket,
     bufs: &mut [IoSliceMut<'_>],
@@ -135,20 +152,41 @@ pub fn recv_batch(
         hdr.msg_hdr.msg_controllen = CMSG_LEN as _;
         hdrs[i].write(hdr);
     }
-    // MSG_WAITFORONE: without it a blocking recvmmsg waits until every slot fills.
-    let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
-    // SAFETY: the first `n` headers are initialised and point at live names,
-    // iovecs and control buffers of the sizes they state, all outliving the call.
-    let ret = unsafe {
-        libc::recvmmsg(
-            sock.as_raw_fd(),
-            hdrs.as_mut_ptr().cast(),
-            n as libc::c_uint,
-            flags,
-            ptr::null_mut(),
-        )
+    let got = if n == 1 {
+        // One slot (ping-pong): plain recvmsg skips recvmmsg's loop.
+        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+        // SAFETY: header 0 is initialised and points at a live name, iovec and
+        // control buffer of the sizes it states, all outliving the call.
+        let ret = unsafe {
+            let hdr = hdrs[0].as_mut_ptr();
+            let len = libc::recvmsg(sock.as_raw_fd(), &mut (*hdr).msg_hdr, flags);
+            if len >= 0 {
+                (*hdr).msg_len = len as libc::c_uint;
+            }
+            len
+        };
+        usize::from(cvt_ssize(ret)? >= 0)
+    } else {
+        // MSG_WAITFORONE: without it a blocking recvmmsg waits until every slot fills.
+        let flags = if wait { libc::MSG_WAITFORONE } else { libc::MSG_DONTWAIT };
+        // SAFETY: the first `n` headers are initialised and point at live names,
+        // iovecs and control buffers of the sizes they state, all outliving the call.
+        let ret = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr().cast(),
+                n as libc::c_uint,
+                flags,
+                ptr::null_mut(),
+            )
+        };
+        cvt(ret)?
     };
-    let got = cvt(ret)?;
+    // SAFETY: header 0 was initialised above (n >= 1 whenever got >= 1).
+    if got > 0 && unsafe { hdrs[0].assume_init_ref() }.msg_hdr.msg_namelen == 0 {
+        // No sender: not a datagram but the wake-up of `shutdown(SHUT_RD)`.
+        return Ok(0);
+    }
     for i in 0..got {
         // SAFETY: headers below `n` were initialised above (and `got` <= `n`).
         let hdr = unsafe { hdrs[i].assume_init_ref() };
@@ -260,6 +298,12 @@ fn put_cmsg<T: Copy>(buf: &mut Cmsg, offset: usize, level: i32, kind: i32, value
 /// means the one after the last sent did not go (yet): call again with the rest.
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let n = txs.len().min(BATCH);
+    if let [tx] = txs {
+        if tx.segment_size.is_none() && tx.src.is_none() {
+            // One plain datagram (ping-pong): sendto skips copying a msghdr.
+            return sock.send_to(tx.contents, tx.dst).map(|_| 1);
+        }
+    }
     // As in `recv_batch`, only the slots in use are initialised.
     let mut names = [const { MaybeUninit::<SockAddr>::uninit() }; BATCH];
     let mut iovs = [MaybeUninit::<libc::iovec>::uninit(); BATCH];
