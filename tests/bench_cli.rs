@@ -79,33 +79,7 @@ fn measures_shout_with_every_probe_answered() {
         );
         assert!(out.status.success(), "{out:?}");
         let report = json(&out);
-        for key in [
-            "schema",
-            "target",
-            "expect",
-            "size",
-            "flows",
-            "window",
-            "rate",
-            "gso",
-            "busy_poll",
-            "warmup_s",
-            "duration_s",
-            "timeout_s",
-            "sent",
-            "answered",
-            "lost",
-            "late",
-            "duplicated",
-            "reordered",
-            "mismatched",
-            "dropped_here",
-            "lost_elsewhere",
-            "loss_pct",
-            "answers_per_s",
-            "mbit_per_s",
-            "rtt_us",
-        ] {
+        for key in shout::bench::JSON_FIELDS {
             assert!(report.get(key).is_some(), "field {key} missing: {report}");
         }
         assert_eq!(report["schema"], 1);

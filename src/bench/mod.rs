@@ -61,7 +61,7 @@ mod report;
 mod timeline;
 mod tracker;
 
-pub use report::{Report, Rtt, SCHEMA};
+pub use report::{Report, Rtt, JSON_FIELDS, SCHEMA};
 pub use timeline::{Interval, Percentile, Timeline, CSV_HEADER, MAX_INTERVALS};
 
 use flow::{FlowResult, Live, Run};

@@ -270,6 +270,35 @@ impl fmt::Display for Report {
     }
 }
 
+/// The top-level keys of the JSON report, in order (docs/BENCH-JSON.md).
+pub const JSON_FIELDS: &[&str] = &[
+    "schema",
+    "target",
+    "expect",
+    "size",
+    "flows",
+    "window",
+    "rate",
+    "gso",
+    "busy_poll",
+    "warmup_s",
+    "duration_s",
+    "timeout_s",
+    "sent",
+    "answered",
+    "lost",
+    "late",
+    "duplicated",
+    "reordered",
+    "mismatched",
+    "dropped_here",
+    "lost_elsewhere",
+    "loss_pct",
+    "answers_per_s",
+    "mbit_per_s",
+    "rtt_us",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,35 +345,14 @@ mod tests {
     #[test]
     fn json_has_every_field() {
         let json = serde_json::to_value(report(10, 10, &[1_000])).unwrap();
-        for key in [
-            "schema",
-            "target",
-            "expect",
-            "size",
-            "flows",
-            "window",
-            "rate",
-            "gso",
-            "busy_poll",
-            "warmup_s",
-            "duration_s",
-            "timeout_s",
-            "sent",
-            "answered",
-            "lost",
-            "late",
-            "duplicated",
-            "reordered",
-            "mismatched",
-            "dropped_here",
-            "lost_elsewhere",
-            "loss_pct",
-            "answers_per_s",
-            "mbit_per_s",
-            "rtt_us",
-        ] {
+        for key in JSON_FIELDS {
             assert!(json.get(key).is_some(), "missing {key}: {json}");
         }
+        assert_eq!(
+            json.as_object().unwrap().len(),
+            JSON_FIELDS.len(),
+            "a field not in JSON_FIELDS: {json}"
+        );
         assert_eq!(json["target"], "127.0.0.1:8080");
         assert_eq!(json["rate"], serde_json::Value::Null);
         for key in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
