@@ -365,25 +365,10 @@ fn bad_arguments_are_usage_errors() {
 /// Drives `shout client ADDR` on a pty: waits for the prompt, types `hello` + Enter, waits
 /// for the reply line and the next prompt, then sends the final key (`\x04` or `\x03`). Prints JSON
 /// {"status": exit code or null, "signal": n or null, "output": str, "error": str or null}.
-const PTY_PY: &str = r#"
-import json, os, pty, select, signal, sys, time
-binary, addr, final_key = sys.argv[1], sys.argv[2], sys.argv[3].encode().decode("unicode_escape").encode()
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(binary, [binary, "client", addr])
-buf = b""
-def pump(timeout):
-    global buf
-    r, _, _ = select.select([fd], [], [], timeout)
-    if r:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            return False
-        if not chunk:
-            return False
-        buf += chunk
-    return True
+const PTY_PY: &str = concat!(
+    include_str!("common/pty_client.py"),
+    r#"
+final_key = sys.argv[3].encode().decode("unicode_escape").encode()
 def found(token, after_prompt):
     if not after_prompt:
         return token in buf
@@ -429,7 +414,8 @@ status, sig = reap()
 if status is None and sig is None and error is None:
     error = "did not exit within 3 s of the final key"
 finish(status, sig, error)
-"#;
+"#
+);
 
 fn pty_session(final_key: &str) {
     if !python3_or_skip("pty session") {

@@ -471,25 +471,9 @@ fn completions_and_manual_page() {
 
 /// Drives `shout client ADDR` on a pty: `:help`, a message, `:quit`. Prints one JSON object:
 /// {"status": exit code or null, "output": all terminal output, "error": str or null}.
-const PTY_PY: &str = r#"
-import json, os, pty, select, signal, sys, time
-binary, addr = sys.argv[1], sys.argv[2]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execv(binary, [binary, "client", addr])
-buf = b""
-def pump(timeout):
-    global buf
-    r, _, _ = select.select([fd], [], [], timeout)
-    if r:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            return False
-        if not chunk:
-            return False
-        buf += chunk
-    return True
+const PTY_PY: &str = concat!(
+    include_str!("common/pty_client.py"),
+    r#"
 def read_until(token, start, timeout=5.0):
     # True once `token` and then a fresh prompt appear after offset `start`.
     deadline = time.monotonic() + timeout
@@ -529,7 +513,8 @@ status = reap()
 if status is None and error is None:
     error = "did not exit within 3 s of :quit"
 print(json.dumps({"status": status, "error": error, "output": buf.decode("utf-8", "replace")}))
-"#;
+"#
+);
 
 /// Runs the pty driver against a real server with HOME and XDG_DATA_HOME in a fresh folder;
 /// returns the terminal output and the history file's contents.
