@@ -177,15 +177,18 @@ fn refused_sources_get_no_reply_and_are_counted() {
         let got = sock.recv_from(&mut buf);
         assert!(got.is_err(), "source port {port} was answered: {got:?}");
     }
-    let seen = sniffer.finish();
+    let mut seen = sniffer.finish();
     let SocketAddr::V4(allowed_addr) = allowed.local_addr().expect("local addr") else {
         unreachable!("bound to IPv4")
     };
-    let expected: Vec<Sniffed> = vec![
+    let mut expected: Vec<Sniffed> = vec![
         // The forged datagram itself carries the server's address as its source.
         (*addr.ip(), addr.port(), b"from myself".to_vec()),
         (*allowed_addr.ip(), allowed_addr.port(), b"ALLOWED".to_vec()),
     ];
+    // Which packets, not in which order the capture saw them.
+    seen.sort();
+    expected.sort();
     if seen != expected {
         let show = |v: &[Sniffed]| {
             let first: Vec<String> = v
