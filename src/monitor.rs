@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -114,9 +114,8 @@ impl Monitor {
 
     /// Queues a warning line; dropped (never blocking) if the printer is behind.
     pub fn warn(&self, text: String) {
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(Event::Warning(text)) {
-            // The printer is stuck; the counters in the summary still tell.
-        }
+        // Full means the printer is stuck; the counters in the summary still tell.
+        let _ = self.tx.try_send(Event::Warning(text));
     }
 }
 

@@ -17,7 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::monitor::Monitor;
 use crate::policy::{Policy, PolicyConfig, Refusal};
 use crate::stats::{Counts, WorkerStats};
-use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
+use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::telemetry::LogFormat;
 use crate::Mode;
 
@@ -308,15 +308,6 @@ fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     Ok(socket.into())
 }
 
-/// Number of datagrams in a buffer of `len` bytes cut every `stride` bytes.
-fn segments(len: usize, stride: usize) -> u64 {
-    if stride == 0 || len <= stride {
-        1
-    } else {
-        len.div_ceil(stride) as u64
-    }
-}
-
 /// Whether a receive error is about one datagram or peer (an ICMP error from an
 /// earlier reply, memory pressure), not about the socket.
 fn is_transient(err: &io::Error) -> bool {
@@ -439,7 +430,8 @@ impl<'a> Worker<'a> {
     }
 
     /// Publishes what is kept locally: the kernel's drop count and the
-    /// datagrams not shown. Called when idle, now and then under load, and at exit.
+    /// datagrams not shown. Called every 1024 batches, at exit, and where the
+    /// platform has a read timeout, when idle.
     fn refresh_drops(&mut self) {
         if let Some(drops) = sys::socket_drops(self.socket) {
             self.stats.set_kernel_drops(drops);
@@ -579,18 +571,5 @@ impl<'a> Worker<'a> {
             if held > 0 { format!(" ({held} similar warnings held back)") } else { String::new() };
         self.monitor.warn(format!("{what}{suffix}"));
         self.warned_at = Some(now);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn segments_counts_gro_buffers() {
-        assert_eq!(segments(0, 0), 1);
-        assert_eq!(segments(100, 100), 1);
-        assert_eq!(segments(250, 100), 3);
-        assert_eq!(segments(300, 100), 3);
     }
 }

@@ -1,6 +1,8 @@
 //! `shout bench` run as a child process against servers in this process: shout's
 //! own (every probe answered) and a wrong one (lowercase garbage).
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -248,19 +250,6 @@ fn scratch(name: &str) -> std::path::PathBuf {
     path
 }
 
-fn python3() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED the XML check: python3 not found on PATH");
-    }
-    ok
-}
-
 /// Parses an SVG as XML (so it is well-formed) and reports its texts and the
 /// number of points of each polyline, by id.
 const SVG_CHECK: &str = r#"
@@ -310,7 +299,7 @@ fn plot_is_an_svg_with_both_panels() {
     ] {
         assert!(svg.contains(text), "no {text:?} in:\n{svg}");
     }
-    if !python3() {
+    if !common::python3_or_skip("the SVG's XML check") {
         return;
     }
     let out = Command::new("python3")

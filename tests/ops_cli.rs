@@ -5,6 +5,8 @@
 //! Self-contained (no `common` module): every read has a timeout and every child process is
 //! killed by PID and reaped on drop.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -203,20 +205,6 @@ fn kv(line: &str) -> HashMap<String, f64> {
         .filter_map(|f| f.split_once('='))
         .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
         .collect()
-}
-
-/// Whether python3 runs; says so on stderr when it does not.
-fn python3_or_skip(test: &str) -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED {test}: python3 not found on PATH");
-    }
-    ok
 }
 
 /// A fresh directory under the system temp dir (no tempfile dependency), removed on drop.
@@ -552,7 +540,7 @@ fn pty_session(no_color: Option<&str>) -> (String, String, SocketAddr) {
 
 #[test]
 fn interactive_session_on_a_terminal_help_reply_quit_history_and_colour() {
-    if !python3_or_skip("interactive pty session") {
+    if !common::python3_or_skip("interactive pty session") {
         return;
     }
     let (output, history, addr) = pty_session(None);
@@ -567,7 +555,7 @@ fn interactive_session_on_a_terminal_help_reply_quit_history_and_colour() {
 
 #[test]
 fn interactive_session_with_no_color_has_no_escape_sequences_in_replies() {
-    if !python3_or_skip("interactive pty session") {
+    if !common::python3_or_skip("interactive pty session") {
         return;
     }
     let (output, history, addr) = pty_session(Some("1"));
@@ -701,7 +689,7 @@ impl Activated {
 
 #[test]
 fn socket_activation_serves_the_inherited_socket_and_notifies_ready() {
-    if !python3_or_skip("socket activation") {
+    if !common::python3_or_skip("socket activation") {
         return;
     }
     let mut a = activate("activation", 1, "self", &[]);
@@ -718,7 +706,7 @@ fn socket_activation_serves_the_inherited_socket_and_notifies_ready() {
 
 #[test]
 fn socket_activation_runs_one_worker_per_inherited_socket() {
-    if !python3_or_skip("socket activation") {
+    if !common::python3_or_skip("socket activation") {
         return;
     }
     // Three sockets on one port, as systemd opens for three identical ListenDatagram= lines
@@ -740,7 +728,7 @@ fn socket_activation_runs_one_worker_per_inherited_socket() {
 
 #[test]
 fn socket_activation_ignores_sockets_meant_for_another_process() {
-    if !python3_or_skip("socket activation") {
+    if !common::python3_or_skip("socket activation") {
         return;
     }
     // LISTEN_PID names the helper, not shout: the fds are not shout's (sd_listen_fds(3)).

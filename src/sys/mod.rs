@@ -70,11 +70,29 @@ pub struct Transmit<'a> {
 impl Transmit<'_> {
     /// How many datagrams this transmit puts on the wire.
     pub fn datagrams(&self) -> u64 {
-        match self.segment_size {
-            Some(size) if size > 0 && self.contents.len() > size => {
-                self.contents.len().div_ceil(size) as u64
-            }
-            _ => 1,
-        }
+        segments(self.contents.len(), self.segment_size.unwrap_or(0))
+    }
+}
+
+/// Datagrams in a buffer of `len` bytes cut every `stride` bytes (GRO/GSO);
+/// a stride of 0, or one covering the buffer, means a single datagram.
+pub fn segments(len: usize, stride: usize) -> u64 {
+    if stride == 0 || len <= stride {
+        1
+    } else {
+        len.div_ceil(stride) as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::segments;
+
+    #[test]
+    fn segments_counts_gro_buffers() {
+        assert_eq!(segments(0, 0), 1);
+        assert_eq!(segments(100, 100), 1);
+        assert_eq!(segments(250, 100), 3);
+        assert_eq!(segments(300, 100), 3);
     }
 }
