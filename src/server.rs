@@ -33,6 +33,10 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// batching it cannot use, and a flood is back to full batches within as many
 /// datagrams.
 const SINGLE_RUN: u32 = 16;
+/// A GSO send of segments this small that fails, while the same datagrams
+/// sent one by one pass, means GSO does not work here at all: every IPv6 link
+/// carries 1,280 B packets. Larger segments may only exceed one route's MTU.
+const GSO_SMALL: usize = 1_232;
 /// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
 const RECV_BUFFER: usize = 4 << 20;
 
@@ -333,6 +337,15 @@ fn is_transient(err: &io::Error) -> bool {
     )
 }
 
+/// What one receive slot sends (see [`Worker::coalesce`]).
+#[derive(Clone, Copy, Default)]
+struct Run {
+    /// Bytes sent from the slot's buffer; `None` when nothing is.
+    len: Option<usize>,
+    /// Where the bytes are cut into datagrams.
+    stride: usize,
+}
+
 struct Worker<'a> {
     socket: &'a UdpSocket,
     local: SocketAddr,
@@ -341,6 +354,10 @@ struct Worker<'a> {
     policy: &'a Policy,
     monitor: Arc<Monitor>,
     gso: bool,
+    /// The largest segment sent with GSO, whether echoing a GRO buffer or
+    /// gathering one-datagram replies; lowered when a route's MTU refuses
+    /// segments that large (the kernel wants each within the MTU).
+    gso_max: usize,
     warned_at: Option<Instant>,
     unwarned: u64,
     /// Datagrams not shown, published to the monitor now and then.
@@ -362,6 +379,7 @@ impl<'a> Worker<'a> {
             policy,
             monitor,
             gso: config.offload && sys::gso_supported(&slot.socket),
+            gso_max: MAX_DATAGRAM_V4,
             warned_at: None,
             unwarned: 0,
             unseen: 0,
@@ -480,15 +498,19 @@ impl<'a> Worker<'a> {
             self.monitor.add_unseen(std::mem::take(&mut self.unseen));
         }
 
+        // Consecutive one-datagram replies to the same sender go out as one GSO
+        // send when they can: gathered behind the first in its slot, they cost
+        // the kernel one trip down the stack instead of one each.
+        let runs = self.coalesce(storage, meta, &reply_len);
         let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
         let mut txs = [empty; BATCH];
         let mut ntx = 0;
-        for ((m, buf), reply) in meta.iter().zip(storage.chunks_exact(MAX_BUF)).zip(reply_len) {
-            let Some(len) = reply else { continue };
+        for (i, run) in runs[..meta.len()].iter().enumerate() {
+            let (Some(len), m) = (run.len, &meta[i]) else { continue };
             txs[ntx] = Transmit {
                 dst: m.addr,
-                contents: &buf[..len],
-                segment_size: (len > m.stride).then_some(m.stride),
+                contents: &storage[i * MAX_BUF..][..len],
+                segment_size: (len > run.stride).then_some(run.stride),
                 // Never answer *from* a multicast group a request was sent to.
                 src: m.dst.filter(|ip| !ip.is_multicast()),
             };
@@ -498,12 +520,73 @@ impl<'a> Worker<'a> {
         self.stats.add(&counts);
     }
 
+    /// Plans the sends of a batch: for each slot, the bytes its transmit covers.
+    /// A run of one-datagram replies to one sender from one source address,
+    /// each as long as the first but the last (which may be shorter, as GSO
+    /// allows), is copied together into the first slot and sent as one GSO
+    /// buffer; the other slots of the run send nothing.
+    fn coalesce(
+        &self,
+        storage: &mut [u8],
+        meta: &[RecvMeta],
+        reply_len: &[Option<usize>],
+    ) -> [Run; BATCH] {
+        let mut runs = [Run::default(); BATCH];
+        for ((run, len), m) in runs.iter_mut().zip(reply_len).zip(meta) {
+            *run = Run { len: *len, stride: m.stride };
+        }
+        if !self.gso {
+            return runs;
+        }
+        // One datagram, answered whole, and small enough to be a GSO segment here.
+        let single = |i: usize| match reply_len[i] {
+            Some(len) => {
+                len > 0 && len == meta[i].len && len <= meta[i].stride && len <= self.gso_max
+            }
+            None => false,
+        };
+        let mut i = 0;
+        while i < meta.len() {
+            if !single(i) {
+                i += 1;
+                continue;
+            }
+            let stride = meta[i].len;
+            let mut total = stride;
+            let mut end = i + 1;
+            while end < meta.len()
+                && single(end)
+                && meta[end].addr == meta[i].addr
+                && meta[end].dst == meta[i].dst
+                && meta[end].len <= stride
+                && total + meta[end].len <= MAX_DATAGRAM_V4
+            {
+                total += meta[end].len;
+                end += 1;
+                if meta[end - 1].len < stride {
+                    break; // only the last segment may be shorter
+                }
+            }
+            if end - i > 1 {
+                let mut at = i * MAX_BUF + stride;
+                for (k, m) in meta.iter().enumerate().take(end).skip(i + 1) {
+                    storage.copy_within(k * MAX_BUF..k * MAX_BUF + m.len, at);
+                    at += m.len;
+                    runs[k].len = None;
+                }
+                runs[i] = Run { len: Some(total), stride };
+            }
+            i = end;
+        }
+        runs
+    }
+
     /// Sends every transmit, counting each as answered or failed; never gives up
     /// on the rest because one failed.
     fn send_all(&mut self, txs: &[Transmit<'_>], counts: &mut Counts) {
         let mut rest = txs;
         while let Some(first) = rest.first() {
-            if first.segment_size.is_some() && !self.gso {
+            if first.segment_size.is_some_and(|size| !self.gso || size > self.gso_max) {
                 self.send_split(first, counts);
                 rest = &rest[1..];
                 continue;
@@ -522,12 +605,23 @@ impl<'a> Worker<'a> {
                     rest = &rest[sent..];
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if first.segment_size.is_some() && sys::is_gso_error(&err) => {
+                Err(err)
+                    if first.segment_size.is_some()
+                        && (sys::is_gso_error(&err)
+                            || err.raw_os_error() == Some(libc::EMSGSIZE)) =>
+                {
                     // EINVAL may be about the destination rather than GSO: only
                     // if the same datagrams go out one by one was GSO to blame.
+                    // A segment beyond the route's MTU is refused with EINVAL
+                    // (EMSGSIZE on newer kernels), though alone it may be fragmented.
                     let failed_before = counts.reply_failed;
                     self.send_split(first, counts);
-                    if counts.reply_failed == failed_before {
+                    let size = first.segment_size.unwrap_or(0);
+                    if counts.reply_failed > failed_before {
+                        // The datagrams themselves were refused: not GSO's fault.
+                    } else if size > GSO_SMALL || err.raw_os_error() == Some(libc::EMSGSIZE) {
+                        self.gso_max = size - 1;
+                    } else {
                         self.gso = false;
                         self.warn(format_args!(
                             "UDP GSO failed ({err}); sending datagrams one by one from now on"

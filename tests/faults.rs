@@ -550,6 +550,8 @@ EOF
 /// Two namespaces joined by a veth pair with MTU 1280: with `--dont-fragment` a 1,300-byte
 /// message fails at once with an `EMSGSIZE` error (exit 1), 1,232 bytes go through; without
 /// it the 1,300 bytes travel as fragments (so the MTU, not something else, is what refused).
+/// A burst of 1,300-byte requests is answered in full too: gathered replies whose segments
+/// exceed the MTU are refused by GSO and sent one by one, without turning GSO off.
 #[test]
 fn dont_fragment_over_a_1280_mtu_path() {
     let test = "dont_fragment_over_a_1280_mtu_path";
@@ -570,7 +572,7 @@ fn dont_fragment_over_a_1280_mtu_path() {
                 i=$((i + 1)); [ "$i" -gt 1000 ] && exit 93; sleep 0.01
             done
             ip link set lo up && ip addr add 10.99.0.2/24 dev v1 && ip link set v1 mtu 1280 up || exit 94
-            exec "$BIN" server --bind 10.99.0.2:9000 --quiet --workers 1 >"$DIR/server.out" 2>"$DIR/server.err"
+            exec "$BIN" server --bind 10.99.0.2:9000 --quiet --workers 1 --rate-limit off >"$DIR/server.out" 2>"$DIR/server.err"
         ' &
         server=$!
         i=0
@@ -592,6 +594,11 @@ fn dont_fragment_over_a_1280_mtu_path() {
         try df_big --dont-fragment "$BIG"
         try df_fits --dont-fragment "$FITS"
         try frag_big "$BIG"
+        # Bursts of replies too large for one MTU: gathered, GSO refuses them (each
+        # segment must fit the MTU), and they go out one by one, fragmented.
+        "$BIN" bench 10.99.0.2:9000 --size 1300 --window 8 --duration 1s --max-loss 0 --json \
+            >"$DIR/bench.json" 2>"$DIR/bench.err"
+        echo $? >"$DIR/bench.rc"
         kill -TERM "$server"; wait "$server"
     "#;
     let run =
@@ -627,9 +634,21 @@ fn dont_fragment_over_a_1280_mtu_path() {
     assert_eq!(dir.read("frag_big.rc").trim(), "0", "{context}");
     assert_eq!(dir.read("frag_big.out"), big.to_ascii_uppercase() + "\n", "{context}");
 
-    let summary = Summary::parse(&dir.read("server.err"));
-    assert_eq!(summary.get("received"), 2, "the refused message never left: {summary}");
-    assert_eq!(summary.get("answered"), 2, "{summary}");
+    assert_eq!(dir.read("bench.rc").trim(), "0", "{context}\nbench: {}", dir.read("bench.err"));
+    let bench = dir.read("bench.json");
+    let sent: u64 = bench
+        .split("\"sent\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no sent count in {bench}"));
+    assert!(sent > 100, "{bench}");
+    let server_err = dir.read("server.err");
+    assert!(!server_err.contains("GSO failed"), "an MTU refusal is not a broken GSO: {context}");
+
+    let summary = Summary::parse(&server_err);
+    assert_eq!(summary.get("received"), 2 + sent, "the refused message never left: {summary}");
+    assert_eq!(summary.get("answered"), 2 + sent, "{summary}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -576,3 +576,82 @@ fn a_short_burst_is_shown_in_full() {
     let shown = stopped.stderr.iter().filter(|l| l.contains("): shown-")).count();
     assert_eq!(shown, 8, "{}", stopped.stderr_text());
 }
+
+/// Requests queued while the server is stopped arrive in batches, and runs of same-size
+/// requests from one sender are answered with one GSO send. A plain socket must still get
+/// every reply as its own datagram, in order, byte for byte; a socket that asked for GRO
+/// sees the gathering as a coalesced buffer whose segments are those same replies.
+#[test]
+fn gathered_replies_keep_their_boundaries() {
+    use shout::sys::{self, RecvMeta, BATCH, MAX_BUF};
+    use std::io::IoSliceMut;
+
+    let server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--workers", "1", "--quiet"]);
+    let addr = server.addr();
+    let plain = socket_for(addr);
+    let gro = socket_for(addr);
+    sys::enable_gro(&gro).expect("UDP_GRO on loopback");
+    let probe = |tag: char, i: usize, len: usize| -> Vec<u8> {
+        let mut p = format!("{tag}{i:03}-").into_bytes();
+        p.resize(len, b'a' + (i % 26) as u8);
+        p.truncate(len);
+        p
+    };
+    // Runs broken by a shorter one (which may end a GSO run), a longer one (which may
+    // not join it), an empty datagram and a size change.
+    let sizes = [100, 100, 100, 40, 100, 100, 300, 300, 0, 7, 7, 7, 1400, 1400, 1399, 1400];
+    let plain_sent: Vec<Vec<u8>> =
+        sizes.iter().enumerate().map(|(i, &n)| probe('p', i, n)).collect();
+    let gro_sent: Vec<Vec<u8>> =
+        (0..12).map(|i| probe('g', i, if i == 11 { 50 } else { 200 })).collect();
+
+    server.signal("STOP");
+    // Loopback queues a datagram at the receiver before send_to returns. Interleaved
+    // senders first (no run may span them), then each sender's own block.
+    for (p, g) in plain_sent.iter().zip(&gro_sent).take(3) {
+        plain.send_to(p, addr).unwrap();
+        gro.send_to(g, addr).unwrap();
+    }
+    for p in &plain_sent[3..] {
+        plain.send_to(p, addr).unwrap();
+    }
+    for g in &gro_sent[3..] {
+        gro.send_to(g, addr).unwrap();
+    }
+    server.signal("CONT");
+
+    for (i, p) in plain_sent.iter().enumerate() {
+        let reply = recv_from_peer(&plain, addr).unwrap_or_else(|| panic!("reply {i} missing"));
+        assert_eq!(reply, upper(p), "reply {i} of {} B", p.len());
+    }
+
+    let mut storage = vec![0u8; BATCH * MAX_BUF];
+    let mut meta = [RecvMeta::default(); BATCH];
+    let mut segments = Vec::new();
+    let mut largest = 0;
+    while segments.len() < gro_sent.len() {
+        let mut bufs: Vec<IoSliceMut<'_>> =
+            storage.chunks_mut(MAX_BUF).map(IoSliceMut::new).collect();
+        let n = sys::recv_batch(&gro, &mut bufs, &mut meta, true).expect("GRO replies");
+        for (m, buf) in meta[..n].iter().zip(storage.chunks(MAX_BUF)) {
+            assert_eq!(m.addr, addr);
+            largest = largest.max(m.len);
+            segments.extend(buf[..m.len].chunks(m.stride.max(1)).map(<[u8]>::to_vec));
+        }
+    }
+    let expected: Vec<Vec<u8>> = gro_sent.iter().map(|g| upper(g)).collect();
+    assert_eq!(segments, expected);
+    assert!(
+        largest > 200,
+        "some replies were gathered into one GSO send (largest buffer {largest} B)"
+    );
+
+    // Nothing else comes: no reply was sent twice.
+    plain.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    assert!(recv_from_peer(&plain, addr).is_none(), "an extra reply");
+    let stopped = server.stop("TERM");
+    let summary = stopped.summary();
+    let total = (plain_sent.len() + gro_sent.len()) as u64;
+    assert_eq!(summary["received"], total, "{}", stopped.stderr_text());
+    assert_eq!(summary["answered"], total, "{}", stopped.stderr_text());
+}

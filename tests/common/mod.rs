@@ -257,6 +257,11 @@ impl ServerProc {
         self.guard.id()
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub(crate) fn signal(&self, sig: &str) {
+        self.guard.signal(sig);
+    }
+
     /// Panics if the server has exited.
     pub(crate) fn assert_running(&mut self) {
         if let Some(status) = self.guard.child_mut().try_wait().expect("try_wait") {
