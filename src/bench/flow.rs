@@ -182,7 +182,10 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
         // (an idle core, in a VM an idle vCPU) costs tens of microseconds,
         // which would be measured as round-trip time.
         let wait = run.wait(tracker.in_flight() > 0);
-        receive(&sock, &mut inbox, &mut tracker, run, wait, None)?;
+        // No more slots than replies due: at window 1 that is one recvmsg,
+        // not a recvmmsg that looks for a second datagram.
+        let slots = tracker.in_flight().clamp(1, BATCH);
+        receive(&sock, &mut inbox, &mut tracker, run, wait, slots, None)?;
         publisher.publish(now, &tracker, live, true, config.progress);
     }
     tracker.finish_intervals(run.timeline.as_ref());
@@ -347,7 +350,7 @@ fn collect(
         let until_send = schedule.at(announced.load(Ordering::Acquire)).saturating_sub(now);
         let idle = tracker.all_answered() && !done;
         if run.busy {
-            receive(sock, &mut inbox, tracker, run, Wait::Never, Some(announced))?;
+            receive(sock, &mut inbox, tracker, run, Wait::Never, BATCH, Some(announced))?;
         } else if idle && until_send > 2 * SEND_LEAD_NS {
             // At most 10 ms, to see the end and a stop in time.
             let nap = (until_send - SEND_LEAD_NS).min(10_000_000);
@@ -358,7 +361,15 @@ fn collect(
                 (true, true) => Duration::from_nanos(until_send) + SPIN,
                 (true, false) => SPIN,
             };
-            receive(sock, &mut inbox, tracker, run, Wait::SpinThenBlock(spin), Some(announced))?;
+            receive(
+                sock,
+                &mut inbox,
+                tracker,
+                run,
+                Wait::SpinThenBlock(spin),
+                BATCH,
+                Some(announced),
+            )?;
         }
         publisher.publish(now, tracker, live, false, config.progress);
     }
@@ -382,9 +393,10 @@ fn receive(
     tracker: &mut Tracker,
     run: &Run<'_>,
     wait: Wait,
+    slots: usize,
     announced: Option<&AtomicU64>,
 ) -> io::Result<()> {
-    match inbox.recv(sock, wait) {
+    match inbox.recv(sock, wait, slots) {
         Ok(n) => {
             let now = run.now_ns();
             if let Some(announced) = announced {
@@ -506,6 +518,18 @@ impl Outbox {
             };
             ntx += 1;
         }
+        if let [one] = &txs[..ntx] {
+            if one.segment_size.is_none() {
+                // One probe (ping-pong): send on the connected socket, so the
+                // kernel uses the route it cached instead of looking it up.
+                return match sock.send(one.contents) {
+                    Ok(_) => Ok(1),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(0),
+                    Err(err) if is_short_of_buffers(&err) => Ok(0),
+                    Err(err) => Err(socket_error(err, self.target, "sending to")),
+                };
+            }
+        }
         let mut done = 0;
         while done < ntx {
             match sys::send_batch(sock, &txs[done..ntx]) {
@@ -546,21 +570,23 @@ impl Inbox {
         Inbox { storage: vec![0; BATCH * chunk], chunk, meta: [RecvMeta::default(); BATCH] }
     }
 
-    /// Receives a batch: polls without sleeping for up to `spin`, then waits
-    /// up to the socket's tick; or with [`Wait::Never`], looks once.
-    fn recv(&mut self, sock: &UdpSocket, wait: Wait) -> io::Result<usize> {
+    /// Receives up to `slots` datagrams: polls without sleeping for up to
+    /// `spin`, then waits up to the socket's tick; or with [`Wait::Never`],
+    /// looks once.
+    fn recv(&mut self, sock: &UdpSocket, wait: Wait, slots: usize) -> io::Result<usize> {
         let mut chunks = self.storage.chunks_exact_mut(self.chunk);
         // `storage` holds exactly BATCH chunks by construction.
-        let mut bufs: [IoSliceMut<'_>; BATCH] =
+        let mut all: [IoSliceMut<'_>; BATCH] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
+        let bufs = &mut all[..slots.clamp(1, BATCH)];
         let spin = match wait {
-            Wait::Never => return sys::recv_batch(sock, &mut bufs, &mut self.meta, false),
+            Wait::Never => return sys::recv_batch(sock, bufs, &mut self.meta, false),
             Wait::SpinThenBlock(spin) => spin,
         };
         if !spin.is_zero() {
             let started = Instant::now();
             loop {
-                match sys::recv_batch(sock, &mut bufs, &mut self.meta, false) {
+                match sys::recv_batch(sock, bufs, &mut self.meta, false) {
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                         if started.elapsed() >= spin {
                             break;
@@ -573,7 +599,7 @@ impl Inbox {
                 }
             }
         }
-        sys::recv_batch(sock, &mut bufs, &mut self.meta, true)
+        sys::recv_batch(sock, bufs, &mut self.meta, true)
     }
 
     /// Calls `f` with each datagram of the last `n` receives, GRO buffers
