@@ -155,6 +155,38 @@ fn wrong_replies_are_mismatched_and_fail_the_loss_check() {
     });
 }
 
+/// A reply that is right but too long is a mismatch, not an answer, whether it is
+/// read by the one-datagram path (window 1) or in batches.
+#[test]
+fn overlong_replies_are_mismatched_at_any_window() {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    let mut reply = buf[..n].to_ascii_uppercase();
+                    reply.extend_from_slice(&[b'X'; 200]);
+                    let _ = sock.send_to(&reply, peer);
+                }
+            }
+        });
+        for window in ["1", "8"] {
+            let out = bench(
+                &[&addr.to_string(), "--duration", "300ms", "--window", window, "--json"],
+                Duration::from_secs(5),
+            );
+            let report = json(&out);
+            assert!(count(&report, "mismatched") > 0, "window {window}: {report}");
+            assert_eq!(count(&report, "answered"), 0, "window {window}: {report}");
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
 #[test]
 fn p99_check_fails_when_exceeded() {
     with_server(|addr| {

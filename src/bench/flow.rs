@@ -560,6 +560,10 @@ struct Inbox {
     storage: Vec<u8>,
     chunk: usize,
     meta: [RecvMeta; BATCH],
+    /// GRO is on: every receive must read the segment size.
+    gro: bool,
+    /// The target, the only sender a connected socket hears.
+    from: SocketAddr,
 }
 
 impl Inbox {
@@ -567,26 +571,27 @@ impl Inbox {
         // One byte over the probe size, so a longer reply shows as truncated.
         let chunk =
             if config.gso { MAX_BUF } else { (config.size + 1).next_multiple_of(64).min(MAX_BUF) };
-        Inbox { storage: vec![0; BATCH * chunk], chunk, meta: [RecvMeta::default(); BATCH] }
+        Inbox {
+            storage: vec![0; BATCH * chunk],
+            chunk,
+            meta: [RecvMeta::default(); BATCH],
+            gro: config.gso,
+            from: config.target,
+        }
     }
 
     /// Receives up to `slots` datagrams: polls without sleeping for up to
     /// `spin`, then waits up to the socket's tick; or with [`Wait::Never`],
     /// looks once.
     fn recv(&mut self, sock: &UdpSocket, wait: Wait, slots: usize) -> io::Result<usize> {
-        let mut chunks = self.storage.chunks_exact_mut(self.chunk);
-        // `storage` holds exactly BATCH chunks by construction.
-        let mut all: [IoSliceMut<'_>; BATCH] =
-            std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
-        let bufs = &mut all[..slots.clamp(1, BATCH)];
         let spin = match wait {
-            Wait::Never => return sys::recv_batch(sock, bufs, &mut self.meta, false),
+            Wait::Never => return self.look(sock, slots, false),
             Wait::SpinThenBlock(spin) => spin,
         };
         if !spin.is_zero() {
             let started = Instant::now();
             loop {
-                match sys::recv_batch(sock, bufs, &mut self.meta, false) {
+                match self.look(sock, slots, false) {
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                         if started.elapsed() >= spin {
                             break;
@@ -599,7 +604,30 @@ impl Inbox {
                 }
             }
         }
-        sys::recv_batch(sock, bufs, &mut self.meta, true)
+        self.look(sock, slots, true)
+    }
+
+    /// One receive call, for up to `slots` datagrams.
+    fn look(&mut self, sock: &UdpSocket, slots: usize, wait: bool) -> io::Result<usize> {
+        if slots <= 1 && !self.gro {
+            // The socket is connected, so the sender is known: plain recv, the
+            // cheapest call, keeps a spinning poll tight.
+            let len = sys::recv_connected(sock, &mut self.storage[..self.chunk], wait)?;
+            let kept = len.min(self.chunk);
+            self.meta[0] = RecvMeta {
+                addr: self.from,
+                len: kept,
+                stride: kept,
+                truncated: len > self.chunk,
+                dst: None,
+            };
+            return Ok(1);
+        }
+        let mut chunks = self.storage.chunks_exact_mut(self.chunk);
+        // `storage` holds exactly BATCH chunks by construction.
+        let mut bufs: [IoSliceMut<'_>; BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
+        sys::recv_batch(sock, &mut bufs[..slots.clamp(1, BATCH)], &mut self.meta, wait)
     }
 
     /// Calls `f` with each datagram of the last `n` receives, GRO buffers

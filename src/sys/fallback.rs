@@ -62,6 +62,14 @@ pub fn recv_batch(
     Ok(1)
 }
 
+/// Receives one datagram on a connected socket; returns its length, which
+/// exceeds `buf` when it was truncated.
+pub fn recv_connected(sock: &UdpSocket, buf: &mut [u8], wait: bool) -> io::Result<usize> {
+    let mut meta = [RecvMeta::default(); 1];
+    recv_batch(sock, &mut [IoSliceMut::new(buf)], &mut meta, wait)?;
+    Ok(if meta[0].truncated { buf.len() + 1 } else { meta[0].len })
+}
+
 /// Sends the first transmit (never with GSO).
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let Some(tx) = txs.first() else { return Ok(0) };
@@ -97,5 +105,10 @@ mod tests {
         assert_eq!((n, meta[0].len, meta[0].addr), (1, 2, a.local_addr().unwrap()));
         assert!(!meta[0].truncated);
         assert_eq!(&buf[..2], b"hi");
+
+        b.connect(a.local_addr().unwrap()).unwrap();
+        a.send_to(b"hello", b.local_addr().unwrap()).unwrap();
+        let mut small = [0u8; 2];
+        assert!(recv_connected(&b, &mut small, true).unwrap() > 2, "truncation shows");
     }
 }

@@ -358,8 +358,43 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     cvt(ret)
 }
 
+/// Receives one datagram on a connected socket (`recv`), without the
+/// `msghdr` that `recvmsg` copies in and the address it copies out: the
+/// cheapest look at a socket, which is what a spinning ping-pong repeats.
+/// Returns the datagram's real length, which exceeds `buf` when it was
+/// truncated. Not for sockets with GRO on: their segment size comes in a
+/// control message this does not read.
+pub fn recv_connected(sock: &UdpSocket, buf: &mut [u8], wait: bool) -> io::Result<usize> {
+    let flags = libc::MSG_TRUNC | if wait { 0 } else { libc::MSG_DONTWAIT };
+    // SAFETY: `buf` is live and writable for `buf.len()` bytes during the call.
+    let ret = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    cvt_ssize(ret).map(|len| len as usize)
+}
+
 /// Whether a send error means "this kernel or device cannot do GSO here":
 /// quinn-udp's lesson is that EIO (no checksum offload) and EINVAL both do.
 pub fn is_gso_error(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn recv_connected_reports_the_real_length_and_never_blocks_when_asked() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 10];
+        let err = recv_connected(&b, &mut buf, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        a.send_to(&[b'x'; 100], b.local_addr().unwrap()).unwrap();
+        assert_eq!(recv_connected(&b, &mut buf, true).unwrap(), 100, "truncated, and said so");
+        assert_eq!(buf, [b'x'; 10]);
+        a.send_to(b"", b.local_addr().unwrap()).unwrap();
+        assert_eq!(recv_connected(&b, &mut buf, true).unwrap(), 0);
+    }
 }
