@@ -346,6 +346,17 @@ struct Run {
     stride: usize,
 }
 
+/// The transmit answering `m` with `contents`, cut every `stride` bytes.
+fn reply<'a>(m: &RecvMeta, contents: &'a [u8], stride: usize) -> Transmit<'a> {
+    Transmit {
+        dst: m.addr,
+        contents,
+        segment_size: (contents.len() > stride).then_some(stride),
+        // Never answer *from* a multicast group a request was sent to.
+        src: m.dst.filter(|ip| !ip.is_multicast()),
+    }
+}
+
 struct Worker<'a> {
     socket: &'a UdpSocket,
     local: SocketAddr,
@@ -501,19 +512,19 @@ impl<'a> Worker<'a> {
         // Consecutive one-datagram replies to the same sender go out as one GSO
         // send when they can: gathered behind the first in its slot, they cost
         // the kernel one trip down the stack instead of one each.
+        if let ([m], [Some(len), ..]) = (meta, reply_len) {
+            // One datagram (ping-pong): nothing to gather, no table of sends.
+            self.send_all(&[reply(m, &storage[..len], m.stride)], &mut counts);
+            self.stats.add(&counts);
+            return;
+        }
         let runs = self.coalesce(storage, meta, &reply_len);
         let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
         let mut txs = [empty; BATCH];
         let mut ntx = 0;
-        for (i, run) in runs[..meta.len()].iter().enumerate() {
-            let (Some(len), m) = (run.len, &meta[i]) else { continue };
-            txs[ntx] = Transmit {
-                dst: m.addr,
-                contents: &storage[i * MAX_BUF..][..len],
-                segment_size: (len > run.stride).then_some(run.stride),
-                // Never answer *from* a multicast group a request was sent to.
-                src: m.dst.filter(|ip| !ip.is_multicast()),
-            };
+        for (i, (run, m)) in runs.iter().zip(meta).enumerate() {
+            let Some(len) = run.len else { continue };
+            txs[ntx] = reply(m, &storage[i * MAX_BUF..][..len], run.stride);
             ntx += 1;
         }
         self.send_all(&txs[..ntx], &mut counts);
