@@ -70,6 +70,7 @@ start_server() {
     case $1 in
         shout) cmd=("$SHOUT" server --bind 127.0.0.1:0 --workers 1 --quiet) ;;
         shout_busy) cmd=("$SHOUT" server --bind 127.0.0.1:0 --workers 1 --quiet --busy-poll) ;;
+        naive_spin) cmd=("$BIN/examples/naive_std" 127.0.0.1:0 --spin) ;;
         naive_std) cmd=("$BIN/examples/naive_std" 127.0.0.1:0) ;;
         naive_tokio) cmd=("$BIN/examples/naive_tokio" 127.0.0.1:0) ;;
         python) cmd=(python3 scripts/naive_server.py 0) ;;
@@ -149,7 +150,7 @@ cell, server, c0, c1, t0, t1, ticks, path = sys.argv[1:]
 r = json.load(open(path))
 cpu = (float(c1) - float(c0)) / float(ticks) / (float(t1) - float(t0)) * 100
 p50 = r["rtt_us"]["p50"] if r["rtt_us"] else float("nan")
-print(f"{cell}\t{server}\t{r['answers_per_s']:.0f}\t{p50:.1f}\t{cpu:.0f}\t{r['loss_pct']:.3f}")
+print(f"{cell}\t{server}\t{r['answers_per_s']:.0f}\t{p50:.1f}\t{cpu:.1f}\t{r['loss_pct']:.3f}")
 PY
 }
 
@@ -165,7 +166,7 @@ done
 
 pingpongs=0
 for cell in "${CELLS[@]}"; do [[ $cell == *pingpong ]] && pingpongs=$((pingpongs + 1)); done
-total=$(( (${#CELLS[@]} * ${#SERVERS[@]} + pingpongs) * RUNS ))
+total=$(( (${#CELLS[@]} * ${#SERVERS[@]} + 2 * pingpongs) * RUNS ))
 done_runs=0
 for cell in "${CELLS[@]}"; do
     read -r size mode <<<"$cell"
@@ -177,7 +178,8 @@ for cell in "${CELLS[@]}"; do
     esac
     servers=("${SERVERS[@]}")
     # Busy polling is for latency: it only has a ping-pong row.
-    [[ $mode == pingpong ]] && servers+=(shout_busy)
+    # naive_spin, the bare loop polling without sleeping, is the floor for it.
+    [[ $mode == pingpong ]] && servers+=(shout_busy naive_spin)
     for run in $(seq "$RUNS"); do
         # Rotate the order each run, so drift over time hits every server alike.
         for i in "${!servers[@]}"; do
@@ -221,7 +223,9 @@ for line in open(sys.argv[1]):
         order.append(key)
     rows[key].append((float(answers), float(p50), float(cpu), float(loss)))
 med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
-head = f"{'cell':<20} {'server':<12} {'answers/s':>10} {'vs std':>7} {'p50 µs':>8} {'vs std':>7} {'srv CPU':>8} {'loss %':>7}"
+# CPU µs/ans: server CPU time per answer, what each answer costs the server
+# whatever the load generator manages (meaningless for a spinning server).
+head = f"{'cell':<20} {'server':<12} {'answers/s':>10} {'vs std':>7} {'p50 µs':>8} {'vs std':>7} {'srv CPU':>8} {'CPU µs/ans':>11} {'loss %':>7}"
 print(head)
 print("-" * len(head))
 last = None
@@ -233,7 +237,8 @@ for cell, server in order:
     base = med.get((cell, "naive_std"))
     ra = f"{answers / base[0]:.2f}x" if base and base[0] else "-"
     rp = f"{p50 / base[1]:.2f}x" if base and base[1] == base[1] and base[1] else "-"
-    print(f"{cell:<20} {server:<12} {answers:>10.0f} {ra:>7} {p50:>8.1f} {rp:>7} {cpu:>7.0f}% {loss:>7.3f}")
+    cost = f"{cpu / 100 / answers * 1e6:.2f}" if answers else "-"
+    print(f"{cell:<20} {server:<12} {answers:>10.0f} {ra:>7} {p50:>8.1f} {rp:>7} {cpu:>7.0f}% {cost:>11} {loss:>7.3f}")
 PY
 echo
 echo "shout server --workers 1 RSS: idle ${rss_idle} KiB; after a 2 s 1400 B flood ${rss_flood} KiB; after $RSS_FLOOD more ${rss_long} KiB; after a 32 B GSO flood ${rss_gso} KiB"
