@@ -33,10 +33,11 @@ const STOP_POLL: Duration = Duration::from_millis(50);
 /// batching it cannot use, and a flood is back to full batches within as many
 /// datagrams.
 const SINGLE_RUN: u32 = 16;
-/// A GSO send of segments this small that fails, while the same datagrams
-/// sent one by one pass, means GSO does not work here at all: every IPv6 link
-/// carries 1,280 B packets. Larger segments may only exceed one route's MTU.
-const GSO_SMALL: usize = 1_232;
+/// GSO sends refused in a row before GSO is turned off. A refusal may be one
+/// route's (a segment over its MTU, a device without checksum offload), and
+/// that destination is then not tried again; refusals from this many
+/// destinations with no success between mean the host refuses GSO.
+const GSO_GIVE_UP: u32 = 64;
 /// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
 const RECV_BUFFER: usize = 4 << 20;
 
@@ -365,10 +366,11 @@ struct Worker<'a> {
     policy: &'a Policy,
     monitor: Arc<Monitor>,
     gso: bool,
-    /// The largest segment sent with GSO, whether echoing a GRO buffer or
-    /// gathering one-datagram replies; lowered when a route's MTU refuses
-    /// segments that large (the kernel wants each within the MTU).
-    gso_max: usize,
+    /// The last destination whose route refused a GSO send, with the segment
+    /// size refused: its replies that large now go out one by one at once.
+    refused: Option<(SocketAddr, usize)>,
+    /// GSO sends refused in a row (see [`GSO_GIVE_UP`]).
+    refusals: u32,
     warned_at: Option<Instant>,
     unwarned: u64,
     /// Datagrams not shown, published to the monitor now and then.
@@ -390,7 +392,8 @@ impl<'a> Worker<'a> {
             policy,
             monitor,
             gso: config.offload && sys::gso_supported(&slot.socket),
-            gso_max: MAX_DATAGRAM_V4,
+            refused: None,
+            refusals: 0,
             warned_at: None,
             unwarned: 0,
             unseen: 0,
@@ -549,10 +552,13 @@ impl<'a> Worker<'a> {
         if !self.gso {
             return runs;
         }
-        // One datagram, answered whole, and small enough to be a GSO segment here.
+        // One datagram, answered whole, to a route that has not refused GSO.
         let single = |i: usize| match reply_len[i] {
             Some(len) => {
-                len > 0 && len == meta[i].len && len <= meta[i].stride && len <= self.gso_max
+                len > 0
+                    && len == meta[i].len
+                    && len <= meta[i].stride
+                    && !self.gso_refused(meta[i].addr, len)
             }
             None => false,
         };
@@ -592,12 +598,18 @@ impl<'a> Worker<'a> {
         runs
     }
 
+    /// Whether `dst`'s route refused GSO with segments of `size` or larger.
+    fn gso_refused(&self, dst: SocketAddr, size: usize) -> bool {
+        self.refused.is_some_and(|(to, refused)| to == dst && size >= refused)
+    }
+
     /// Sends every transmit, counting each as answered or failed; never gives up
     /// on the rest because one failed.
     fn send_all(&mut self, txs: &[Transmit<'_>], counts: &mut Counts) {
         let mut rest = txs;
         while let Some(first) = rest.first() {
-            if first.segment_size.is_some_and(|size| !self.gso || size > self.gso_max) {
+            if first.segment_size.is_some_and(|size| !self.gso || self.gso_refused(first.dst, size))
+            {
                 self.send_split(first, counts);
                 rest = &rest[1..];
                 continue;
@@ -612,6 +624,9 @@ impl<'a> Worker<'a> {
                     for t in &rest[..sent] {
                         counts.answered += t.datagrams();
                         counts.bytes_answered += t.contents.len() as u64;
+                        if t.segment_size.is_some() {
+                            self.refusals = 0;
+                        }
                     }
                     rest = &rest[sent..];
                 }
@@ -627,16 +642,17 @@ impl<'a> Worker<'a> {
                     // (EMSGSIZE on newer kernels), though alone it may be fragmented.
                     let failed_before = counts.reply_failed;
                     self.send_split(first, counts);
-                    let size = first.segment_size.unwrap_or(0);
-                    if counts.reply_failed > failed_before {
-                        // The datagrams themselves were refused: not GSO's fault.
-                    } else if size > GSO_SMALL || err.raw_os_error() == Some(libc::EMSGSIZE) {
-                        self.gso_max = size - 1;
-                    } else {
-                        self.gso = false;
-                        self.warn(format_args!(
-                            "UDP GSO failed ({err}); sending datagrams one by one from now on"
-                        ));
+                    if counts.reply_failed == failed_before {
+                        // One by one they passed: this route refuses GSO.
+                        self.refused = Some((first.dst, first.segment_size.unwrap_or(0)));
+                        self.refusals += 1;
+                        if self.refusals >= GSO_GIVE_UP {
+                            self.gso = false;
+                            self.warn(format_args!(
+                                "UDP GSO refused {GSO_GIVE_UP} times in a row ({err}); \
+                                 sending datagrams one by one from now on"
+                            ));
+                        }
                     }
                     rest = &rest[1..];
                 }

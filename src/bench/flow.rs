@@ -522,12 +522,14 @@ impl Outbox {
             if one.segment_size.is_none() {
                 // One probe (ping-pong): send on the connected socket, so the
                 // kernel uses the route it cached instead of looking it up.
-                return match sock.send(one.contents) {
-                    Ok(_) => Ok(1),
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(0),
-                    Err(err) if is_short_of_buffers(&err) => Ok(0),
-                    Err(err) => Err(socket_error(err, self.target, "sending to")),
-                };
+                loop {
+                    return match sock.send(one.contents) {
+                        Ok(_) => Ok(1),
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(err) if is_short_of_buffers(&err) => Ok(0),
+                        Err(err) => Err(socket_error(err, self.target, "sending to")),
+                    };
+                }
             }
         }
         let mut done = 0;
