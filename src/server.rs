@@ -512,15 +512,17 @@ impl<'a> Worker<'a> {
             self.monitor.add_unseen(std::mem::take(&mut self.unseen));
         }
 
-        // Consecutive one-datagram replies to the same sender go out as one GSO
-        // send when they can: gathered behind the first in its slot, they cost
-        // the kernel one trip down the stack instead of one each.
-        if let ([m], [Some(len), ..]) = (meta, reply_len) {
+        if let [m] = meta {
             // One datagram (ping-pong): nothing to gather, no table of sends.
-            self.send_all(&[reply(m, &storage[..len], m.stride)], &mut counts);
+            if let Some(len) = reply_len[0] {
+                self.send_all(&[reply(m, &storage[..len], m.stride)], &mut counts);
+            }
             self.stats.add(&counts);
             return;
         }
+        // Consecutive one-datagram replies to the same sender go out as one GSO
+        // send when they can: gathered behind the first in its slot, they cost
+        // the kernel one trip down the stack instead of one each.
         let runs = self.coalesce(storage, meta, &reply_len);
         let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
         let mut txs = [empty; BATCH];
@@ -631,15 +633,9 @@ impl<'a> Worker<'a> {
                     rest = &rest[sent..];
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err)
-                    if first.segment_size.is_some()
-                        && (sys::is_gso_error(&err)
-                            || err.raw_os_error() == Some(libc::EMSGSIZE)) =>
-                {
-                    // EINVAL may be about the destination rather than GSO: only
-                    // if the same datagrams go out one by one was GSO to blame.
-                    // A segment beyond the route's MTU is refused with EINVAL
-                    // (EMSGSIZE on newer kernels), though alone it may be fragmented.
+                Err(err) if first.segment_size.is_some() && sys::is_gso_error(&err) => {
+                    // The error may be about the destination rather than GSO:
+                    // only if the same datagrams go out one by one was GSO to blame.
                     let failed_before = counts.reply_failed;
                     self.send_split(first, counts);
                     if counts.reply_failed == failed_before {

@@ -53,6 +53,15 @@ fn count(report: &Value, key: &str) -> u64 {
     report[key].as_u64().unwrap_or_else(|| panic!("{key} is not a count: {report}"))
 }
 
+/// Sets the flag when dropped: stops a server thread even when a test panics.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs `f` with the address of a shout server running in this process.
 fn with_server(f: impl FnOnce(SocketAddr)) {
     let config = ServerConfig { binds: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
@@ -60,15 +69,29 @@ fn with_server(f: impl FnOnce(SocketAddr)) {
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         s.spawn(|| server.run(&stop));
-        // Stops the server even if `f` panics, so the scope can end.
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::Relaxed);
-            }
-        }
-        let _stop = StopOnDrop(&stop);
+        let _stop = StopOnDrop(&stop); // even if `f` panics, so the scope can end
         f(server.local_addr());
+    });
+}
+
+/// Runs `f` with the address of a fake server in this process that answers each
+/// datagram with `reply(datagram)`.
+fn with_fake_server(reply: impl Fn(&[u8]) -> Vec<u8> + Sync, f: impl FnOnce(SocketAddr)) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&reply(&buf[..n]), peer);
+                }
+            }
+        });
+        let _stop = StopOnDrop(&stop); // even if `f` panics, so the scope can end
+        f(addr);
     });
 }
 
@@ -126,24 +149,12 @@ fn open_loop_and_table_output() {
 
 #[test]
 fn wrong_replies_are_mismatched_and_fail_the_loss_check() {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let addr = sock.local_addr().unwrap();
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        s.spawn(|| {
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok((_, peer)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(b"sb0000 not what you sent, lowercase", peer);
-                }
-            }
-        });
+    let garbage = |_: &[u8]| b"sb0000 not what you sent, lowercase".to_vec();
+    with_fake_server(garbage, |addr| {
         let out = bench(
             &[&addr.to_string(), "--duration", "1s", "--max-loss", "0", "--json"],
             Duration::from_secs(5),
         );
-        stop.store(true, Ordering::Relaxed);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         let report = json(&out);
         assert!(count(&report, "mismatched") > 0, "{report}");
@@ -159,21 +170,8 @@ fn wrong_replies_are_mismatched_and_fail_the_loss_check() {
 /// read by the one-datagram path (window 1) or in batches.
 #[test]
 fn overlong_replies_are_mismatched_at_any_window() {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let addr = sock.local_addr().unwrap();
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        s.spawn(|| {
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                    let mut reply = buf[..n].to_ascii_uppercase();
-                    reply.extend_from_slice(&[b'X'; 200]);
-                    let _ = sock.send_to(&reply, peer);
-                }
-            }
-        });
+    let overlong = |request: &[u8]| [&request.to_ascii_uppercase()[..], &[b'X'; 200]].concat();
+    with_fake_server(overlong, |addr| {
         for window in ["1", "8"] {
             let out = bench(
                 &[&addr.to_string(), "--duration", "300ms", "--window", window, "--json"],
@@ -183,7 +181,6 @@ fn overlong_replies_are_mismatched_at_any_window() {
             assert!(count(&report, "mismatched") > 0, "window {window}: {report}");
             assert_eq!(count(&report, "answered"), 0, "window {window}: {report}");
         }
-        stop.store(true, Ordering::Relaxed);
     });
 }
 

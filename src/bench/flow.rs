@@ -138,6 +138,32 @@ enum Wait {
     Never,
 }
 
+/// Calls `look` (a receive; its argument says whether it may block) as `wait`
+/// says: polling without sleeping for up to the spin, then once blocking.
+fn waiting<T>(wait: Wait, mut look: impl FnMut(bool) -> io::Result<T>) -> io::Result<T> {
+    let spin = match wait {
+        Wait::Never => return look(false),
+        Wait::SpinThenBlock(spin) => spin,
+    };
+    if !spin.is_zero() {
+        let started = Instant::now();
+        loop {
+            match look(false) {
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    if started.elapsed() >= spin {
+                        break;
+                    }
+                    // Not yield: that hands the core to any other runnable
+                    // task for a whole time slice (milliseconds).
+                    std::hint::spin_loop();
+                }
+                other => return other,
+            }
+        }
+    }
+    look(true)
+}
+
 /// Closed loop: keeps `window` probes in flight until the end, then collects.
 pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<FlowResult> {
     let config = run.config;
@@ -586,35 +612,11 @@ impl Inbox {
     /// `spin`, then waits up to the socket's tick; or with [`Wait::Never`],
     /// looks once.
     fn recv(&mut self, sock: &UdpSocket, wait: Wait, slots: usize) -> io::Result<usize> {
-        let spin = match wait {
-            Wait::Never => return self.look(sock, slots, false),
-            Wait::SpinThenBlock(spin) => spin,
-        };
-        if !spin.is_zero() {
-            let started = Instant::now();
-            loop {
-                match self.look(sock, slots, false) {
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                        if started.elapsed() >= spin {
-                            break;
-                        }
-                        // Not yield: that hands the core to any other runnable
-                        // task for a whole time slice (milliseconds).
-                        std::hint::spin_loop();
-                    }
-                    other => return other,
-                }
-            }
-        }
-        self.look(sock, slots, true)
-    }
-
-    /// One receive call, for up to `slots` datagrams.
-    fn look(&mut self, sock: &UdpSocket, slots: usize, wait: bool) -> io::Result<usize> {
         if slots <= 1 && !self.gro {
             // The socket is connected, so the sender is known: plain recv, the
             // cheapest call, keeps a spinning poll tight.
-            let len = sys::recv_connected(sock, &mut self.storage[..self.chunk], wait)?;
+            let buf = &mut self.storage[..self.chunk];
+            let len = waiting(wait, |block| sys::recv_connected(sock, buf, block))?;
             let kept = len.min(self.chunk);
             self.meta[0] = RecvMeta {
                 addr: self.from,
@@ -627,9 +629,10 @@ impl Inbox {
         }
         let mut chunks = self.storage.chunks_exact_mut(self.chunk);
         // `storage` holds exactly BATCH chunks by construction.
-        let mut bufs: [IoSliceMut<'_>; BATCH] =
+        let mut all: [IoSliceMut<'_>; BATCH] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
-        sys::recv_batch(sock, &mut bufs[..slots.clamp(1, BATCH)], &mut self.meta, wait)
+        let bufs = &mut all[..slots.clamp(1, BATCH)];
+        waiting(wait, |block| sys::recv_batch(sock, bufs, &mut self.meta, block))
     }
 
     /// Calls `f` with each datagram of the last `n` receives, GRO buffers

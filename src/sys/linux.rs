@@ -371,10 +371,12 @@ pub fn recv_connected(sock: &UdpSocket, buf: &mut [u8], wait: bool) -> io::Resul
     cvt_ssize(ret).map(|len| len as usize)
 }
 
-/// Whether a send error means "this kernel or device cannot do GSO here":
-/// quinn-udp's lesson is that EIO (no checksum offload) and EINVAL both do.
+/// Whether a send error means "this kernel, device or route cannot do GSO
+/// here": quinn-udp's lesson is that EIO (no checksum offload) and EINVAL both
+/// do; a segment beyond the route's MTU is refused with EINVAL, or EMSGSIZE on
+/// newer kernels, though alone it could go out fragmented.
 pub fn is_gso_error(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
+    matches!(err.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE))
 }
 
 #[cfg(test)]
