@@ -74,6 +74,31 @@ impl Transmit<'_> {
     }
 }
 
+/// Whether a receive error is about one datagram or peer (an ICMP error from an
+/// earlier reply, memory pressure), not about the socket.
+pub fn is_transient(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | OutOfMemory
+    ) || matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EHOSTDOWN
+                | libc::EPERM
+                | libc::EMSGSIZE
+                | libc::EPROTO
+        )
+    )
+}
+
 /// Datagrams in a buffer of `len` bytes cut every `stride` bytes (GRO/GSO);
 /// a stride of 0, or one covering the buffer, means a single datagram.
 pub fn segments(len: usize, stride: usize) -> u64 {
