@@ -623,7 +623,7 @@ impl Inbox {
                 len: kept,
                 stride: kept,
                 truncated: len > self.chunk,
-                dst: None,
+                ..RecvMeta::default()
             };
             return Ok(1);
         }

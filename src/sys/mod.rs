@@ -39,6 +39,10 @@ pub struct RecvMeta {
     /// The address it was sent to, where the socket reports it
     /// ([`enable_pktinfo`]): tells which address a wildcard socket was reached on.
     pub dst: Option<IpAddr>,
+    /// The TTL or hop limit it arrived with, where asked for ([`enable_ttl_tos`]).
+    pub ttl: Option<u8>,
+    /// The traffic class byte it arrived with (DSCP and ECN), where asked for.
+    pub tos: Option<u8>,
 }
 
 impl Default for RecvMeta {
@@ -49,6 +53,8 @@ impl Default for RecvMeta {
             stride: 0,
             truncated: false,
             dst: None,
+            ttl: None,
+            tos: None,
         }
     }
 }
