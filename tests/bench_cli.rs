@@ -5,38 +5,19 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{with_fake_server, StopOnDrop, BIN};
 
 use serde_json::Value;
 use shout::{Server, ServerConfig};
 
-const BIN: &str = env!("CARGO_BIN_EXE_shout");
-
 /// Runs `shout bench ARGS`; kills it and fails if it runs past `limit`.
 fn bench(args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("bench")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning shout bench");
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("reaping shout bench");
-            panic!(
-                "shout bench {args:?} ran past {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    child.wait_with_output().expect("collecting shout bench output")
+    let args: Vec<&str> = ["bench"].iter().chain(args).copied().collect();
+    common::run_shout(&args, None, limit).into_output()
 }
 
 fn json(out: &Output) -> Value {
@@ -53,15 +34,6 @@ fn count(report: &Value, key: &str) -> u64 {
     report[key].as_u64().unwrap_or_else(|| panic!("{key} is not a count: {report}"))
 }
 
-/// Sets the flag when dropped: stops a server thread even when a test panics.
-struct StopOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 /// Runs `f` with the address of a shout server running in this process.
 fn with_server(f: impl FnOnce(SocketAddr)) {
     let config = ServerConfig { binds: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
@@ -71,27 +43,6 @@ fn with_server(f: impl FnOnce(SocketAddr)) {
         s.spawn(|| server.run(&stop));
         let _stop = StopOnDrop(&stop); // even if `f` panics, so the scope can end
         f(server.local_addr());
-    });
-}
-
-/// Runs `f` with the address of a fake server in this process that answers each
-/// datagram with `reply(datagram)`.
-fn with_fake_server(reply: impl Fn(&[u8]) -> Vec<u8> + Sync, f: impl FnOnce(SocketAddr)) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let addr = sock.local_addr().unwrap();
-    let stop = AtomicBool::new(false);
-    thread::scope(|s| {
-        s.spawn(|| {
-            let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) {
-                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&reply(&buf[..n]), peer);
-                }
-            }
-        });
-        let _stop = StopOnDrop(&stop); // even if `f` panics, so the scope can end
-        f(addr);
     });
 }
 
@@ -331,12 +282,8 @@ fn plot_is_an_svg_with_both_panels() {
     if !common::python3_or_skip("the SVG's XML check") {
         return;
     }
-    let out = Command::new("python3")
-        .args(["-c", SVG_CHECK])
-        .arg(&path)
-        .output()
-        .expect("running python3");
-    assert!(out.status.success(), "not well-formed XML: {out:?}\n{svg}");
+    let out = common::run_python(SVG_CHECK, &[&path], Duration::from_secs(30));
+    assert!(out.status.success(), "not well-formed XML: {}\n{svg}", out.describe());
     let found: Value = serde_json::from_slice(&out.stdout).expect("the check prints JSON");
     // Dozens of percentile points from 0% towards 100%; one point per 100 ms interval.
     let curve = found["lines"]["percentile-curve"].as_u64().unwrap_or(0);
@@ -449,18 +396,16 @@ fn no_progress_line_when_stderr_is_piped() {
 #[test]
 fn progress_line_on_a_terminal() {
     // util-linux `script` runs the command on a pseudo-terminal.
-    let script = Command::new("script").arg("--version").output();
+    let script = Command::new("script").arg("--version").stdin(Stdio::null()).output();
     if !script.is_ok_and(|o| o.status.success()) || !cfg!(target_os = "linux") {
         eprintln!("SKIPPED progress_line_on_a_terminal: no util-linux script");
         return;
     }
     with_server(|addr| {
         let command = format!("{BIN} bench {addr} --duration 1200ms --window 2");
-        let out = Command::new("script")
-            .args(["-qec", &command, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("running script");
+        let mut script = Command::new("script");
+        script.args(["-qec", &command, "/dev/null"]);
+        let out = common::run_command(script, None, Duration::from_secs(30)).into_output();
         assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text

@@ -6,8 +6,7 @@
 //! stderr and return when the machine lacks them. Traffic stays on loopback or inside network
 //! namespaces the tests create; every load is bounded in count and in time.
 
-#[path = "faults/mod.rs"]
-mod harness;
+mod common;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -16,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use harness::*;
+use common::*;
 
 /// Sends `count` datagrams from `sock` to `to` at `rate` per second on an absolute schedule
 /// (a late send does not push back the rest). Returns the number sent and the time from the

@@ -3,11 +3,8 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::Command;
 use std::time::Duration;
 
 /// sendto one message, recvfrom(1024), print the reply.
@@ -56,30 +53,12 @@ fn python_client_gets_uppercase_reply_from_shout_server() {
 }
 
 /// Starts the Python server and reads its address back.
-fn python_server() -> (ChildGuard, SocketAddr) {
-    let child = Command::new("python3")
-        .arg("-c")
-        .arg(PY_SERVER)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn python3 server");
-    let mut guard = ChildGuard::new(child);
-    let stdout = guard.child_mut().stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(10)).expect("python server printed its address");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected python server line {line:?}"));
-    (guard, addr)
+fn python_server() -> (Proc, SocketAddr) {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(PY_SERVER);
+    let mut py = Proc::spawn(cmd);
+    let (_, addrs) = py.listening(1, Duration::from_secs(10));
+    (py, addrs[0])
 }
 
 #[test]

@@ -2,173 +2,24 @@
 //! on SIGUSR1, the `/metrics` endpoint, JSON logs, completions and the manual page, the
 //! interactive client on a pseudo-terminal, and systemd socket activation without systemd.
 //!
-//! Self-contained (no `common` module): every read has a timeout and every child process is
-//! killed by PID and reaped on drop.
+//! Every read has a timeout and every child process is killed by PID and reaped on drop
+//! (the `common` harness).
 
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_shout");
-const RECV_TIMEOUT: Duration = Duration::from_secs(2);
-const START_TIMEOUT: Duration = Duration::from_secs(10);
+use common::{parse_kv_as, run_shout, signal, socket_for, Proc, Scratch, BIN, RECV_TIMEOUT};
+
+const START_TIMEOUT: Duration = common::STARTUP_TIMEOUT;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// A child process with its stdout and stderr read line by line in the background; killed (by
-/// PID) and reaped on drop, together with any extra PIDs it is known to have started.
-struct Proc {
-    child: Child,
-    extra_pids: Vec<u32>,
-    stdout: Receiver<String>,
-    stderr: Receiver<String>,
-    stdout_seen: Vec<String>,
-    stderr_seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        let stdout = lines(child.stdout.take().expect("piped stdout"));
-        let stderr = lines(child.stderr.take().expect("piped stderr"));
-        Proc {
-            child,
-            extra_pids: Vec::new(),
-            stdout,
-            stderr,
-            stdout_seen: Vec::new(),
-            stderr_seen: Vec::new(),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits up to `timeout` for a stdout line matching `pred`.
-    fn stdout_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        wait_line(&self.stdout, &mut self.stdout_seen, timeout, pred)
-    }
-
-    /// Waits up to `timeout` for a stderr line matching `pred`.
-    fn stderr_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
-        wait_line(&self.stderr, &mut self.stderr_seen, timeout, pred)
-    }
-
-    /// Everything on stderr so far, for failure messages.
-    fn stderr_text(&mut self) -> String {
-        while let Ok(line) = self.stderr.try_recv() {
-            self.stderr_seen.push(line);
-        }
-        self.stderr_seen.join("\n")
-    }
-
-    fn signal(&self, sig: &str) {
-        signal(self.pid(), sig);
-    }
-
-    /// Waits up to `timeout` for the process to exit.
-    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Sends SIGTERM, waits for exit 0, and returns every stderr line (to EOF).
-    fn stop(&mut self) -> Vec<String> {
-        self.signal("TERM");
-        let status = self.wait(Duration::from_secs(5)).expect("exit within 5 s of SIGTERM");
-        let text = self.stderr_text();
-        assert!(status.success(), "exit status {status} after SIGTERM; stderr:\n{text}");
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while let Ok(line) =
-            self.stderr.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.stderr_seen.push(line);
-        }
-        self.stderr_seen.clone()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        for pid in &self.extra_pids {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .stderr(Stdio::null())
-                .status();
-        }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn lines<R: Read + Send + 'static>(r: R) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut buf = Vec::new();
-        while let Ok(n) = r.read_until(b'\n', &mut buf) {
-            if n == 0 {
-                break;
-            }
-            let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
-            buf.clear();
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_line(
-    rx: &Receiver<String>,
-    seen: &mut Vec<String>,
-    timeout: Duration,
-    pred: impl Fn(&str) -> bool,
-) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?;
-        seen.push(line.clone());
-        if pred(&line) {
-            return Some(line);
-        }
-    }
-}
-
-/// Sends a signal by name through kill(1): no unsafe, no libc in tests.
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("running kill(1)");
-    assert!(status.success(), "kill -{sig} {pid} failed");
-}
 
 /// `shout server --bind 127.0.0.1:0 ARGS` and the address it printed.
 fn server(args: &[&str]) -> (Proc, SocketAddr) {
@@ -179,51 +30,17 @@ fn server(args: &[&str]) -> (Proc, SocketAddr) {
         cmd.env_remove(var);
     }
     let mut proc = Proc::spawn(cmd);
-    let line = proc.stdout_line(START_TIMEOUT, |_| true).unwrap_or_else(|| {
-        panic!("no `listening on` line; stderr:\n{}", proc.stderr_text());
-    });
-    let addr = line
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("first stdout line is not `listening on ADDR`: {line:?}"));
-    (proc, addr)
+    let (_, addrs) = proc.listening(1, START_TIMEOUT);
+    (proc, addrs[0])
 }
 
-/// Sends `payload` from a fresh socket and returns the reply.
+/// Sends `payload` from a fresh socket and returns the reply from `to`.
 fn request(to: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(RECV_TIMEOUT)).expect("timeout");
-    sock.send_to(payload, to).expect("send");
-    let mut buf = [0u8; 2048];
-    let (n, from) = sock.recv_from(&mut buf).expect("a reply within the timeout");
-    assert_eq!(from, to, "reply from the server's address");
-    buf[..n].to_vec()
+    common::request(&socket_for(to), to, payload)
 }
 
 fn kv(line: &str) -> HashMap<String, f64> {
-    line.split_whitespace()
-        .filter_map(|f| f.split_once('='))
-        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
-        .collect()
-}
-
-/// A fresh directory under the system temp dir (no tempfile dependency), removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let base = std::env::temp_dir();
-        let dir = base.join(format!("shout-ops-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("creating a temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    parse_kv_as(line)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -432,8 +249,8 @@ fn json_log_format_writes_only_json_objects_on_stderr() {
 // Completions and manual page
 
 fn output_of(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("running shout");
-    assert!(out.status.success(), "shout {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run_shout(args, None, Duration::from_secs(10));
+    assert!(out.status.success(), "shout {args:?}: {}", out.stderr);
     String::from_utf8(out.stdout).expect("UTF-8")
 }
 
@@ -450,8 +267,8 @@ fn completions_and_manual_page() {
     let man = output_of(&["man"]);
     assert!(man.starts_with(".TH") || man.starts_with(".ie"), "{}", &man[..man.len().min(200)]);
     assert!(man.contains(".TH shout"), "a title header naming shout");
-    let bad = Command::new(BIN).args(["completions", "cmd.exe"]).output().expect("run");
-    assert_eq!(bad.status.code(), Some(2), "unknown shell is a usage error");
+    let bad = run_shout(&["completions", "cmd.exe"], None, Duration::from_secs(10));
+    assert_eq!(bad.code(), Some(2), "unknown shell is a usage error");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,14 +325,14 @@ print(json.dumps({"status": status, "error": error, "output": buf.decode("utf-8"
 /// returns the terminal output and the history file's contents.
 fn pty_session(no_color: Option<&str>) -> (String, String, SocketAddr) {
     let (mut srv, addr) = server(&["--quiet", "--workers", "1"]);
-    let home = TempDir::new(if no_color.is_some() { "pty-nocolor" } else { "pty-color" });
-    let data = home.0.join("data");
+    let home = Scratch::new(if no_color.is_some() { "pty-nocolor" } else { "pty-color" });
+    let data = home.path().join("data");
     let mut cmd = Command::new("python3");
     cmd.arg("-c")
         .arg(PTY_PY)
         .arg(BIN)
         .arg(addr.to_string())
-        .env("HOME", &home.0)
+        .env("HOME", home.path())
         .env("XDG_DATA_HOME", &data)
         .env("TERM", "xterm")
         .env_remove("NO_COLOR");
@@ -624,16 +441,16 @@ struct Activated {
     port: u16,
     listening: Vec<SocketAddr>,
     notify: Option<String>,
-    _dir: TempDir,
+    _dir: Scratch,
 }
 
 fn activate(name: &str, count: usize, pid_mode: &str, extra: &[&str]) -> Activated {
-    let dir = TempDir::new(name);
+    let dir = Scratch::new(name);
     let mut cmd = Command::new("python3");
     cmd.arg("-c")
         .arg(ACTIVATE_PY)
         .arg(BIN)
-        .arg(&dir.0)
+        .arg(dir.path())
         .arg(count.to_string())
         .arg(pid_mode)
         .args(extra)
@@ -653,7 +470,7 @@ fn activate(name: &str, count: usize, pid_mode: &str, extra: &[&str]) -> Activat
             panic!(
                 "waiting for the child, {count} `listening on` lines and the notify line, \
                  got {:?}; stderr:\n{stderr}",
-                driver.stdout_seen
+                driver.stdout_seen()
             );
         };
         if let Some(addr) = line.strip_prefix("listening on ") {

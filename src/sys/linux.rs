@@ -221,8 +221,7 @@ pub fn recv_batch(
         // length the kernel reported for it.
         let addr = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) };
         meta[i] = RecvMeta {
-            // Not an IP address (impossible for UDP): a port-0 sentinel the policy refuses.
-            addr: addr.as_socket().unwrap_or(RecvMeta::default().addr),
+            addr: RecvMeta::sender(&addr),
             len,
             truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
             ..parse_cmsgs(&hdr.msg_hdr, len)
@@ -413,7 +412,7 @@ pub fn is_gso_error(err: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use crate::sys::tests::{check_recv_connected_truncates, pair};
 
     #[test]
     fn ttl_and_traffic_class_arrive_when_asked_for() {
@@ -441,16 +440,12 @@ mod tests {
 
     #[test]
     fn recv_connected_reports_the_real_length_and_never_blocks_when_asked() {
-        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
-        b.connect(a.local_addr().unwrap()).unwrap();
-        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (a, b) = pair();
         let mut buf = [0u8; 10];
         let err = recv_connected(&b, &mut buf, false).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
-        a.send_to(&[b'x'; 100], b.local_addr().unwrap()).unwrap();
-        assert_eq!(recv_connected(&b, &mut buf, true).unwrap(), 100, "truncated, and said so");
-        assert_eq!(buf, [b'x'; 10]);
+        let len = check_recv_connected_truncates(recv_connected, &a, &b);
+        assert_eq!(len, 100, "truncated, and said so");
         a.send_to(b"", b.local_addr().unwrap()).unwrap();
         assert_eq!(recv_connected(&b, &mut buf, true).unwrap(), 0);
     }

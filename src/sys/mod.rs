@@ -45,6 +45,14 @@ pub struct RecvMeta {
     pub tos: Option<u8>,
 }
 
+impl RecvMeta {
+    /// The sender as an IP socket address; anything else (impossible for UDP)
+    /// becomes the port-0 sentinel of [`RecvMeta::default`], which the policy refuses.
+    fn sender(addr: &socket2::SockAddr) -> SocketAddr {
+        addr.as_socket().unwrap_or(RecvMeta::default().addr)
+    }
+}
+
 impl Default for RecvMeta {
     fn default() -> Self {
         RecvMeta {
@@ -116,8 +124,37 @@ pub fn segments(len: usize, stride: usize) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::segments;
+    use std::io;
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// Two loopback sockets, `b` connected to `a` and with a read timeout, so a
+    /// test of either implementation never waits forever.
+    pub(crate) fn pair() -> (UdpSocket, UdpSocket) {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        (a, b)
+    }
+
+    /// The `recv_connected` contract both implementations keep: a truncated
+    /// datagram fills the buffer and reports a length beyond it; returns that
+    /// length so a caller can check more.
+    pub(crate) fn check_recv_connected_truncates(
+        recv_connected: fn(&UdpSocket, &mut [u8], bool) -> io::Result<usize>,
+        a: &UdpSocket,
+        b: &UdpSocket,
+    ) -> usize {
+        let mut buf = [0u8; 10];
+        a.send_to(&[b'x'; 100], b.local_addr().unwrap()).unwrap();
+        let len = recv_connected(b, &mut buf, true).unwrap();
+        assert!(len > buf.len(), "truncation shows: {len}");
+        assert_eq!(buf, [b'x'; 10]);
+        len
+    }
 
     #[test]
     fn segments_counts_gro_buffers() {
