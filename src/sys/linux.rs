@@ -413,6 +413,7 @@ pub fn is_gso_error(err: &io::Error) -> bool {
 mod tests {
     use super::*;
     use crate::sys::tests::{check_recv_connected_truncates, pair};
+    use std::time::Duration;
 
     #[test]
     fn ttl_and_traffic_class_arrive_when_asked_for() {
