@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 /// `d` in nanoseconds, saturating (no run comes near 584 years).
+#[inline]
 pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

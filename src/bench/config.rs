@@ -60,8 +60,9 @@ pub struct BenchConfig {
     /// Show a progress line on stderr once a second.
     pub progress: bool,
     /// Keep counts and round-trip percentiles per interval, and the percentile
-    /// curve, in [`Report::timeline`] (for `--csv` and `--plot`). Costs two
-    /// counters per interval and a few small histograms per flow; nothing per probe.
+    /// curve, in [`Report::timeline`](crate::bench::Report::timeline) (for
+    /// `--csv` and `--plot`). Costs two counters per interval and a few small
+    /// histograms per flow; nothing per probe.
     pub timeline: bool,
     /// Never sleep or block waiting for replies: each thread spins on its
     /// socket (and an open-loop sender on its clock), for the least delay

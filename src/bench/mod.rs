@@ -19,19 +19,20 @@
 //!
 //! # Pipeline
 //!
-//! Each file is one step, and imports only the steps before it (and the two
-//! helpers below them all):
+//! Each file is one step and imports only files listed above it, so a
+//! reader can go top to bottom:
 //!
 //! - `clock`, `probe`: time in nanoseconds; the probe payload, built for
 //!   sequence number N and read back from a reply (the seam for other formats).
 //! - `config`: [`BenchConfig`], [`Load`] and their limits.
 //! - `socket`, `send`, `receive`: the flow's connected socket; pacing
 //!   ([`Load::Rate`]'s schedule) and batched sends; batched receives.
-//! - `inflight`: matching replies to the probes in flight: answered, lost,
-//!   late, duplicated, reordered or mismatched.
 //! - `record`: counts and round trips per interval of the run ([`Timeline`]).
+//! - `inflight`: matching replies to the probes in flight: answered, lost,
+//!   late, duplicated, reordered or mismatched; each answer is handed on to
+//!   `record`.
 //! - `loops`: one flow's closed or open loop, which drives the steps above.
-//! - `report`: [`Report`], plain data made from what the flows recorded.
+//! - `report`: [`Report`], plain data made from what the flows counted.
 //! - `render`: the text table, JSON, CSV and SVG, each reading only a [`Report`].
 //! - `progress`: the once-a-second line on stderr while a run goes on.
 //!
