@@ -202,24 +202,25 @@ impl Report {
     }
 }
 
+/// For tests: a report of the default configuration over 2 s, one reply dropped here.
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A report of the default configuration over 2 s, one reply dropped here.
-    pub(crate) fn report(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
-        let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
-        for &r in rtts_ns {
-            h.record(r).unwrap();
-        }
-        let tally = Tally { sent, answered, ..Tally::default() };
-        let config = BenchConfig::default();
-        Report::new(&config, tally, &h, Some(1), Duration::from_secs(2))
+pub(crate) fn sample(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
+    let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+    for &r in rtts_ns {
+        h.record(r).unwrap();
     }
+    let tally = Tally { sent, answered, ..Tally::default() };
+    let config = BenchConfig::default();
+    Report::new(&config, tally, &h, Some(1), Duration::from_secs(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn rates_loss_and_split() {
-        let r = report(1000, 990, &[50_000; 990]);
+        let r = sample(1000, 990, &[50_000; 990]);
         assert_eq!(r.lost, 10);
         assert_eq!((r.dropped_here, r.lost_elsewhere), (Some(1), Some(9)));
         assert!((r.loss_pct - 1.0).abs() < 1e-9);
@@ -231,14 +232,14 @@ pub(crate) mod tests {
 
     #[test]
     fn checks_name_what_broke() {
-        let r = report(100, 90, &[2_000_000; 90]);
+        let r = sample(100, 90, &[2_000_000; 90]);
         assert!(r.check(None, None).is_empty());
         assert!(r.check(Some(10.0), Some(Duration::from_millis(3))).is_empty());
         let broken = r.check(Some(5.0), Some(Duration::from_millis(1)));
         assert_eq!(broken.len(), 2, "{broken:?}");
         assert!(broken[0].contains("loss 10.000%"), "{broken:?}");
         assert!(broken[1].contains("p99 RTT 2.00"), "{broken:?}");
-        let none = report(10, 0, &[]);
+        let none = sample(10, 0, &[]);
         assert_eq!(none.rtt_us, None);
         assert!(none.check(None, Some(Duration::from_secs(1)))[0].contains("unknown"));
     }

@@ -34,11 +34,11 @@ pub const JSON_FIELDS: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::tests::report;
+    use crate::bench::report::sample;
 
     #[test]
     fn json_has_every_field() {
-        let json = serde_json::to_value(report(10, 10, &[1_000])).unwrap();
+        let json = serde_json::to_value(sample(10, 10, &[1_000])).unwrap();
         for key in JSON_FIELDS {
             assert!(json.get(key).is_some(), "missing {key}: {json}");
         }

@@ -71,11 +71,11 @@ impl fmt::Display for Report {
 
 #[cfg(test)]
 mod tests {
-    use crate::bench::report::tests::report;
+    use crate::bench::report::sample;
 
     #[test]
     fn table_splits_the_loss_and_lists_rtts() {
-        let r = report(1000, 990, &[50_000; 990]);
+        let r = sample(1000, 990, &[50_000; 990]);
         let table = r.to_string();
         assert!(table.contains("lost        10  (1.000%; dropped here 1, elsewhere 9)"), "{table}");
         assert!(table.contains("rtt p99     0.050 ms"), "{table}");
