@@ -3,23 +3,49 @@
 //! pieces to embed either.
 //!
 //! # Layout
-//! - [`transform`]: what is done to each datagram (uppercase or echo): pure.
-//! - [`server`]: [`Server::bind`] / [`Server::run`]: the reply loop and its error policy.
+//! - [`server`]: [`Server::bind`] / [`Server::run`], and the reply path read top to bottom:
+//!   receive, admit, transform, coalesce, send ([`server::reply_to`] is the one road to a reply).
+//! - [`policy`]: who gets an answer (anti-reflection defences, rate limit): admission only.
+//! - [`transform`]: what is done to each admitted datagram (uppercase or echo), in place.
+//! - `listen`: binding and preparing the server's sockets.
 //! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff.
 //! - [`session`]: the client's one-shot, pipe and interactive modes.
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
-//! - [`policy`]: who gets an answer (anti-reflection defences, rate limit) and the one place a reply is made.
 //! - [`stats`]: the server's counters.
 //! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
 //! - [`monitor`]: what the server shows as datagrams arrive, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`duration`]: `200ms`-style durations.
 //! - `sys`: batched socket I/O, the only `unsafe` code.
+//!
+//! # Example
+//! A server on a free port, answering one datagram:
+//!
+//! ```
+//! use std::sync::atomic::AtomicBool;
+//! use shout::{Server, ServerConfig};
+//!
+//! let config = ServerConfig { binds: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
+//! let server = Server::bind(config).unwrap();
+//! let addr = server.local_addr();
+//! let stop = AtomicBool::new(false);
+//! std::thread::scope(|s| {
+//!     s.spawn(|| server.run(&stop));
+//!     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+//!     client.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+//!     client.send_to(b"hello", addr).unwrap();
+//!     let mut buf = [0; 16];
+//!     let (n, _) = client.recv_from(&mut buf).unwrap();
+//!     assert_eq!(&buf[..n], b"HELLO");
+//!     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+//! });
+//! ```
 
 pub mod bench;
 pub mod client;
 pub mod duration;
 pub mod escape;
+mod listen;
 pub mod monitor;
 pub mod policy;
 pub mod server;

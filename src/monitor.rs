@@ -119,6 +119,36 @@ impl Monitor {
     }
 }
 
+/// One worker's warnings, at most one a second, with a count of those held back.
+#[derive(Debug, Default)]
+pub(crate) struct Throttle {
+    warned_at: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    /// Passes `what` on to the monitor unless a warning went out less than a second ago.
+    pub(crate) fn warn(&mut self, monitor: &Monitor, what: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self.warned_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
+            self.held += 1;
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let suffix =
+            if held > 0 { format!(" ({held} similar warnings held back)") } else { String::new() };
+        monitor.warn(format!("{what}{suffix}"));
+        self.warned_at = Some(now);
+    }
+
+    /// Says how many were held back since the last one, if any.
+    pub(crate) fn finish(&mut self, monitor: &Monitor) {
+        if self.held > 0 {
+            monitor.warn(format!("{} similar warnings held back", std::mem::take(&mut self.held)));
+        }
+    }
+}
+
 fn print_loop(
     rx: Receiver<Event>,
     monitor: std::sync::Weak<Monitor>,

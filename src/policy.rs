@@ -1,19 +1,16 @@
 //! Who gets an answer: the defences that keep an always-on echo server from
-//! being a reflector (CERT CA-1996-01), and the one place that decides a reply.
+//! being a reflector (CERT CA-1996-01).
 //!
-//! [`Policy::handle`] is the only road from a request to a reply. It returns
-//! either a drop reason or a reply that *is the request's own buffer*,
-//! transformed in place: a reply can never be longer than its request, and one
-//! request yields at most one reply. Its property tests and fuzz target hold it
-//! to that.
+//! [`Policy::admit`] decides whether a datagram is answered, and nothing else:
+//! what the reply holds is the transform's job ([`crate::transform`]), and the
+//! two meet in [`crate::server::reply_to`], the only road from a request to a
+//! reply.
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-
-use crate::Mode;
 
 /// Source ports refused by default beyond those below 1024: SSDP (1900),
 /// WS-Discovery (3702), mDNS (5353) and memcached (11211), all UDP services
@@ -129,15 +126,14 @@ pub struct Policy {
     own: Vec<SocketAddr>,
     deny_bad_sources: bool,
     limiter: Option<Limiter>,
-    mode: Mode,
     max_datagram: usize,
     epoch: Instant,
 }
 
 impl Policy {
-    /// Compiles `config` for a server replying in `mode` to datagrams of at most
+    /// Compiles `config` for a server answering datagrams of at most
     /// `max_datagram` bytes.
-    pub fn new(config: &PolicyConfig, mode: Mode, max_datagram: usize) -> Policy {
+    pub fn new(config: &PolicyConfig, max_datagram: usize) -> Policy {
         let mut denied = Box::new([0u64; 1024]);
         let mut set = |port: u16, on: bool| {
             let (word, bit) = (usize::from(port) / 64, port % 64);
@@ -157,7 +153,6 @@ impl Policy {
             own: Vec::new(),
             deny_bad_sources: config.deny_bad_sources,
             limiter: config.rate_limit.as_ref().map(Limiter::new),
-            mode,
             max_datagram,
             epoch: Instant::now(),
         }
@@ -169,29 +164,15 @@ impl Policy {
         self.own = addrs.to_vec();
     }
 
-    /// A timestamp for [`handle`](Policy::handle): take one per batch, not per datagram.
+    /// A timestamp for [`admit`](Policy::admit): take one per batch, not per datagram.
     pub fn now(&self) -> Tick {
         Tick::from_duration(self.epoch.elapsed())
     }
 
-    /// Decides about one datagram from `src`, sent to our socket `local` (with
-    /// `dst` the address it was sent to, where known). On `Ok`, the payload has
-    /// been transformed in place and the returned slice of it is the reply.
-    #[inline]
-    pub fn handle<'p>(
-        &self,
-        src: SocketAddr,
-        local: SocketAddr,
-        dst: Option<IpAddr>,
-        payload: &'p mut [u8],
-        now: Tick,
-    ) -> Result<&'p [u8], Refusal> {
-        self.admit(src, local, dst, payload.len(), now)?;
-        self.mode.apply(payload);
-        Ok(payload)
-    }
-
-    /// The checks of [`handle`](Policy::handle), cheapest first, without the transform.
+    /// Decides whether a datagram of `len` bytes from `src`, sent to our
+    /// socket `local` (with `dst` the address it was sent to, where known), is
+    /// answered. The checks run cheapest first; the rate limit, which spends a
+    /// token, runs last.
     #[inline]
     pub fn admit(
         &self,
@@ -383,7 +364,6 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -393,7 +373,7 @@ mod tests {
 
     #[test]
     fn refuses_unanswerable_and_reflector_sources() {
-        let p = Policy::new(&PolicyConfig::default(), Mode::Upper, 65_527);
+        let p = Policy::new(&PolicyConfig::default(), 65_527);
         let now = p.now();
         let verdict = |src: &str| p.admit(addr(src), addr(LOCAL), None, 10, now);
         assert_eq!(verdict("10.0.0.2:0"), Err(Refusal::PortZero));
@@ -420,7 +400,7 @@ mod tests {
 
     #[test]
     fn self_loop_on_a_wildcard_socket_uses_the_destination() {
-        let p = Policy::new(&PolicyConfig::open(), Mode::Upper, 100);
+        let p = Policy::new(&PolicyConfig::open(), 100);
         let now = p.now();
         let local = addr("0.0.0.0:7000");
         let dst = Some("192.0.2.5".parse().unwrap());
@@ -432,7 +412,7 @@ mod tests {
     #[test]
     fn allow_ports_override_denials() {
         let config = PolicyConfig { allow_ports: vec![53], ..PolicyConfig::default() };
-        let p = Policy::new(&config, Mode::Upper, 100);
+        let p = Policy::new(&config, 100);
         assert_eq!(p.admit(addr("10.0.0.2:53"), addr(LOCAL), None, 1, p.now()), Ok(()));
     }
 
@@ -441,7 +421,7 @@ mod tests {
             rate_limit: Some(RateLimit { rate, burst, ..RateLimit::default() }),
             ..PolicyConfig::open()
         };
-        Policy::new(&config, Mode::Upper, 100)
+        Policy::new(&config, 100)
     }
 
     /// Replies admitted to a source sending `pps` for `secs`, on simulated time.
@@ -508,31 +488,5 @@ mod tests {
         }
         assert_eq!(p.limiter.as_ref().unwrap().table.len(), size);
         assert_eq!(served, 1000, "the regular source stays within its rate and is served");
-    }
-
-    proptest! {
-        /// Never amplify: at most one reply, never longer than the request,
-        /// and the reply is the request transformed, whatever the source.
-        #[test]
-        fn never_amplifies(
-            data in proptest::collection::vec(any::<u8>(), 0..2048),
-            ip in any::<[u8; 4]>(),
-            port in any::<u16>(),
-            echo in any::<bool>(),
-            max in 0usize..4096,
-        ) {
-            let mode = if echo { Mode::Echo } else { Mode::Upper };
-            let config = PolicyConfig { rate_limit: Some(RateLimit { rate: 5.0, burst: 2, include_loopback: true, ..RateLimit::default() }), ..PolicyConfig::default() };
-            let p = Policy::new(&config, mode, max);
-            let mut buf = data.clone();
-            let src = SocketAddr::from((ip, port));
-            match p.handle(src, addr(LOCAL), None, &mut buf, p.now()) {
-                Ok(reply) => {
-                    prop_assert!(reply.len() <= data.len());
-                    prop_assert!(Mode::is_reply(mode, &data, reply));
-                }
-                Err(_) => prop_assert_eq!(&buf, &data, "a dropped request is left untouched"),
-            }
-        }
     }
 }

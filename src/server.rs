@@ -1,4 +1,6 @@
-//! The reply loop: receive a batch, transform it in place, send it back.
+//! The reply loop, top to bottom: receive a batch, admit each datagram
+//! ([`Policy::admit`]), transform it in place ([`Responder::respond`]),
+//! coalesce replies to one sender, and send them back.
 //!
 //! One worker thread per socket; with `workers > 1` each bound address gets
 //! that many `SO_REUSEPORT` sockets so the kernel spreads senders over cores.
@@ -10,15 +12,15 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use socket2::{Domain, Protocol, Socket, Type};
-
-use crate::monitor::Monitor;
-use crate::policy::{Policy, PolicyConfig, Refusal};
+use crate::listen::{self, Slot, STOP_POLL};
+use crate::monitor::{Monitor, Throttle};
+use crate::policy::{Policy, PolicyConfig, Refusal, Tick};
 use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::telemetry::LogFormat;
+use crate::transform::{Arrival, Responder};
 use crate::Mode;
 
 /// The largest UDP payload over IPv4: 65,535 − 20 (IP) − 8 (UDP).
@@ -26,8 +28,6 @@ pub const MAX_DATAGRAM_V4: usize = 65_507;
 /// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP).
 pub const MAX_DATAGRAM_V6: usize = 65_527;
 
-/// How often the stop flag is looked at.
-const STOP_POLL: Duration = Duration::from_millis(50);
 /// After a one-datagram batch, receive one at a time (recvmsg) for this many
 /// calls before trying a full batch again: ping-pong traffic then pays for no
 /// batching it cannot use, and a flood is back to full batches within as many
@@ -38,8 +38,6 @@ const SINGLE_RUN: u32 = 16;
 /// that destination is then not tried again; refusals from this many
 /// destinations with no success between mean the host refuses GSO.
 const GSO_GIVE_UP: u32 = 64;
-/// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
-const RECV_BUFFER: usize = 4 << 20;
 
 /// How a server is set up.
 #[derive(Clone, Debug)]
@@ -80,40 +78,14 @@ impl Default for ServerConfig {
     }
 }
 
-/// A bound server, ready to [`run`](Server::run).
-///
-/// ```
-/// use std::sync::atomic::AtomicBool;
-/// use shout::{Server, ServerConfig};
-///
-/// let config = ServerConfig { binds: vec!["127.0.0.1:0".parse().unwrap()], ..Default::default() };
-/// let server = Server::bind(config).unwrap();
-/// let addr = server.local_addr();
-/// let stop = AtomicBool::new(false);
-/// std::thread::scope(|s| {
-///     s.spawn(|| server.run(&stop));
-///     let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-///     client.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
-///     client.send_to(b"hello", addr).unwrap();
-///     let mut buf = [0; 16];
-///     let (n, _) = client.recv_from(&mut buf).unwrap();
-///     assert_eq!(&buf[..n], b"HELLO");
-///     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-/// });
-/// ```
+/// A bound server, ready to [`run`](Server::run); the crate documentation
+/// has an example.
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
     policy: Policy,
     local_addrs: Vec<SocketAddr>,
     workers: Vec<Slot>,
-}
-
-#[derive(Debug)]
-struct Slot {
-    socket: UdpSocket,
-    local: SocketAddr,
-    stats: Arc<WorkerStats>,
 }
 
 impl Server {
@@ -123,20 +95,11 @@ impl Server {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
         }
         config.workers = config.workers.max(1);
-        let mut groups = Vec::new();
-        for &addr in &config.binds {
-            // A reuseport group would silently share the port with any other
-            // process of ours already on it; a plain bind first says "in use".
-            let addr = if config.workers > 1 { claim(addr)? } else { addr };
-            let first = bind_socket(addr, config.workers > 1)?;
-            let local = first.local_addr()?;
-            let mut sockets = vec![first];
-            for _ in 1..config.workers {
-                // Same port as the first, so port 0 resolves once for the group.
-                sockets.push(bind_socket(local, true)?);
-            }
-            groups.push(sockets);
-        }
+        let groups = config
+            .binds
+            .iter()
+            .map(|&addr| listen::bind_group(addr, config.workers))
+            .collect::<io::Result<_>>()?;
         Server::assemble(config, groups)
     }
 
@@ -148,43 +111,14 @@ impl Server {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
         }
         for socket in &sockets {
-            socket.set_nonblocking(false)?;
-            #[cfg(not(target_os = "linux"))]
-            socket.set_read_timeout(Some(STOP_POLL))?;
-            // Same queue as our own sockets get, unless the unit asked for more.
-            let sock = socket2::SockRef::from(socket);
-            if sock.recv_buffer_size().is_ok_and(|size| size < RECV_BUFFER) {
-                let _ = sock.set_recv_buffer_size(RECV_BUFFER);
-            }
+            listen::adopt(socket)?;
         }
         Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
     }
 
-    /// Sets up each group of sockets bound to one address.
     fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
-        let mut local_addrs = Vec::new();
-        let mut workers = Vec::new();
-        for sockets in groups {
-            let local = sockets[0].local_addr()?;
-            for socket in sockets {
-                if config.offload {
-                    // Best effort: without GRO the kernel hands us datagrams one by one.
-                    let _ = sys::enable_gro(&socket);
-                }
-                if local.ip().is_unspecified() {
-                    // To answer from the address each request was sent to, and
-                    // to recognise our own address in a self-loop check.
-                    match sys::enable_pktinfo(&socket, local.is_ipv6()) {
-                        Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
-                        // Where the platform cannot tell, the kernel picks the source.
-                        _ => {}
-                    }
-                }
-                workers.push(Slot { socket, local, stats: Arc::default() });
-            }
-            local_addrs.push(local);
-        }
-        let mut policy = Policy::new(&config.policy, config.mode, config.max_datagram);
+        let (local_addrs, workers) = listen::slots(groups, config.offload)?;
+        let mut policy = Policy::new(&config.policy, config.max_datagram);
         policy.set_own_addrs(&local_addrs);
         Ok(Server { config, policy, local_addrs, workers })
     }
@@ -201,27 +135,15 @@ impl Server {
 
     /// Counters so far, summed over workers, with the kernel's drop counters read now.
     pub fn counts(&self) -> Counts {
-        let mut total = Counts::default();
-        for slot in &self.workers {
-            if let Some(drops) = sys::socket_drops(&slot.socket) {
-                slot.stats.set_kernel_drops(drops);
-            }
-            total += slot.stats.counts();
-        }
-        total
+        self.workers.iter().fold(Counts::default(), |mut total, slot| {
+            total += slot.counts();
+            total
+        })
     }
 
     /// Counters per worker socket (for per-worker stats).
     pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
-        self.workers
-            .iter()
-            .map(|slot| {
-                if let Some(drops) = sys::socket_drops(&slot.socket) {
-                    slot.stats.set_kernel_drops(drops);
-                }
-                (slot.local, slot.stats.counts())
-            })
-            .collect()
+        self.workers.iter().map(|slot| (slot.local, slot.counts())).collect()
     }
 
     /// Answers datagrams until `stop` is set, then finishes the batch in hand and
@@ -274,18 +196,6 @@ impl Server {
     }
 }
 
-/// Binds `addr` without `SO_REUSEPORT` and lets go, to learn that it is free
-/// (and, for port 0, which port to take). The port could be taken in between;
-/// the reuseport bind that follows then still fails unless it is ours.
-fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
-    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        probe.set_only_v6(true)?;
-    }
-    probe.bind(&addr.into())?;
-    probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
-}
-
 /// Sets `halt` when dropped: on a worker's return and on its panic alike.
 struct HaltOnExit<'a>(&'a AtomicBool);
 
@@ -295,47 +205,24 @@ impl Drop for HaltOnExit<'_> {
     }
 }
 
-fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        // Lets `[::]:P` and `0.0.0.0:P` be bound side by side, as most servers do.
-        socket.set_only_v6(true)?;
-    }
-    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
-    if reuse_port {
-        socket.set_reuse_port(true)?;
-    }
-    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
-    socket.bind(&addr.into())?;
-    // Linux workers are woken by `sys::wake`; elsewhere they poll the stop flag.
-    #[cfg(not(target_os = "linux"))]
-    socket.set_read_timeout(Some(STOP_POLL))?;
-    Ok(socket.into())
-}
-
-/// Whether a receive error is about one datagram or peer (an ICMP error from an
-/// earlier reply, memory pressure), not about the socket.
-fn is_transient(err: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        err.kind(),
-        ConnectionRefused
-            | ConnectionReset
-            | HostUnreachable
-            | NetworkUnreachable
-            | NetworkDown
-            | OutOfMemory
-    ) || matches!(
-        err.raw_os_error(),
-        Some(
-            libc::ENOBUFS
-                | libc::ENOMEM
-                | libc::EHOSTDOWN
-                | libc::EPERM
-                | libc::EMSGSIZE
-                | libc::EPROTO
-        )
-    )
+/// The only road from a request to a reply: the policy admits the datagram,
+/// then the responder rewrites it in place. On `Ok` the reply *is* the
+/// request's own buffer, so it can never be longer than the request, and one
+/// request yields at most one reply; on `Err` the payload is left untouched
+/// when the policy refused it. The property tests and the `handler` fuzz
+/// target hold it to that.
+#[inline]
+pub fn reply_to<'p>(
+    policy: &Policy,
+    responder: &mut Responder,
+    arrival: &Arrival,
+    local: SocketAddr,
+    payload: &'p mut [u8],
+    now: Tick,
+) -> Result<&'p [u8], Refusal> {
+    policy.admit(arrival.src, local, arrival.dst, payload.len(), now)?;
+    responder.respond(payload, arrival)?;
+    Ok(payload)
 }
 
 /// What one receive slot sends (see [`Worker::coalesce`]).
@@ -364,6 +251,7 @@ struct Worker<'a> {
     stats: &'a WorkerStats,
     config: &'a ServerConfig,
     policy: &'a Policy,
+    responder: Responder,
     monitor: Arc<Monitor>,
     gso: bool,
     /// The last destination whose route refused a GSO send, with the segment
@@ -371,8 +259,7 @@ struct Worker<'a> {
     refused: Option<(SocketAddr, usize)>,
     /// GSO sends refused in a row (see [`GSO_GIVE_UP`]).
     refusals: u32,
-    warned_at: Option<Instant>,
-    unwarned: u64,
+    warnings: Throttle,
     /// Datagrams not shown, published to the monitor now and then.
     unseen: u64,
 }
@@ -390,12 +277,12 @@ impl<'a> Worker<'a> {
             stats: &slot.stats,
             config,
             policy,
+            responder: Responder::new(config.mode),
             monitor,
             gso: config.offload && sys::gso_supported(&slot.socket),
             refused: None,
             refusals: 0,
-            warned_at: None,
-            unwarned: 0,
+            warnings: Throttle::default(),
             unseen: 0,
         }
     }
@@ -444,7 +331,7 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if is_transient(&err) => {
+                Err(err) if sys::is_transient(&err) => {
                     self.stats.add(&Counts { recv_errors: 1, ..Counts::default() });
                     self.warn(format_args!("receive error (ignored): {err}"));
                 }
@@ -455,9 +342,7 @@ impl<'a> Worker<'a> {
             }
         }
         self.refresh_drops();
-        if self.unwarned > 0 {
-            self.monitor.warn(format!("{} similar warnings held back", self.unwarned));
-        }
+        self.warnings.finish(&self.monitor);
         Ok(())
     }
 
@@ -471,59 +356,92 @@ impl<'a> Worker<'a> {
         self.monitor.add_unseen(std::mem::take(&mut self.unseen));
     }
 
-    /// Judges and transforms a received batch in place, then sends the replies.
+    /// One received batch, start to end: each slot's datagrams admitted and
+    /// transformed in place, then the replies coalesced and sent.
     fn answer(&mut self, storage: &mut [u8], meta: &[RecvMeta]) {
         let mut counts = Counts::default();
-        let mut shown = 0;
         let now = self.policy.now();
-        // Bytes of each slot that are answered: a prefix of whole datagrams.
+        // Bytes of each slot that are answered: whole replies, packed from the start.
         let mut reply_len = [None::<usize>; BATCH];
         for ((m, buf), reply) in
             meta.iter().zip(storage.chunks_exact_mut(MAX_BUF)).zip(&mut reply_len)
         {
-            let total = segments(m.len, m.stride);
-            counts.received += total;
-            counts.bytes_received += m.len as u64;
-            if m.truncated {
-                counts.add_drop(Refusal::Oversize, total);
-                continue;
-            }
-            if self.monitor.offer(m.addr, &buf[..m.stride.min(m.len)]) {
-                shown += 1;
-            }
-            let mut answered = 0;
-            for (i, datagram) in buf[..m.len.max(1)].chunks_mut(m.stride.max(1)).enumerate() {
-                let datagram = if m.len == 0 { &mut datagram[..0] } else { datagram };
-                match self.policy.handle(m.addr, self.local, m.dst, datagram, now) {
-                    Ok(r) => answered += r.len(),
-                    Err(reason) => {
-                        // The rest are from the same source at the same instant.
-                        counts.add_drop(reason, total - i as u64);
-                        break;
-                    }
-                }
-                *reply = Some(answered);
-            }
+            *reply = self.respond_slot(m, buf, now, &mut counts);
         }
-        // A shared counter per batch would be a cache line bouncing between
-        // workers under load: publish when the queue is drained or often enough.
-        self.unseen += counts.received - shown;
-        if meta.len() < BATCH || self.unseen >= 4096 {
-            self.monitor.add_unseen(std::mem::take(&mut self.unseen));
-        }
-
+        self.publish_unseen(meta.len());
         if let [m] = meta {
             // One datagram (ping-pong): nothing to gather, no table of sends.
             if let Some(len) = reply_len[0] {
                 self.send_all(&[reply(m, &storage[..len], m.stride)], &mut counts);
             }
-            self.stats.add(&counts);
-            return;
+        } else {
+            let runs = self.coalesce(storage, meta, &reply_len);
+            self.send_runs(storage, meta, &runs, &mut counts);
         }
-        // Consecutive one-datagram replies to the same sender go out as one GSO
-        // send when they can: gathered behind the first in its slot, they cost
-        // the kernel one trip down the stack instead of one each.
-        let runs = self.coalesce(storage, meta, &reply_len);
+        self.stats.add(&counts);
+    }
+
+    /// Receive, admit and transform for one slot: one datagram, or a GRO
+    /// buffer of several from one sender, cut every `stride` bytes. Returns
+    /// how many bytes at the start of `buf` are now replies; a datagram that
+    /// is refused is left out and the replies after it move up, so the slot
+    /// still holds whole datagrams of `stride` bytes (the last may be shorter).
+    fn respond_slot(
+        &mut self,
+        m: &RecvMeta,
+        buf: &mut [u8],
+        now: Tick,
+        counts: &mut Counts,
+    ) -> Option<usize> {
+        let total = segments(m.len, m.stride);
+        counts.received += total;
+        counts.bytes_received += m.len as u64;
+        let shown = !m.truncated && self.monitor.offer(m.addr, &buf[..m.stride.min(m.len)]);
+        self.unseen += total - u64::from(shown);
+        if m.truncated {
+            counts.add_drop(Refusal::Oversize, total);
+            return None;
+        }
+        let arrival = Arrival { src: m.addr, dst: m.dst };
+        let stride = m.stride.max(1);
+        let (mut start, mut kept) = (0, None::<usize>);
+        loop {
+            let end = (start + stride).min(m.len);
+            match reply_to(
+                self.policy,
+                &mut self.responder,
+                &arrival,
+                self.local,
+                &mut buf[start..end],
+                now,
+            ) {
+                Ok(reply) => {
+                    let (at, len) = (kept.unwrap_or(0), reply.len());
+                    if at != start {
+                        buf.copy_within(start..start + len, at);
+                    }
+                    kept = Some(at + len);
+                }
+                Err(reason) => counts.add_drop(reason, 1),
+            }
+            start = end;
+            if start >= m.len {
+                return kept;
+            }
+        }
+    }
+
+    /// Publishes the count of datagrams not shown now and then: a shared
+    /// counter per batch would be a cache line bouncing between workers under
+    /// load, so only when the queue is drained or enough have gathered.
+    fn publish_unseen(&mut self, batch: usize) {
+        if batch < BATCH || self.unseen >= 4096 {
+            self.monitor.add_unseen(std::mem::take(&mut self.unseen));
+        }
+    }
+
+    /// Sends what [`coalesce`](Worker::coalesce) planned: one transmit per slot that has one.
+    fn send_runs(&mut self, storage: &[u8], meta: &[RecvMeta], runs: &[Run], counts: &mut Counts) {
         let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
         let mut txs = [empty; BATCH];
         let mut ntx = 0;
@@ -532,8 +450,7 @@ impl<'a> Worker<'a> {
             txs[ntx] = reply(m, &storage[i * MAX_BUF..][..len], run.stride);
             ntx += 1;
         }
-        self.send_all(&txs[..ntx], &mut counts);
-        self.stats.add(&counts);
+        self.send_all(&txs[..ntx], counts);
     }
 
     /// Plans the sends of a batch: for each slot, the bytes its transmit covers.
@@ -676,17 +593,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// A warning at most once a second per worker, with a count of the ones held back.
     fn warn(&mut self, what: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self.warned_at.is_some_and(|at| now.duration_since(at) < Duration::from_secs(1)) {
-            self.unwarned += 1;
-            return;
-        }
-        let held = std::mem::take(&mut self.unwarned);
-        let suffix =
-            if held > 0 { format!(" ({held} similar warnings held back)") } else { String::new() };
-        self.monitor.warn(format!("{what}{suffix}"));
-        self.warned_at = Some(now);
+        self.warnings.warn(&self.monitor, what);
     }
 }

@@ -1,4 +1,8 @@
-//! The payload transform: what the server does to each datagram.
+//! The payload transform: what the server does to each datagram it admits.
+//!
+//! [`Responder`] is the step of the reply path that turns a request into its
+//! reply, in place: the byte modes here, and the seam where a stateful
+//! reflector (with per-worker state) plugs in beside them.
 //!
 //! The original tutorial replies `msg.upper()` on Python `bytes`, which uppercases
 //! ASCII `a`–`z` and leaves every other byte alone. [`Mode::Upper`] does exactly
@@ -6,7 +10,10 @@
 //! reply always has the request's length. [`Mode::Echo`] is RFC 862.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+
+use crate::policy::Refusal;
 
 /// What the server does to a datagram before sending it back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -41,6 +48,40 @@ impl Mode {
                 Mode::Upper => request.iter().zip(reply).all(|(q, r)| q.to_ascii_uppercase() == *r),
                 Mode::Echo => request == reply,
             }
+    }
+}
+
+/// What a worker knows of an admitted datagram beside its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Arrival {
+    /// The sender.
+    pub src: SocketAddr,
+    /// The address it was sent to, where the socket reports it.
+    pub dst: Option<IpAddr>,
+}
+
+/// One worker's transform: rewrites each admitted request into its reply, in
+/// place and at the same length, so a reply can never outgrow its request.
+#[derive(Debug)]
+pub enum Responder {
+    /// A stateless byte transform ([`Mode`]).
+    Bytes(Mode),
+}
+
+impl Responder {
+    /// The responder of a server replying in `mode`.
+    pub fn new(mode: Mode) -> Responder {
+        Responder::Bytes(mode)
+    }
+
+    /// Turns `payload` into its reply in place; on `Err` the datagram is not
+    /// answered, and is counted under the reason.
+    #[inline]
+    pub fn respond(&mut self, payload: &mut [u8], _arrival: &Arrival) -> Result<(), Refusal> {
+        match self {
+            Responder::Bytes(mode) => mode.apply(payload),
+        }
+        Ok(())
     }
 }
 

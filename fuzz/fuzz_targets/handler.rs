@@ -1,4 +1,4 @@
-//! The one road from request to reply, `Policy::handle`, under any configuration and
+//! The one road from request to reply, `server::reply_to`, under any configuration and
 //! any sequence of datagrams and time gaps: it never panics, never amplifies (a reply is
 //! the request transformed, never longer), leaves a refused request untouched, refuses
 //! exactly what a plain model of the fixed rules refuses (size, ports, sources, loops),
@@ -12,6 +12,8 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shout::policy::{Policy, Refusal, REFLECTOR_PORTS};
+use shout::server::reply_to;
+use shout::transform::{Arrival, Responder};
 use shout::{Mode, PolicyConfig, RateLimit};
 
 #[derive(Arbitrary, Debug)]
@@ -218,7 +220,8 @@ fn model(
 fuzz_target!(|input: Input| {
     let config = &input.config;
     let mode = config.mode();
-    let mut policy = Policy::new(&config.policy(), mode, config.max_datagram as usize);
+    let mut policy = Policy::new(&config.policy(), config.max_datagram as usize);
+    let mut responder = Responder::new(mode);
     let local = config.local.get();
     let others: Vec<SocketAddr> = config.others.iter().map(Addr::get).collect();
     if !others.is_empty() {
@@ -235,7 +238,8 @@ fuzz_target!(|input: Input| {
         let request = d.payload.clone();
         let mut payload = d.payload.clone();
         let expected = model(config, src, local, &others, dst, request.len());
-        let verdict = policy.handle(src, local, dst, &mut payload, now);
+        let arrival = Arrival { src, dst };
+        let verdict = reply_to(&policy, &mut responder, &arrival, local, &mut payload, now);
         let answered = verdict.is_ok();
         match verdict {
             Ok(reply) => {

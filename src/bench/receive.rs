@@ -84,7 +84,7 @@ impl Inbox {
                 len: kept,
                 stride: kept,
                 truncated: len > self.chunk,
-                dst: None,
+                ..RecvMeta::default()
             };
             return Ok(1);
         }

@@ -24,6 +24,11 @@ pub fn enable_pktinfo(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// TTL and traffic class are read on Linux only.
+pub fn enable_ttl_tos(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// Elsewhere workers wake on their read timeout instead.
 pub fn wake(_sock: &UdpSocket) {}
 
@@ -57,7 +62,7 @@ pub fn recv_batch(
         len,
         stride: len,
         truncated: flags.is_truncated(),
-        dst: None,
+        ..RecvMeta::default()
     };
     Ok(1)
 }

@@ -12,7 +12,7 @@ use socket2::SockAddr;
 use super::{RecvMeta, Transmit, BATCH};
 
 /// Room for the control messages we use: UDP_GRO or UDP_SEGMENT, plus
-/// IP(V6)_PKTINFO, with margin.
+/// IP(V6)_PKTINFO, the TTL or hop limit and the traffic class, with margin.
 const CMSG_LEN: usize = 128;
 
 #[derive(Clone, Copy)]
@@ -74,6 +74,19 @@ pub fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
         setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
     } else {
         setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_PKTINFO, 1)
+    }
+}
+
+/// Asks for each datagram's TTL (hop limit) and traffic class byte
+/// (`IP_RECVTTL` and `IP_RECVTOS`, or their IPv6 twins): what a STAMP
+/// reflector reports back to the sender.
+pub fn enable_ttl_tos(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+        setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, 1)
+    } else {
+        setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
+        setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVTOS, 1)
     }
 }
 
@@ -251,6 +264,24 @@ fn parse_cmsgs(hdr: &libc::msghdr, len: usize) -> RecvMeta {
                 let local = info.ipi_spec_dst.s_addr;
                 meta.dst = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(local))));
             }
+            (libc::IPPROTO_IP, libc::IP_TTL)
+            | (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT)
+            | (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+                if fits::<libc::c_int>(c) =>
+            {
+                // SAFETY: checked above: the message holds a `c_int`, possibly unaligned.
+                let value = unsafe { ptr::read_unaligned(data.cast::<libc::c_int>()) };
+                let value = u8::try_from(value).ok();
+                if c.cmsg_type == libc::IPV6_TCLASS {
+                    meta.tos = value;
+                } else {
+                    meta.ttl = value;
+                }
+            }
+            (libc::IPPROTO_IP, libc::IP_TOS) if fits::<u8>(c) => {
+                // SAFETY: checked above: the message holds at least one byte.
+                meta.tos = Some(unsafe { *data });
+            }
             (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) if fits::<libc::in6_pktinfo>(c) => {
                 // SAFETY: checked above: the message holds an `in6_pktinfo`.
                 let info = unsafe { ptr::read_unaligned(data.cast::<libc::in6_pktinfo>()) };
@@ -383,6 +414,30 @@ pub fn is_gso_error(err: &io::Error) -> bool {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn ttl_and_traffic_class_arrive_when_asked_for() {
+        for (bind, ipv6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let Ok(rx) = UdpSocket::bind(bind) else { continue }; // no IPv6 here
+            let tx = UdpSocket::bind(bind).unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            enable_ttl_tos(&rx, ipv6).unwrap();
+            let sock = socket2::SockRef::from(&tx);
+            if ipv6 {
+                sock.set_unicast_hops_v6(17).unwrap();
+                setsockopt_int(&tx, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, 0xb8).unwrap();
+            } else {
+                sock.set_ttl(17).unwrap();
+                sock.set_tos(0xb8).unwrap();
+            }
+            tx.send_to(b"stamp", rx.local_addr().unwrap()).unwrap();
+            let mut buf = [0u8; 16];
+            let mut meta = [RecvMeta::default(); 2];
+            let mut bufs = [IoSliceMut::new(&mut buf)];
+            assert_eq!(recv_batch(&rx, &mut bufs, &mut meta, true).unwrap(), 1);
+            assert_eq!((meta[0].ttl, meta[0].tos), (Some(17), Some(0xb8)), "{bind}");
+        }
+    }
 
     #[test]
     fn recv_connected_reports_the_real_length_and_never_blocks_when_asked() {

@@ -39,6 +39,10 @@ pub struct RecvMeta {
     /// The address it was sent to, where the socket reports it
     /// ([`enable_pktinfo`]): tells which address a wildcard socket was reached on.
     pub dst: Option<IpAddr>,
+    /// The TTL or hop limit it arrived with, where asked for ([`enable_ttl_tos`]).
+    pub ttl: Option<u8>,
+    /// The traffic class byte it arrived with (DSCP and ECN), where asked for.
+    pub tos: Option<u8>,
 }
 
 impl Default for RecvMeta {
@@ -49,6 +53,8 @@ impl Default for RecvMeta {
             stride: 0,
             truncated: false,
             dst: None,
+            ttl: None,
+            tos: None,
         }
     }
 }
@@ -72,6 +78,31 @@ impl Transmit<'_> {
     pub fn datagrams(&self) -> u64 {
         segments(self.contents.len(), self.segment_size.unwrap_or(0))
     }
+}
+
+/// Whether a receive error is about one datagram or peer (an ICMP error from an
+/// earlier reply, memory pressure), not about the socket.
+pub fn is_transient(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | OutOfMemory
+    ) || matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EHOSTDOWN
+                | libc::EPERM
+                | libc::EMSGSIZE
+                | libc::EPROTO
+        )
+    )
 }
 
 /// Datagrams in a buffer of `len` bytes cut every `stride` bytes (GRO/GSO);
