@@ -9,6 +9,14 @@
 //!
 //! No byte is an ASCII `a`–`z`, so an uppercase server and an echo server both
 //! send back exactly the probe, and any other bytes are a wrong reply.
+//!
+//! [`Format`] is the seam the other steps see: it builds the probe for
+//! sequence number N and reads a reply back to the [`Echo`] of the probe it
+//! answers, or to nothing (a mismatch). Another probe format (STAMP test
+//! packets, say) is another `Format`, its extra per-reply fields more fields
+//! of `Echo`; sending, matching and recording stay as they are.
+
+use crate::Expect;
 
 /// Marks a datagram as a shout bench probe.
 const MAGIC: &[u8; 2] = b"SB";
@@ -18,7 +26,7 @@ const TIME_DIGITS: usize = 14;
 /// Bytes before the filler: the smallest probe.
 pub(crate) const HEADER_LEN: usize = MAGIC.len() + SEQ_DIGITS + TIME_DIGITS;
 /// What pads a probe to its size.
-pub(crate) const FILLER: u8 = b'.';
+const FILLER: u8 = b'.';
 /// Largest sequence number the header holds (2^48 − 1).
 pub(crate) const MAX_SEQ: u64 = (1 << (4 * SEQ_DIGITS)) - 1;
 /// Largest send time the header holds, in nanoseconds (2^56 − 1: over two years).
@@ -29,8 +37,55 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// A whole datagram's worth of filler, to compare bodies with one `memcmp`.
 static BODY: [u8; 65_536] = [FILLER; 65_536];
 
+/// How a run's probes are built and its replies read: the probe size, and
+/// which replies count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Format {
+    /// Probe size in bytes, at least [`HEADER_LEN`].
+    pub(crate) size: usize,
+    /// Which replies count.
+    pub(crate) expect: Expect,
+}
+
+/// What a correct reply says about the probe it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Echo {
+    /// The probe's sequence number.
+    pub(crate) seq: u64,
+    /// The send time the probe carried, in nanoseconds since the start.
+    pub(crate) sent_ns: u64,
+}
+
+impl Format {
+    /// Fills `out` (one probe's worth) with probe `seq`, sent at `time_ns`.
+    pub(crate) fn fill(&self, out: &mut [u8], seq: u64, time_ns: u64) {
+        fill(out, seq, time_ns);
+    }
+
+    /// Turns a probe already [`fill`](Format::fill)ed into probe `seq`, sent at
+    /// `time_ns`: only the bytes that differ are written.
+    #[inline]
+    pub(crate) fn stamp(&self, out: &mut [u8], seq: u64, time_ns: u64) {
+        write_header(out, seq, time_ns);
+    }
+
+    /// The probe `reply` answers, or `None` if it is no correct reply to a
+    /// probe of this format (it may still name one never sent: the caller
+    /// checks that).
+    #[inline]
+    pub(crate) fn read(&self, reply: &[u8]) -> Option<Echo> {
+        let (seq, sent_ns) = read_header(reply)?;
+        let body_ok = match self.expect {
+            Expect::Any => true,
+            // The probe has no a-z, so its uppercase is itself: both are byte-identical.
+            Expect::Upper | Expect::Echo => body_intact(reply, self.size),
+        };
+        body_ok.then_some(Echo { seq, sent_ns })
+    }
+}
+
 /// Fills `out` with a probe: header, then filler to the end.
-pub(crate) fn fill(out: &mut [u8], seq: u64, time_ns: u64) {
+fn fill(out: &mut [u8], seq: u64, time_ns: u64) {
     write_header(out, seq, time_ns);
     out[HEADER_LEN..].fill(FILLER);
 }
@@ -41,7 +96,7 @@ pub(crate) fn fill(out: &mut [u8], seq: u64, time_ns: u64) {
 /// Values wider than the header are cut to its digits; callers keep within
 /// [`MAX_SEQ`] and [`MAX_TIME_NS`].
 #[inline]
-pub(crate) fn write_header(out: &mut [u8], seq: u64, time_ns: u64) {
+fn write_header(out: &mut [u8], seq: u64, time_ns: u64) {
     let (magic, rest) = out[..HEADER_LEN].split_at_mut(MAGIC.len());
     magic.copy_from_slice(MAGIC);
     let (seq_digits, time_digits) = rest.split_at_mut(SEQ_DIGITS);
@@ -59,7 +114,7 @@ fn put_hex(out: &mut [u8], mut value: u64) {
 
 /// The sequence number and send time in a probe's header, if it has a valid one.
 #[inline]
-pub(crate) fn read_header(payload: &[u8]) -> Option<(u64, u64)> {
+fn read_header(payload: &[u8]) -> Option<(u64, u64)> {
     let header = payload.get(..HEADER_LEN)?;
     let (magic, rest) = header.split_at(MAGIC.len());
     if magic != MAGIC {
@@ -84,7 +139,7 @@ fn hex_value(digits: &[u8]) -> Option<u64> {
 
 /// Whether `payload` has a probe's length and an untouched filler.
 #[inline]
-pub(crate) fn body_intact(payload: &[u8], size: usize) -> bool {
+fn body_intact(payload: &[u8], size: usize) -> bool {
     payload.len() == size
         && size >= HEADER_LEN
         && BODY.get(..size - HEADER_LEN).is_some_and(|body| payload[HEADER_LEN..] == *body)
@@ -123,6 +178,22 @@ mod tests {
         assert_eq!(read_header(&p[..HEADER_LEN - 1]), None);
         assert!(!body_intact(&p[..HEADER_LEN - 1], HEADER_LEN - 1));
         assert!(!body_intact(b"", 0));
+    }
+
+    #[test]
+    fn format_reads_back_what_it_built() {
+        let upper = Format { size: 40, expect: Expect::Upper };
+        let mut p = [0u8; 40];
+        upper.fill(&mut p, 0, 0);
+        upper.stamp(&mut p, 7, 99);
+        assert_eq!(upper.read(&p), Some(Echo { seq: 7, sent_ns: 99 }));
+        assert_eq!(upper.read(&p[..39]), None, "short");
+        let mut extra = p.to_vec();
+        extra.extend_from_slice(b"tail");
+        assert_eq!(upper.read(&extra), None, "long");
+        let any = Format { expect: Expect::Any, ..upper };
+        assert_eq!(any.read(&extra), Some(Echo { seq: 7, sent_ns: 99 }));
+        assert_eq!(any.read(b"sb00"), None);
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! What a run found: counts, rates and round-trip times, as a table or JSON.
+//! What a run found, as plain data: [`Report`], made once from the flows'
+//! merged tally, round trips and timeline. The renderers (`render`) read it;
+//! nothing here knows how it is shown.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::timeline::Timeline;
-use super::tracker::Tally;
-use super::{plot, BenchConfig, Load};
+use super::config::{BenchConfig, Load};
+use super::inflight::Tally;
+use super::record::Timeline;
 use crate::duration::human;
 use crate::Expect;
 
@@ -117,7 +118,7 @@ impl Rtt {
     }
 }
 
-pub(super) fn expect_name(expect: Expect) -> &'static str {
+fn expect_name(expect: Expect) -> &'static str {
     match expect {
         Expect::Upper => "upper",
         Expect::Echo => "echo",
@@ -170,12 +171,6 @@ impl Report {
         }
     }
 
-    /// The run as an SVG image: round-trip time by percentile, and answers per
-    /// second over time. `None` without a [`timeline`](Report::timeline).
-    pub fn svg(&self) -> Option<String> {
-        self.timeline.as_ref().map(|t| plot::svg(self, t))
-    }
-
     /// The limits this run broke, one sentence each: `max_loss_pct` on
     /// [`loss_pct`](Report::loss_pct), `max_p99` on the 99th percentile RTT.
     /// Empty when both hold (or are `None`).
@@ -207,115 +202,25 @@ impl Report {
     }
 }
 
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plural = if self.flows == 1 { "" } else { "s" };
-        writeln!(f, "target      {} (expect {})", self.target, self.expect)?;
-        let gso = match (self.gso, self.busy_poll) {
-            (false, false) => "",
-            (true, false) => ", GSO/GRO",
-            (false, true) => ", busy-poll",
-            (true, true) => ", GSO/GRO, busy-poll",
-        };
-        match (self.window, self.rate) {
-            (Some(w), _) => writeln!(
-                f,
-                "load        closed loop, {} flow{plural} x window {w}, {} B probes{gso}",
-                self.flows, self.size
-            )?,
-            (_, Some(r)) => writeln!(
-                f,
-                "load        open loop, {r} probes/s over {} flow{plural}, {} B probes{gso}",
-                self.flows, self.size
-            )?,
-            (None, None) => {}
-        }
-        write!(f, "measured    {:.2} s", self.duration_s)?;
-        if self.warmup_s > 0.0 {
-            write!(f, " after {:.2} s warmup", self.warmup_s)?;
-        }
-        writeln!(f)?;
-        writeln!(f, "sent        {}", self.sent)?;
-        writeln!(
-            f,
-            "answered    {}  ({:.0}/s, {:.2} Mbit/s)",
-            self.answered, self.answers_per_s, self.mbit_per_s
-        )?;
-        write!(f, "lost        {}  ({:.3}%", self.lost, self.loss_pct)?;
-        if let (Some(here), Some(elsewhere)) = (self.dropped_here, self.lost_elsewhere) {
-            write!(f, "; dropped here {here}, elsewhere {elsewhere}")?;
-        }
-        writeln!(f, ")")?;
-        writeln!(f, "late        {}", self.late)?;
-        writeln!(f, "duplicated  {}", self.duplicated)?;
-        writeln!(f, "reordered   {}", self.reordered)?;
-        writeln!(f, "mismatched  {}", self.mismatched)?;
-        match self.rtt_us {
-            None => writeln!(f, "rtt         none answered")?,
-            Some(rtt) => {
-                let d = |us: f64| human(Duration::from_nanos((us * 1e3) as u64));
-                for (name, us) in [
-                    ("min", rtt.min),
-                    ("p50", rtt.p50),
-                    ("p90", rtt.p90),
-                    ("p99", rtt.p99),
-                    ("p99.9", rtt.p999),
-                    ("max", rtt.max),
-                ] {
-                    writeln!(f, "rtt {name:<7} {}", d(us))?;
-                }
-            }
-        }
-        Ok(())
+/// For tests: a report of the default configuration over 2 s, one reply dropped here.
+#[cfg(test)]
+pub(crate) fn sample(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
+    let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
+    for &r in rtts_ns {
+        h.record(r).unwrap();
     }
+    let tally = Tally { sent, answered, ..Tally::default() };
+    let config = BenchConfig::default();
+    Report::new(&config, tally, &h, Some(1), Duration::from_secs(2))
 }
-
-/// The top-level keys of the JSON report, in order (docs/BENCH-JSON.md).
-pub const JSON_FIELDS: &[&str] = &[
-    "schema",
-    "target",
-    "expect",
-    "size",
-    "flows",
-    "window",
-    "rate",
-    "gso",
-    "busy_poll",
-    "warmup_s",
-    "duration_s",
-    "timeout_s",
-    "sent",
-    "answered",
-    "lost",
-    "late",
-    "duplicated",
-    "reordered",
-    "mismatched",
-    "dropped_here",
-    "lost_elsewhere",
-    "loss_pct",
-    "answers_per_s",
-    "mbit_per_s",
-    "rtt_us",
-];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn report(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
-        let mut h = Histogram::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
-        for &r in rtts_ns {
-            h.record(r).unwrap();
-        }
-        let tally = Tally { sent, answered, ..Tally::default() };
-        let config = BenchConfig::default();
-        Report::new(&config, tally, &h, Some(1), Duration::from_secs(2))
-    }
-
     #[test]
     fn rates_loss_and_split() {
-        let r = report(1000, 990, &[50_000; 990]);
+        let r = sample(1000, 990, &[50_000; 990]);
         assert_eq!(r.lost, 10);
         assert_eq!((r.dropped_here, r.lost_elsewhere), (Some(1), Some(9)));
         assert!((r.loss_pct - 1.0).abs() < 1e-9);
@@ -323,40 +228,19 @@ mod tests {
         assert!((r.mbit_per_s - 495.0 * 64.0 * 8.0 / 1e6).abs() < 1e-9);
         let rtt = r.rtt_us.unwrap();
         assert!((rtt.p50 - 50.0).abs() < 0.1, "{rtt:?}");
-        let table = r.to_string();
-        assert!(table.contains("lost        10  (1.000%; dropped here 1, elsewhere 9)"), "{table}");
-        assert!(table.contains("rtt p99     0.050 ms"), "{table}");
     }
 
     #[test]
     fn checks_name_what_broke() {
-        let r = report(100, 90, &[2_000_000; 90]);
+        let r = sample(100, 90, &[2_000_000; 90]);
         assert!(r.check(None, None).is_empty());
         assert!(r.check(Some(10.0), Some(Duration::from_millis(3))).is_empty());
         let broken = r.check(Some(5.0), Some(Duration::from_millis(1)));
         assert_eq!(broken.len(), 2, "{broken:?}");
         assert!(broken[0].contains("loss 10.000%"), "{broken:?}");
         assert!(broken[1].contains("p99 RTT 2.00"), "{broken:?}");
-        let none = report(10, 0, &[]);
+        let none = sample(10, 0, &[]);
         assert_eq!(none.rtt_us, None);
         assert!(none.check(None, Some(Duration::from_secs(1)))[0].contains("unknown"));
-    }
-
-    #[test]
-    fn json_has_every_field() {
-        let json = serde_json::to_value(report(10, 10, &[1_000])).unwrap();
-        for key in JSON_FIELDS {
-            assert!(json.get(key).is_some(), "missing {key}: {json}");
-        }
-        assert_eq!(
-            json.as_object().unwrap().len(),
-            JSON_FIELDS.len(),
-            "a field not in JSON_FIELDS: {json}"
-        );
-        assert_eq!(json["target"], "127.0.0.1:8080");
-        assert_eq!(json["rate"], serde_json::Value::Null);
-        for key in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
-            assert!(json["rtt_us"][key].is_number(), "rtt_us.{key}: {json}");
-        }
     }
 }

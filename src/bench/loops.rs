@@ -1,37 +1,35 @@
-//! One flow: a connected socket, probes going out in batches, replies coming
-//! in and handed to the flow's [`Tracker`].
+//! One flow's loop, the step that drives the others: probes go out through
+//! [`Outbox`], replies come in through [`Inbox`] and are matched by the
+//! flow's [`Tracker`], which records them; at the end the flow hands back a
+//! [`FlowResult`] for the report.
 //!
 //! Closed loop runs in one thread: refill the window, receive, repeat. Open
 //! loop sends from a second thread on its [`Schedule`], so that waiting for
 //! the next send time never delays reading a reply (a socket timeout is only
 //! as fine as the kernel's tick; a sleep is finer).
 
-use std::io::{self, IoSliceMut};
-use std::net::{SocketAddr, UdpSocket};
+use std::io;
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use socket2::{Domain, Protocol, Socket, Type};
 
-use super::probe;
-use super::timeline::{Counts, Merger, Recorder, SentCounter};
-use super::tracker::{Rules, Schedule, Tally, Tracker};
-use super::BenchConfig;
-use crate::sys::{self, RecvMeta, Transmit, BATCH, MAX_BUF};
+use super::clock::{self, nanos};
+use super::config::{BenchConfig, MAX_WINDOW};
+use super::inflight::{Rules, Tally, Tracker};
+use super::receive::{Inbox, Wait};
+use super::record::{Counts, Merger, Recorder, SentCounter};
+use super::send::{Outbox, Schedule, MAX_GSO_SEGMENTS};
+use super::socket::{connect, socket_error, Drops};
+use crate::sys::BATCH;
 
-/// The kernel refuses a GSO send of more segments than this.
-const MAX_GSO_SEGMENTS: usize = 64;
-/// Payload bytes per GSO buffer, under the 64 KiB an IP packet can hold.
-const MAX_GSO_BYTES: usize = 65_000;
-/// Asked for on both directions; the kernel caps it at `net.core.[rw]mem_max`.
-const SOCKET_BUFFER: usize = 4 << 20;
 /// Closed loop's ring: a probe unanswered after this many newer ones on its
-/// flow is given up even before its timeout.
-pub(super) const CLOSED_RING: usize = 1 << 17;
+/// flow is given up even before its timeout. Four windows, at the largest.
+const CLOSED_RING: usize = 4 * MAX_WINDOW;
 /// Open loop's ring is sized to the probes sent within a timeout, up to this.
-pub(super) const MAX_OPEN_RING: usize = 1 << 21;
+const MAX_OPEN_RING: usize = 1 << 21;
 /// After the last probe, wait at least this long for replies.
 const MIN_GRACE: Duration = Duration::from_millis(200);
 /// How often counters are published for the progress line: often enough that
@@ -68,7 +66,7 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     pub(super) fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        clock::since(self.start)
     }
 
     fn aborted(&self) -> bool {
@@ -95,17 +93,12 @@ impl Run<'_> {
 
     fn rules(&self, schedule: Option<Schedule>) -> Rules {
         Rules {
-            size: self.config.size,
-            expect: self.config.expect,
+            format: self.config.format(),
             timeout_ns: nanos(self.config.timeout),
             measure_from_ns: self.measure_from_ns,
             schedule,
         }
     }
-}
-
-pub(super) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A flow's counters as the progress line sees them.
@@ -127,41 +120,6 @@ pub(super) struct FlowResult {
     pub(super) sent_until_ns: u64,
     /// Sent and answered by interval, when a timeline is kept.
     pub(super) intervals: Option<Counts>,
-}
-
-/// How a receive waits.
-#[derive(Clone, Copy, Debug)]
-enum Wait {
-    /// Poll this long, then block up to the socket's tick.
-    SpinThenBlock(Duration),
-    /// One look without blocking; the caller loops (`--busy-poll`).
-    Never,
-}
-
-/// Calls `look` (a receive; its argument says whether it may block) as `wait`
-/// says: polling without sleeping for up to the spin, then once blocking.
-fn waiting<T>(wait: Wait, mut look: impl FnMut(bool) -> io::Result<T>) -> io::Result<T> {
-    let spin = match wait {
-        Wait::Never => return look(false),
-        Wait::SpinThenBlock(spin) => spin,
-    };
-    if !spin.is_zero() {
-        let started = Instant::now();
-        loop {
-            match look(false) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    if started.elapsed() >= spin {
-                        break;
-                    }
-                    // Not yield: that hands the core to any other runnable
-                    // task for a whole time slice (milliseconds).
-                    std::hint::spin_loop();
-                }
-                other => return other,
-            }
-        }
-    }
-    look(true)
 }
 
 /// Closed loop: keeps `window` probes in flight until the end, then collects.
@@ -265,7 +223,7 @@ pub(super) fn open(run: &Run<'_>, index: usize, rate: f64, live: &Live) -> io::R
 }
 
 /// Ring size for an open-loop flow: every probe sent within twice the timeout.
-pub(super) fn open_ring(rate_per_flow: f64, timeout: Duration) -> usize {
+fn open_ring(rate_per_flow: f64, timeout: Duration) -> usize {
     let probes = rate_per_flow * timeout.as_secs_f64() * 2.0;
     let floor = 4 * BATCH * MAX_GSO_SEGMENTS;
     if probes >= MAX_OPEN_RING as f64 {
@@ -443,230 +401,6 @@ fn receive(
             Ok(())
         }
         Err(err) => Err(socket_error(err, run.config.target, "receiving from")),
-    }
-}
-
-/// A socket of the target's family, on an ephemeral port, connected to the
-/// target: the kernel then passes only the target's datagrams, and reports
-/// "port unreachable" as `ECONNREFUSED`.
-fn connect(config: &BenchConfig) -> io::Result<UdpSocket> {
-    let target = config.target;
-    let socket = Socket::new(Domain::for_address(target), Type::DGRAM, Some(Protocol::UDP))?;
-    let any = if target.is_ipv4() {
-        SocketAddr::from(([0, 0, 0, 0], 0))
-    } else {
-        SocketAddr::from(([0u16; 8], 0))
-    };
-    socket.bind(&any.into())?;
-    // Best effort: a small receive queue shows up as "dropped here", not as an error.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.connect(&target.into()).map_err(|err| socket_error(err, target, "connecting to"))?;
-    // The tick at which a waiting flow looks at the clock: timeouts, the end.
-    let tick = (config.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(10));
-    socket.set_read_timeout(Some(tick))?;
-    let sock: UdpSocket = socket.into();
-    if config.gso {
-        if !sys::gso_supported(&sock) {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "--gso: this system has no UDP GSO (Linux 4.18 or later needed)",
-            ));
-        }
-        sys::enable_gro(&sock).map_err(|err| {
-            io::Error::new(err.kind(), format!("--gso: cannot enable UDP GRO: {err}"))
-        })?;
-    }
-    Ok(sock)
-}
-
-/// Names the target in an error, and says plainly when nothing listens there.
-fn socket_error(err: io::Error, target: SocketAddr, doing: &str) -> io::Error {
-    match err.kind() {
-        io::ErrorKind::ConnectionRefused => io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("no server at {target} (port unreachable)"),
-        ),
-        kind => io::Error::new(kind, format!("{doing} {target}: {err}")),
-    }
-}
-
-/// Probes on their way out: one buffer, filler written once, headers per send.
-struct Outbox {
-    buf: Vec<u8>,
-    size: usize,
-    /// Probes per transmit: 1, or with GSO as many as fit one buffer.
-    per_tx: usize,
-    target: SocketAddr,
-}
-
-impl Outbox {
-    /// Room for one system call's worth of probes, but not more than `most`.
-    fn new(config: &BenchConfig, most: usize) -> Self {
-        let size = config.size;
-        let per_tx = if config.gso { (MAX_GSO_BYTES / size).clamp(1, MAX_GSO_SEGMENTS) } else { 1 };
-        let probes = (BATCH * per_tx).min(most.max(1));
-        let mut buf = vec![0; probes * size];
-        for p in buf.chunks_exact_mut(size) {
-            probe::fill(p, 0, 0);
-        }
-        Outbox { buf, size, per_tx, target: config.target }
-    }
-
-    fn capacity(&self) -> usize {
-        self.buf.len() / self.size
-    }
-
-    /// Sends up to `want` probes numbered from `first`, each stamped with
-    /// `time_of(seq)`; returns how many went out (fewer when the kernel is
-    /// short of buffers).
-    fn send(
-        &mut self,
-        sock: &UdpSocket,
-        first: u64,
-        want: usize,
-        time_of: impl Fn(u64) -> u64,
-    ) -> io::Result<usize> {
-        let n = want.min(self.capacity());
-        let size = self.size;
-        for (seq, p) in (first..).zip(self.buf.chunks_exact_mut(size).take(n)) {
-            probe::write_header(p, seq, time_of(seq));
-        }
-        let empty = Transmit { dst: self.target, contents: &[], segment_size: None, src: None };
-        let mut txs = [empty; BATCH];
-        let mut ntx = 0;
-        for (tx, group) in txs.iter_mut().zip(self.buf[..n * size].chunks(self.per_tx * size)) {
-            *tx = Transmit {
-                dst: self.target,
-                contents: group,
-                segment_size: (group.len() > size).then_some(size),
-                src: None,
-            };
-            ntx += 1;
-        }
-        if let [one] = &txs[..ntx] {
-            if one.segment_size.is_none() {
-                // One probe (ping-pong): send on the connected socket, so the
-                // kernel uses the route it cached instead of looking it up.
-                loop {
-                    return match sock.send(one.contents) {
-                        Ok(_) => Ok(1),
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(err) if is_short_of_buffers(&err) => Ok(0),
-                        Err(err) => Err(socket_error(err, self.target, "sending to")),
-                    };
-                }
-            }
-        }
-        let mut done = 0;
-        while done < ntx {
-            match sys::send_batch(sock, &txs[done..ntx]) {
-                Ok(0) => break,
-                Ok(k) => done += k,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if is_short_of_buffers(&err) => break,
-                Err(err) if txs[done].segment_size.is_some() && sys::is_gso_error(&err) => {
-                    return Err(io::Error::new(
-                        err.kind(),
-                        format!("--gso: UDP GSO send failed ({err}); run without --gso"),
-                    ));
-                }
-                Err(err) => return Err(socket_error(err, self.target, "sending to")),
-            }
-        }
-        Ok((done * self.per_tx).min(n))
-    }
-}
-
-fn is_short_of_buffers(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::WouldBlock
-        || matches!(err.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
-}
-
-/// Receive buffers: just over a probe each, or with GRO a whole 64 KiB.
-struct Inbox {
-    storage: Vec<u8>,
-    chunk: usize,
-    meta: [RecvMeta; BATCH],
-    /// GRO is on: every receive must read the segment size.
-    gro: bool,
-    /// The target, the only sender a connected socket hears.
-    from: SocketAddr,
-}
-
-impl Inbox {
-    fn new(config: &BenchConfig) -> Self {
-        // One byte over the probe size, so a longer reply shows as truncated.
-        let chunk =
-            if config.gso { MAX_BUF } else { (config.size + 1).next_multiple_of(64).min(MAX_BUF) };
-        Inbox {
-            storage: vec![0; BATCH * chunk],
-            chunk,
-            meta: [RecvMeta::default(); BATCH],
-            gro: config.gso,
-            from: config.target,
-        }
-    }
-
-    /// Receives up to `slots` datagrams: polls without sleeping for up to
-    /// `spin`, then waits up to the socket's tick; or with [`Wait::Never`],
-    /// looks once.
-    fn recv(&mut self, sock: &UdpSocket, wait: Wait, slots: usize) -> io::Result<usize> {
-        if slots <= 1 && !self.gro {
-            // The socket is connected, so the sender is known: plain recv, the
-            // cheapest call, keeps a spinning poll tight.
-            let buf = &mut self.storage[..self.chunk];
-            let len = waiting(wait, |block| sys::recv_connected(sock, buf, block))?;
-            let kept = len.min(self.chunk);
-            self.meta[0] = RecvMeta {
-                addr: self.from,
-                len: kept,
-                stride: kept,
-                truncated: len > self.chunk,
-                ..RecvMeta::default()
-            };
-            return Ok(1);
-        }
-        let mut chunks = self.storage.chunks_exact_mut(self.chunk);
-        // `storage` holds exactly BATCH chunks by construction.
-        let mut all: [IoSliceMut<'_>; BATCH] =
-            std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
-        let bufs = &mut all[..slots.clamp(1, BATCH)];
-        waiting(wait, |block| sys::recv_batch(sock, bufs, &mut self.meta, block))
-    }
-
-    /// Calls `f` with each datagram of the last `n` receives, GRO buffers
-    /// split by their stride; `None` for one that did not fit.
-    fn each(&self, n: usize, mut f: impl FnMut(Option<&[u8]>)) {
-        for (m, chunk) in self.meta[..n].iter().zip(self.storage.chunks_exact(self.chunk)) {
-            let data = &chunk[..m.len.min(chunk.len())];
-            if m.truncated {
-                f(None);
-            } else if m.stride > 0 && m.stride < data.len() {
-                data.chunks(m.stride).for_each(|d| f(Some(d)));
-            } else {
-                f(Some(data));
-            }
-        }
-    }
-}
-
-/// The socket's kernel drop counter at the end of the warmup.
-#[derive(Default)]
-struct Drops {
-    at_start: Option<Option<u64>>,
-}
-
-impl Drops {
-    fn note_start(&mut self, sock: &UdpSocket, now_ns: u64, measure_from_ns: u64) {
-        if self.at_start.is_none() && now_ns >= measure_from_ns {
-            self.at_start = Some(sys::socket_drops(sock));
-        }
-    }
-
-    fn since_start(&self, sock: &UdpSocket) -> Option<u64> {
-        let start = self.at_start.flatten().unwrap_or(0);
-        sys::socket_drops(sock).map(|now| now.saturating_sub(start))
     }
 }
 

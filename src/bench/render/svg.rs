@@ -7,8 +7,8 @@
 
 use std::fmt::{self, Write};
 
-use super::report::Report;
-use super::timeline::Timeline;
+use crate::bench::record::Timeline;
+use crate::bench::report::Report;
 
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 860.0;
@@ -23,8 +23,16 @@ const MIN_DECADES: u32 = 5;
 /// Interval points get a marker up to this many; beyond, only the line.
 const MAX_MARKERS: usize = 400;
 
+impl Report {
+    /// The run as an SVG image: round-trip time by percentile, and answers per
+    /// second over time. `None` without a [`timeline`](Report::timeline).
+    pub fn svg(&self) -> Option<String> {
+        self.timeline.as_ref().map(|t| svg(self, t))
+    }
+}
+
 /// The image for `report`, whose timeline is `timeline`.
-pub(super) fn svg(report: &Report, timeline: &Timeline) -> String {
+fn svg(report: &Report, timeline: &Timeline) -> String {
     let mut out = String::new();
     draw(&mut out, report, timeline).expect("writing to a String cannot fail");
     out
@@ -364,8 +372,8 @@ mod tests {
 
     #[test]
     fn an_empty_run_still_draws() {
-        use super::super::tracker::Tally;
-        use super::super::BenchConfig;
+        use crate::bench::config::BenchConfig;
+        use crate::bench::inflight::Tally;
         use std::time::Duration;
         let hist = hdrhistogram::Histogram::new(3).unwrap();
         let config = BenchConfig::default();

@@ -1,4 +1,8 @@
-//! One flow's bookkeeping: which probes were answered, when, and how.
+//! Matching replies to the probes in flight: which probes were answered,
+//! when, and how (late, duplicated, reordered), which were lost, and which
+//! datagrams were no reply at all. One [`Tracker`] per flow; its [`Tally`]
+//! and round trips go on to the report, and each answer to the flow's
+//! per-interval [`Recorder`] when the run keeps a timeline.
 //!
 //! A fixed ring of slots indexed by sequence number holds each recent probe's
 //! send time and state, so classifying a reply is a header parse, one slot
@@ -13,9 +17,9 @@
 
 use hdrhistogram::Histogram;
 
-use super::probe;
-use super::timeline::{Merger, Recorder};
-use crate::Expect;
+use super::probe::{Echo, Format};
+use super::record::{Merger, Recorder};
+use super::send::Schedule;
 
 /// Longest round trip the histogram tells apart; longer ones are recorded as this.
 const MAX_RTT_NS: u64 = 3_600_000_000_000;
@@ -53,28 +57,6 @@ impl std::ops::AddAssign for Tally {
     }
 }
 
-/// Open loop's send times: flow `index` of `flows` sends its probe `seq` at
-/// `at(seq)` nanoseconds after the start, the flows interleaved evenly.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Schedule {
-    offset_ns: f64,
-    interval_ns: f64,
-}
-
-impl Schedule {
-    /// `rate` probes per second over all `flows`.
-    pub(crate) fn new(rate: f64, flows: usize, index: usize) -> Self {
-        let gap = 1e9 / rate;
-        Schedule { offset_ns: gap * index as f64, interval_ns: gap * flows as f64 }
-    }
-
-    /// When probe `seq` is meant to go out: the time its RTT counts from.
-    #[inline]
-    pub(crate) fn at(&self, seq: u64) -> u64 {
-        (self.offset_ns + seq as f64 * self.interval_ns) as u64
-    }
-}
-
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum State {
     #[default]
@@ -94,10 +76,8 @@ struct Slot {
 /// What to check and when counting starts.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Rules {
-    /// Probe size in bytes.
-    pub(crate) size: usize,
-    /// Which replies count.
-    pub(crate) expect: Expect,
+    /// How probes were built, so how replies are read.
+    pub(crate) format: Format,
     /// After this a waiting probe is given up, and its reply is late.
     pub(crate) timeout_ns: u64,
     /// Probes sent before this (the warmup) are not counted.
@@ -222,15 +202,10 @@ impl Tracker {
 
     /// Classifies one received datagram, arrived at `now_ns`.
     pub(crate) fn on_reply(&mut self, payload: &[u8], now_ns: u64) {
-        let Some((seq, sent_ns)) = probe::read_header(payload) else {
+        let Some(Echo { seq, sent_ns }) = self.rules.format.read(payload) else {
             return self.mismatch(now_ns);
         };
-        let body_ok = match self.rules.expect {
-            Expect::Any => true,
-            // The probe has no a-z, so its uppercase is itself: both are byte-identical.
-            Expect::Upper | Expect::Echo => probe::body_intact(payload, self.rules.size),
-        };
-        if !body_ok || seq >= self.next_seq {
+        if seq >= self.next_seq {
             return self.mismatch(now_ns);
         }
         let slot = *self.slot(seq);
@@ -329,11 +304,13 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Expect;
 
     const SIZE: usize = 40;
+    const FORMAT: Format = Format { size: SIZE, expect: Expect::Upper };
 
     fn rules(timeout_ns: u64, measure_from_ns: u64, schedule: Option<Schedule>) -> Rules {
-        Rules { size: SIZE, expect: Expect::Upper, timeout_ns, measure_from_ns, schedule }
+        Rules { format: FORMAT, timeout_ns, measure_from_ns, schedule }
     }
 
     fn closed() -> Tracker {
@@ -342,7 +319,7 @@ mod tests {
 
     fn probe(seq: u64, time: u64) -> Vec<u8> {
         let mut p = vec![0; SIZE];
-        probe::fill(&mut p, seq, time);
+        FORMAT.fill(&mut p, seq, time);
         p
     }
 
@@ -416,7 +393,8 @@ mod tests {
 
     #[test]
     fn expect_any_checks_the_header_only() {
-        let mut t = Tracker::new(64, Rules { expect: Expect::Any, ..rules(1_000, 0, None) });
+        let any = Format { expect: Expect::Any, ..FORMAT };
+        let mut t = Tracker::new(64, Rules { format: any, ..rules(1_000, 0, None) });
         t.on_send(0, 5);
         let mut reply = probe(0, 5);
         reply.extend_from_slice(b"extra, lowercase");

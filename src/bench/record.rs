@@ -1,5 +1,6 @@
-//! The run over time: counts and round-trip percentiles per interval, and the
-//! percentile curve of the whole run (for `--csv` and `--plot`).
+//! Recording the run over time: counts and round-trip percentiles per
+//! interval, and the percentile curve of the whole run, as a [`Timeline`]
+//! (which `--csv` and `--plot` render).
 //!
 //! Every row counts the probes *sent* in its interval: how many, how many were
 //! answered by the end of the run, and the percentiles of their round trips.
@@ -20,11 +21,12 @@
 //!   counts in `answered` but not in that interval's percentiles.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+
+use super::clock::nanos;
 
 /// Most intervals in a run; longer runs get longer intervals.
 pub const MAX_INTERVALS: u64 = 86_400;
@@ -78,32 +80,6 @@ pub struct Percentile {
     pub rtt_us: f64,
 }
 
-/// The header of [`Timeline::write_csv`].
-pub const CSV_HEADER: &str = "elapsed_s,sent,answered,lost,answers_per_s,p50_us,p99_us";
-
-impl Timeline {
-    /// Writes [`CSV_HEADER`] and one line per interval.
-    pub fn write_csv(&self, mut out: impl Write) -> io::Result<()> {
-        writeln!(out, "{CSV_HEADER}")?;
-        // Tenths of a microsecond: the interval histograms are good to 1% anyway.
-        let us = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
-        for r in &self.rows {
-            writeln!(
-                out,
-                "{:.3},{},{},{},{:.1},{},{}",
-                r.elapsed_s,
-                r.sent,
-                r.answered,
-                r.lost,
-                r.answers_per_s,
-                us(r.p50_us),
-                us(r.p99_us)
-            )?;
-        }
-        Ok(())
-    }
-}
-
 /// How the measured time is cut: `count` intervals of `interval_ns` from `start_ns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Shape {
@@ -122,8 +98,8 @@ impl Shape {
         } else {
             Duration::from_secs(duration.as_secs().div_ceil(MAX_INTERVALS))
         };
-        let interval_ns = super::flow::nanos(interval);
-        let count = super::flow::nanos(duration).div_ceil(interval_ns).max(1);
+        let interval_ns = nanos(interval);
+        let count = nanos(duration).div_ceil(interval_ns).max(1);
         // At most MAX_INTERVALS (+1 from rounding), so it fits.
         Shape { start_ns, interval_ns, count: count as usize }
     }
@@ -208,7 +184,7 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn new(shape: Shape, timeout: Duration) -> Self {
-        let timeout_ns = super::flow::nanos(timeout);
+        let timeout_ns = nanos(timeout);
         let ring =
             (timeout_ns.div_ceil(shape.interval_ns).saturating_add(2) as usize).min(shape.count);
         Recorder {
@@ -294,7 +270,7 @@ impl Merger {
     pub(crate) fn new(shape: Shape, timeout: Duration, flows: usize) -> Self {
         Merger {
             shape,
-            timeout_ns: super::flow::nanos(timeout),
+            timeout_ns: nanos(timeout),
             flows,
             state: Mutex::new(MergeState {
                 pending: VecDeque::new(),
@@ -407,7 +383,7 @@ mod tests {
         assert_eq!(shape(Duration::from_millis(1500)).interval_ns, 100 * MS);
         assert_eq!(shape(Duration::from_millis(1550)).count, 16);
         assert_eq!(shape(Duration::from_secs(5)).interval_ns, 1000 * MS);
-        let month = shape(super::super::MAX_RUN);
+        let month = shape(crate::bench::config::MAX_RUN);
         assert_eq!(month.interval_ns, 30 * 1000 * MS);
         assert!(month.count as u64 <= MAX_INTERVALS);
         let s = Shape::new(50, Duration::from_millis(300));
@@ -457,12 +433,6 @@ mod tests {
         assert!((t.rows[2].elapsed_s - 0.25).abs() < 1e-9, "last row is partial");
         assert!(t.percentiles.is_empty());
         assert!(merger.state.lock().unwrap().pending.is_empty());
-        let mut csv = Vec::new();
-        t.write_csv(&mut csv).unwrap();
-        let csv = String::from_utf8(csv).unwrap();
-        let lines: Vec<&str> = csv.lines().collect();
-        assert_eq!(lines[0], CSV_HEADER);
-        assert_eq!(lines[2], "0.200,2,0,2,0.0,,");
     }
 
     #[test]

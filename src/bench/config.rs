@@ -1,0 +1,156 @@
+//! What to measure and how: [`BenchConfig`], [`Load`], and the limits a
+//! configuration is checked against before anything is sent.
+//!
+//! Every stage reads the configuration; it reads nothing of theirs.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::probe::{self, Format};
+use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
+use crate::Expect;
+
+/// The smallest probe: sequence number and send time, no filler.
+pub const MIN_SIZE: usize = probe::HEADER_LEN;
+/// Most probes a closed-loop flow keeps in flight.
+pub const MAX_WINDOW: usize = 1 << 15;
+/// Most flows in one run.
+pub const MAX_FLOWS: usize = 1024;
+/// Longest run (warmup plus duration): 30 days.
+pub const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
+
+// The header's clock outlasts any run, and its sequence numbers would too at
+// 100 million probes a second per flow.
+const _: () = assert!(MAX_RUN.as_secs() * 1_000_000_000 < probe::MAX_TIME_NS);
+const _: () = assert!(MAX_RUN.as_secs() * 100_000_000 < probe::MAX_SEQ);
+
+/// How the load is offered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// Closed loop: this many probes in flight per flow.
+    Window(usize),
+    /// Open loop: this many probes per second over all flows.
+    Rate(f64),
+}
+
+/// What to measure and how.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// The server.
+    pub target: SocketAddr,
+    /// Probe size in bytes, at least [`MIN_SIZE`].
+    pub size: usize,
+    /// Window or rate.
+    pub load: Load,
+    /// Flows: sockets, each with its own source port and thread.
+    pub flows: usize,
+    /// How long probes are sent and counted.
+    pub duration: Duration,
+    /// How long probes are sent, before `duration`, without being counted.
+    pub warmup: Duration,
+    /// A probe unanswered this long is given up (its window slot refilled);
+    /// a reply after it is late.
+    pub timeout: Duration,
+    /// Which replies count. Probes have no lowercase letters, so `Upper` and
+    /// `Echo` both want the probe back byte for byte; `Any` checks only the
+    /// header, which must still name a probe sent and its send time.
+    pub expect: Expect,
+    /// Send probes as UDP GSO buffers and receive through UDP GRO (Linux).
+    pub gso: bool,
+    /// Show a progress line on stderr once a second.
+    pub progress: bool,
+    /// Keep counts and round-trip percentiles per interval, and the percentile
+    /// curve, in [`Report::timeline`](crate::bench::Report::timeline) (for
+    /// `--csv` and `--plot`). Costs two counters per interval and a few small
+    /// histograms per flow; nothing per probe.
+    pub timeline: bool,
+    /// Never sleep or block waiting for replies: each thread spins on its
+    /// socket (and an open-loop sender on its clock), for the least delay
+    /// added to the measured round trips. Costs a core per thread, see
+    /// [`threads`](BenchConfig::threads); with fewer cores, threads take turns
+    /// and measure each other instead.
+    pub busy_poll: bool,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            target: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            size: 64,
+            load: Load::Window(1),
+            flows: 1,
+            duration: Duration::from_secs(10),
+            warmup: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            expect: Expect::Upper,
+            gso: false,
+            progress: false,
+            timeline: false,
+            busy_poll: false,
+        }
+    }
+}
+
+impl BenchConfig {
+    /// Threads the run uses: one per closed-loop flow, two per open-loop flow
+    /// (a sender and a receiver).
+    pub fn threads(&self) -> usize {
+        match self.load {
+            Load::Window(_) => self.flows,
+            Load::Rate(_) => 2 * self.flows,
+        }
+    }
+
+    /// How this run's probes are built and its replies read.
+    pub(crate) fn format(&self) -> Format {
+        Format { size: self.size, expect: self.expect }
+    }
+
+    /// Why this configuration cannot run, in words for the person who wrote it.
+    pub fn validate(&self) -> Result<(), String> {
+        let (family, max) = if self.target.is_ipv4() {
+            ("IPv4", MAX_DATAGRAM_V4)
+        } else {
+            ("IPv6", MAX_DATAGRAM_V6)
+        };
+        if self.target.port() == 0 {
+            return Err(format!("{}: port 0 cannot be a server's port", self.target));
+        }
+        if self.size < MIN_SIZE {
+            return Err(format!(
+                "--size {} is too small: a probe needs {MIN_SIZE} bytes for its sequence number and send time",
+                self.size
+            ));
+        }
+        if self.size > max {
+            return Err(format!(
+                "--size {} is too large: a UDP datagram over {family} carries at most {max} bytes",
+                self.size
+            ));
+        }
+        if !(1..=MAX_FLOWS).contains(&self.flows) {
+            return Err(format!("--flows must be 1 to {MAX_FLOWS}, not {}", self.flows));
+        }
+        match self.load {
+            Load::Window(w) if !(1..=MAX_WINDOW).contains(&w) => {
+                return Err(format!("--window must be 1 to {MAX_WINDOW}, not {w}"));
+            }
+            Load::Rate(r) if !(r.is_finite() && r > 0.0) => {
+                return Err(format!(
+                    "--rate must be a positive number of probes per second, not {r}"
+                ));
+            }
+            _ => {}
+        }
+        if self.duration.is_zero() {
+            return Err("--duration must be longer than 0".into());
+        }
+        if self.warmup.saturating_add(self.duration) > MAX_RUN {
+            return Err("--warmup plus --duration must stay within 30 days".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("--timeout must be longer than 0".into());
+        }
+        Ok(())
+    }
+}
