@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
-use shout::session::{self, Output};
+use shout::client::{self as session, Output};
 use shout::telemetry::{self, LogFormat, MetricsEndpoint};
 use shout::{Client, ClientConfig, Expect, Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 

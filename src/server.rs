@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::monitor::Monitor;
+use crate::arrivals::Monitor;
+use crate::counters::{Counts, WorkerStats};
 use crate::policy::{Policy, PolicyConfig, Refusal};
-use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::telemetry::LogFormat;
 use crate::Mode;

@@ -8,6 +8,10 @@
 //! lost: the server may be restarting); anything that is not the expected transform of the
 //! request in hand (a late reply to an earlier one, a corrupt copy) is discarded
 //! and counted.
+//!
+//! The command line's three ways of talking to a server are built on
+//! [`Client::request`]: [`oneshot`] (messages as arguments), [`pipe`] (lines
+//! of input) and [`prompt`] (the interactive prompt).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,6 +20,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+mod exchange;
+pub mod oneshot;
+pub mod pipe;
+pub mod prompt;
+
+pub use exchange::{Output, Tally};
+pub use oneshot::one_shot;
+pub use pipe::pipe;
+pub use prompt::interactive;
 
 use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::Mode;
