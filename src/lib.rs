@@ -14,10 +14,12 @@
 //! - [`arrivals`]: arriving datagrams shown on stderr, sampled, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`duration`]: `200ms`-style durations.
+//! - [`cli`]: the command line: arguments, their configs, the glue around each run.
 //! - `sys`: batched socket I/O, the only `unsafe` code.
 
 pub mod arrivals;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod counters;
 pub mod duration;
