@@ -96,7 +96,14 @@ fn talk(args: ClientArgs) -> Result<ExitCode> {
             io::stderr(),
         )?
     };
-    Ok(if tally.all_answered() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if tally.too_large > 0 {
+        // As for a MESSAGE argument: the input cannot be sent at all.
+        ExitCode::from(2)
+    } else if tally.all_answered() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(unix)]

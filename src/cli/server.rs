@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::{resolve, resolve_all, UsageError};
+use crate::server::MAX_DATAGRAM_V6;
 use crate::telemetry::{self, LogFormat, MetricsEndpoint};
 use crate::{Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
@@ -22,8 +23,8 @@ pub struct ServerArgs {
     /// upper: ASCII a-z uppercased, other bytes unchanged; echo: unchanged (RFC 862).
     #[arg(long, default_value = "upper")]
     mode: Mode,
-    /// Drop (unanswered, counted) datagrams longer than this many bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = crate::server::MAX_DATAGRAM_V6)]
+    /// Drop (unanswered, counted) datagrams longer than this many bytes [default: 65527, the most a UDP datagram carries over IPv6; over IPv4 none is longer than 65507].
+    #[arg(long, value_name = "BYTES", default_value_t = MAX_DATAGRAM_V6, hide_default_value = true, value_parser = parse_max_datagram)]
     max_datagram: usize,
     /// Do not show arriving datagrams (warnings and the summary still go to stderr).
     #[arg(long, short)]
@@ -40,7 +41,7 @@ pub struct ServerArgs {
     #[command(flatten)]
     defences: DefenceArgs,
     /// Print a stats line (counters and answers/s) this often, e.g. 10s. SIGUSR1 prints one at any time.
-    #[arg(long, value_name = "DURATION", value_parser = crate::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_stats_interval)]
     stats_interval: Option<Duration>,
     /// Serve Prometheus metrics over HTTP at ADDR/metrics (e.g. 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
@@ -58,7 +59,7 @@ pub struct DefenceArgs {
     #[arg(long, value_name = "PPS|off", default_value = "100", value_parser = parse_rate)]
     rate_limit: Rate,
     /// Replies a quiet source may get at once [default: the rate, at least 1].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_burst)]
     burst: Option<u32>,
     /// Rate-limit loopback sources too.
     #[arg(long)]
@@ -116,6 +117,35 @@ fn parse_table_size(text: &str) -> Result<usize, String> {
     }
 }
 
+/// More workers than this is a typing error, not a machine: each is a socket
+/// and a thread per address.
+pub const MAX_WORKERS: usize = 1024;
+
+fn parse_max_datagram(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_DATAGRAM_V6).contains(&n) => Ok(n),
+        Ok(0) => Err("0 would drop every datagram but empty ones: use 1 to 65527".into()),
+        _ => Err(format!("{text:?} is not a size from 1 to {MAX_DATAGRAM_V6} bytes")),
+    }
+}
+
+fn parse_burst(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a burst: use 1 or more replies")),
+    }
+}
+
+/// A stats interval: from 1 ms to a day (SIGUSR1 prints a line at any time).
+fn parse_stats_interval(text: &str) -> Result<Duration, String> {
+    let d = crate::parse_duration(text)?;
+    if (Duration::from_millis(1)..=Duration::from_secs(24 * 3600)).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!("{text:?} is out of range: use 1ms to 24h"))
+    }
+}
+
 /// A rate, or `off`.
 #[derive(Clone, Copy, Debug)]
 struct Rate(Option<f64>);
@@ -124,9 +154,13 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     match text {
         "off" | "none" => Ok(Rate(None)),
         _ => match text.parse::<f64>() {
-            Ok(0.0) => Ok(Rate(None)),
+            // Zero could mean "answer nothing" or "no limit"; neither is
+            // guessed silently.
+            Ok(0.0) => Err(format!(
+                "a rate of {text:?} would answer nothing: give replies per second (up to 10000000), or \"off\" for no limit"
+            )),
             Ok(rate) if rate > 0.0 && rate <= 1e7 => Ok(Rate(Some(rate))),
-            _ => Err(format!("{text:?} is not a rate from 0 (off) to 10000000, or \"off\"")),
+            _ => Err(format!("{text:?} is not a rate from 0 to 10000000, or \"off\"")),
         },
     }
 }
@@ -149,6 +183,12 @@ impl ServerArgs {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if workers == 0 {
             return Err(UsageError("--workers must be at least 1".into()).into());
+        }
+        if workers > MAX_WORKERS {
+            return Err(UsageError(format!(
+                "--workers {workers} is too many: at most {MAX_WORKERS} sockets and threads per address"
+            ))
+            .into());
         }
         Ok(ServerConfig {
             binds,

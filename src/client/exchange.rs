@@ -33,6 +33,9 @@ pub struct Tally {
     pub answered: u64,
     /// Requests that got no answer (timed out, refused, too large).
     pub failed: u64,
+    /// Of those, messages too large for one datagram, never sent: the
+    /// input's fault, not the network's.
+    pub too_large: u64,
 }
 
 impl Tally {
@@ -54,9 +57,15 @@ pub(super) struct Session<'a, O: Write, D: Write> {
     pub(super) out: O,
     pub(super) diag: D,
     pub(super) tally: Tally,
+    /// The echo-server note was shown (once is enough).
+    echo_noted: bool,
 }
 
-impl<O: Write, D: Write> Session<'_, O, D> {
+impl<'a, O: Write, D: Write> Session<'a, O, D> {
+    pub(super) fn new(client: &'a mut Client, output: Output, out: O, diag: D) -> Self {
+        Session { client, output, out, diag, tally: Tally::default(), echo_noted: false }
+    }
+
     /// Sends one message; prints the reply or the reason there is none.
     pub(super) fn exchange(
         &mut self,
@@ -74,6 +83,14 @@ impl<O: Write, D: Write> Session<'_, O, D> {
         match self.client.request(message) {
             Ok(reply) => {
                 self.note_discarded(reply.discarded)?;
+                if reply.echoed && !self.echo_noted {
+                    self.echo_noted = true;
+                    writeln!(
+                        self.diag,
+                        "{yellow}warning:{reset} the reply from {} is the request unchanged, not uppercased: the server looks like an echo server; its replies are shown as they are (--expect echo accepts them without this warning)",
+                        reply.from
+                    )?;
+                }
                 self.tally.answered += 1;
                 show(&reply, &mut self.out, self.output)?;
                 self.out.flush()?;
@@ -82,6 +99,9 @@ impl<O: Write, D: Write> Session<'_, O, D> {
             Err(RequestError::Interrupted) => Ok(Next::Stop),
             Err(err) => {
                 self.tally.failed += 1;
+                if let RequestError::TooLarge { .. } = err {
+                    self.tally.too_large += 1;
+                }
                 if let RequestError::NoReply { discarded, .. } = err {
                     self.note_discarded(discarded)?;
                 }

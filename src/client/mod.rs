@@ -118,6 +118,10 @@ pub struct Reply {
     pub attempts: u32,
     /// Datagrams discarded while waiting, as not being this reply.
     pub discarded: u64,
+    /// The server sent the request back unchanged where an uppercased reply
+    /// was expected ([`Expect::Upper`]): an echo server's answer, accepted as
+    /// `nc` would show it, so a caller can say at once what the server is.
+    pub echoed: bool,
 }
 
 /// Why a request got no answer.
@@ -304,7 +308,7 @@ impl Client {
                 match self.socket.recv(&mut self.buf) {
                     Ok(n)
                         if n < self.buf.len()
-                            && self.config.expect.matches(message, &self.buf[..n]) =>
+                            && self.accepts(message, &self.buf[..n]).is_some() =>
                     {
                         return Ok(Reply {
                             data: self.buf[..n].to_vec(),
@@ -312,6 +316,7 @@ impl Client {
                             rtt: sent_at.elapsed(),
                             attempts: attempt,
                             discarded,
+                            echoed: self.accepts(message, &self.buf[..n]) == Some(true),
                         });
                     }
                     Ok(_) => discarded += 1,
@@ -340,6 +345,20 @@ impl Client {
             waited: started.elapsed(),
             discarded,
         })
+    }
+
+    /// Whether `reply` answers `message`: `Some(false)` as expected,
+    /// `Some(true)` as an echo server's unchanged copy where uppercase was
+    /// expected (it can only be that: shout's own reply differs from the
+    /// request whenever the request has a lowercase letter), `None` not at all.
+    fn accepts(&self, message: &[u8], reply: &[u8]) -> Option<bool> {
+        if self.config.expect.matches(message, reply) {
+            Some(false)
+        } else if self.config.expect == Expect::Upper && reply == message {
+            Some(true)
+        } else {
+            None
+        }
     }
 
     /// Reads and drops whatever is queued; returns how many datagrams that was.

@@ -13,7 +13,7 @@ pub fn one_shot<M: AsRef<[u8]>>(
     out: impl Write,
     diag: impl Write,
 ) -> io::Result<Tally> {
-    let mut s = Session { client, output, out, diag, tally: Tally::default() };
+    let mut s = Session::new(client, output, out, diag);
     let result = (|| {
         for message in messages {
             if let Next::Stop = s.exchange(message.as_ref(), line)? {

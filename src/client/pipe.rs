@@ -19,7 +19,7 @@ pub fn pipe(
 ) -> io::Result<Tally> {
     // Room for the largest datagram plus surrounding whitespace worth stripping.
     let limit = client.max_message() + 64;
-    let mut s = Session { client, output, out, diag, tally: Tally::default() };
+    let mut s = Session::new(client, output, out, diag);
     let mut buf = Vec::new();
     let mut number = 0u64;
     let result = (|| loop {
@@ -27,11 +27,12 @@ pub fn pipe(
         let Some(overflow) = read_line(&mut input, &mut buf, limit)? else { return Ok(()) };
         if overflow > 0 {
             s.tally.failed += 1;
+            s.tally.too_large += 1;
             let (red, reset) = s.output.paint("\x1b[31m");
             writeln!(
                 s.diag,
-                "{red}error:{reset} line {number} is over {} bytes; a UDP datagram carries at most {} (not sent)",
-                limit,
+                "{red}error:{reset} line {number} is too large for one datagram: over {limit} bytes, and a UDP datagram to {} carries at most {} (not sent)",
+                s.client.server(),
                 s.client.max_message()
             )?;
             continue;

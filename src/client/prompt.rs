@@ -46,8 +46,7 @@ pub fn interactive(
     }
     let (dim, reset) = output.paint("\x1b[2m");
     let (red, _) = output.paint("\x1b[31m");
-    let mut s =
-        Session { client, output, out: io::stdout(), diag: io::stderr(), tally: Tally::default() };
+    let mut s = Session::new(client, output, io::stdout(), io::stderr());
     loop {
         interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
         let text = match editor.readline(PROMPT) {
