@@ -57,13 +57,11 @@ pub(super) struct Session<'a, O: Write, D: Write> {
     pub(super) out: O,
     pub(super) diag: D,
     pub(super) tally: Tally,
-    /// The echo-server note was shown (once is enough).
-    echo_noted: bool,
 }
 
 impl<'a, O: Write, D: Write> Session<'a, O, D> {
     pub(super) fn new(client: &'a mut Client, output: Output, out: O, diag: D) -> Self {
-        Session { client, output, out, diag, tally: Tally::default(), echo_noted: false }
+        Session { client, output, out, diag, tally: Tally::default() }
     }
 
     /// Sends one message; prints the reply or the reason there is none.
@@ -83,14 +81,6 @@ impl<'a, O: Write, D: Write> Session<'a, O, D> {
         match self.client.request(message) {
             Ok(reply) => {
                 self.note_discarded(reply.discarded)?;
-                if reply.echoed && !self.echo_noted {
-                    self.echo_noted = true;
-                    writeln!(
-                        self.diag,
-                        "{yellow}warning:{reset} the reply from {} is the request unchanged, not uppercased: the server looks like an echo server; its replies are shown as they are (--expect echo accepts them without this warning)",
-                        reply.from
-                    )?;
-                }
                 self.tally.answered += 1;
                 show(&reply, &mut self.out, self.output)?;
                 self.out.flush()?;
@@ -108,7 +98,10 @@ impl<'a, O: Write, D: Write> Session<'a, O, D> {
                 let (red, reset) = self.output.paint("\x1b[31m");
                 writeln!(self.diag, "{red}error:{reset} {err}")?;
                 match err {
-                    RequestError::NoServer(_) | RequestError::Io(_) => Ok(Next::Stop),
+                    // An echo server will echo the next message too.
+                    RequestError::NoServer(_)
+                    | RequestError::Io(_)
+                    | RequestError::EchoServer { .. } => Ok(Next::Stop),
                     _ => Ok(Next::Continue),
                 }
             }

@@ -118,10 +118,6 @@ pub struct Reply {
     pub attempts: u32,
     /// Datagrams discarded while waiting, as not being this reply.
     pub discarded: u64,
-    /// The server sent the request back unchanged where an uppercased reply
-    /// was expected ([`Expect::Upper`]): an echo server's answer, accepted as
-    /// `nc` would show it, so a caller can say at once what the server is.
-    pub echoed: bool,
 }
 
 /// Why a request got no answer.
@@ -158,6 +154,15 @@ pub enum RequestError {
         /// Total time waited.
         waited: Duration,
         /// Datagrams discarded while waiting, as not being the reply.
+        discarded: u64,
+    },
+    /// An uppercased reply was expected and the server sent the request back
+    /// unchanged: it is an echo server, and waiting longer will not change that.
+    #[error("the reply from {server} is the request unchanged, not uppercased: the server looks like an echo server (reply discarded; --expect echo accepts its replies)")]
+    EchoServer {
+        /// The server.
+        server: SocketAddr,
+        /// Datagrams discarded, the echo included.
         discarded: u64,
     },
     /// The interrupt flag was raised while waiting.
@@ -308,7 +313,7 @@ impl Client {
                 match self.socket.recv(&mut self.buf) {
                     Ok(n)
                         if n < self.buf.len()
-                            && self.accepts(message, &self.buf[..n]).is_some() =>
+                            && self.config.expect.matches(message, &self.buf[..n]) =>
                     {
                         return Ok(Reply {
                             data: self.buf[..n].to_vec(),
@@ -316,7 +321,16 @@ impl Client {
                             rtt: sent_at.elapsed(),
                             attempts: attempt,
                             discarded,
-                            echoed: self.accepts(message, &self.buf[..n]) == Some(true),
+                        });
+                    }
+                    // An uppercasing server's reply differs from the request
+                    // whenever the request has a lowercase letter; this copy
+                    // can only come from an echo server, and so will every
+                    // retransmission's: say so now instead of after every wait.
+                    Ok(n) if self.config.expect == Expect::Upper && self.buf[..n] == *message => {
+                        return Err(RequestError::EchoServer {
+                            server: self.server,
+                            discarded: discarded + 1,
                         });
                     }
                     Ok(_) => discarded += 1,
@@ -345,20 +359,6 @@ impl Client {
             waited: started.elapsed(),
             discarded,
         })
-    }
-
-    /// Whether `reply` answers `message`: `Some(false)` as expected,
-    /// `Some(true)` as an echo server's unchanged copy where uppercase was
-    /// expected (it can only be that: shout's own reply differs from the
-    /// request whenever the request has a lowercase letter), `None` not at all.
-    fn accepts(&self, message: &[u8], reply: &[u8]) -> Option<bool> {
-        if self.config.expect.matches(message, reply) {
-            Some(false)
-        } else if self.config.expect == Expect::Upper && reply == message {
-            Some(true)
-        } else {
-            None
-        }
     }
 
     /// Reads and drops whatever is queued; returns how many datagrams that was.
