@@ -171,3 +171,33 @@ fn measure(args: BenchArgs) -> Result<ExitCode> {
     }
     Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let command = BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));
+        BenchArgs::from_arg_matches(&command.try_get_matches_from(args).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn flags_make_the_plan() {
+        let config = parse(&["127.0.0.1:9", "-w", "8", "-f", "2", "-s", "100"]).config().unwrap();
+        assert_eq!(config.target, "127.0.0.1:9".parse().unwrap());
+        assert!(matches!(config.load, Load::Window(8)));
+        assert_eq!((config.flows, config.size), (2, 100));
+        let config = parse(&["--rate", "500"]).config().unwrap();
+        assert!(matches!(config.load, Load::Rate(r) if r == 500.0));
+    }
+
+    #[test]
+    fn bad_plans_are_usage_errors() {
+        for args in [&["--max-loss", "101"][..], &["--size", "1"], &["--flows", "0"]] {
+            let err = parse(args).config().unwrap_err();
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{args:?}: {err}");
+        }
+    }
+}

@@ -116,3 +116,33 @@ fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
 fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
     s.to_string_lossy().into_owned().into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ClientArgs, clap::Error> {
+        let command = ClientArgs::augment_args(clap::Command::new("client").no_binary_name(true));
+        ClientArgs::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
+    #[test]
+    fn flags_make_the_client_config() {
+        let config = parse(&[]).unwrap().config();
+        assert_eq!((config.timeout, config.retries), (Duration::from_secs(1), 2));
+        assert_eq!((config.expect, config.dont_fragment), (Expect::Upper, false));
+        let args = ["-t", "250ms", "-r", "0", "--expect", "echo", "--dont-fragment", "h:1"];
+        let config = parse(&args).unwrap().config();
+        assert_eq!((config.timeout, config.retries), (Duration::from_millis(250), 0));
+        assert_eq!((config.expect, config.dont_fragment), (Expect::Echo, true));
+    }
+
+    #[test]
+    fn timeouts_out_of_range_are_refused() {
+        for timeout in ["0", "2h", "1e99s", "-1s"] {
+            assert!(parse(&[&format!("--timeout={timeout}")]).is_err(), "{timeout}");
+        }
+    }
+}

@@ -313,3 +313,57 @@ fn report(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        let command = ServerArgs::augment_args(clap::Command::new("server").no_binary_name(true));
+        ServerArgs::from_arg_matches(&command.try_get_matches_from(args)?)
+    }
+
+    #[test]
+    fn defaults_make_the_documented_server() {
+        let config = parse(&["--workers", "2"]).unwrap().config().unwrap();
+        assert_eq!(config.binds, ["127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()]);
+        assert_eq!((config.max_datagram, config.workers), (MAX_DATAGRAM_V6, 2));
+        assert!(config.show && config.offload && !config.busy_poll);
+        let limit = config.policy.rate_limit.expect("rate limit on by default");
+        assert_eq!((limit.rate, limit.burst), (100.0, 100));
+        assert_eq!((limit.v4_prefix, limit.v6_prefix, limit.include_loopback), (32, 64, false));
+        assert!(config.policy.deny_privileged_ports && config.policy.deny_bad_sources);
+        assert!(crate::policy::REFLECTOR_PORTS
+            .iter()
+            .all(|p| config.policy.deny_ports.contains(p)));
+    }
+
+    #[test]
+    fn defences_follow_their_flags() {
+        let args = ["--rate-limit", "2.5", "--deny-port", "7", "--allow-port", "53", "-q"];
+        let config = parse(&args).unwrap().config().unwrap();
+        assert_eq!(config.policy.rate_limit.map(|l| (l.rate, l.burst)), Some((2.5, 3)));
+        assert!(config.policy.deny_ports.contains(&7));
+        assert_eq!(config.policy.allow_ports, [53]);
+        assert!(!config.show);
+        let off = parse(&["--rate-limit", "off"]).unwrap().config().unwrap();
+        assert!(off.policy.rate_limit.is_none());
+    }
+
+    #[test]
+    fn absurd_values_are_refused_with_a_reason() {
+        for (args, reason) in [
+            (&["--max-datagram", "0"][..], "would drop every datagram"),
+            (&["--rate-limit", "0"], "would answer nothing"),
+            (&["--burst", "0"], "1 or more"),
+            (&["--stats-interval", "25h"], "1ms to 24h"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(reason), "{args:?}: {err}");
+        }
+        let err = parse(&["--workers", "1025"]).unwrap().config().unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+    }
+}

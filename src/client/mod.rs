@@ -10,7 +10,7 @@
 //! and counted.
 //!
 //! The command line's three ways of talking to a server are built on
-//! [`Client::request`]: [`oneshot`] (messages as arguments), [`pipe`] (lines
+//! [`Client::request`]: [`oneshot`] (messages as arguments), [`pipe`](mod@pipe) (lines
 //! of input) and [`prompt`] (the interactive prompt).
 
 use std::io;
@@ -415,6 +415,24 @@ mod tests {
         let reply = client.request(b"ping").unwrap();
         assert_eq!(reply.data, b"PING");
         assert_eq!(reply.discarded, 1);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn an_echo_where_uppercase_is_expected_fails_at_once() {
+        let server = fake_server();
+        let addr = server.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0; 64];
+            let (n, peer) = server.recv_from(&mut buf).unwrap();
+            server.send_to(&buf[..n], peer).unwrap();
+        });
+        let mut client = Client::connect(addr, ClientConfig::default()).unwrap();
+        let started = Instant::now();
+        let err = client.request(b"ping").unwrap_err();
+        assert!(matches!(err, RequestError::EchoServer { discarded: 1, .. }), "{err}");
+        assert!(err.to_string().contains("--expect echo"), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(900), "no retries");
         t.join().unwrap();
     }
 
