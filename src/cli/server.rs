@@ -160,7 +160,7 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
                 "a rate of {text:?} would answer nothing: give replies per second (up to 10000000), or \"off\" for no limit"
             )),
             Ok(rate) if rate > 0.0 && rate <= 1e7 => Ok(Rate(Some(rate))),
-            _ => Err(format!("{text:?} is not a rate from 0 to 10000000, or \"off\"")),
+            _ => Err(format!("{text:?} is not a rate above 0 and up to 10000000, or \"off\"")),
         },
     }
 }
