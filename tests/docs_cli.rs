@@ -22,10 +22,8 @@ fn help(subcommand: &str) -> String {
 fn flags_in(text: &str) -> BTreeSet<String> {
     let mut flags = BTreeSet::new();
     for (i, _) in text.match_indices("--") {
-        let name: String = text[i + 2..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
+        let name: String =
+            text[i + 2..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
         let before = text[..i].chars().next_back();
         if !name.is_empty() && !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-') {
             flags.insert(format!("--{name}"));
