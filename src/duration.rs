@@ -13,7 +13,20 @@ use std::time::Duration;
 /// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    if text.starts_with('-') {
+        return Err(format!("{text:?} is negative: a duration is 0 or more"));
+    }
+    // The number may have an exponent (`1e3ms`); no unit starts with `e`.
+    let bytes = text.as_bytes();
+    let mut split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    if matches!(bytes.get(split), Some(b'e' | b'E')) {
+        let digits = split + 1 + usize::from(matches!(bytes.get(split + 1), Some(b'+' | b'-')));
+        if bytes.get(digits).is_some_and(u8::is_ascii_digit) {
+            split = text[digits..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(text.len(), |i| digits + i);
+        }
+    }
     let (number, unit) = text.split_at(split);
     let scale = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1.0,
@@ -28,7 +41,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     let value: f64 =
         number.parse().map_err(|_| format!("{text:?} is not a duration (try 200ms, 1.5s or 2)"))?;
-    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("{text:?} is out of range: too long a duration to count"))
 }
 
 /// Shows a round-trip time with three significant-ish digits: `0.123 ms`, `12.3 ms`, `1.20 s`.
@@ -61,6 +75,12 @@ mod tests {
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("1 fortnight").is_err());
         assert!(parse_duration("1e400").is_err());
+        assert_eq!(parse_duration("1e3ms"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2.5E-1s"), Ok(Duration::from_millis(250)));
+        let huge = parse_duration("1e99s").unwrap_err();
+        assert!(huge.contains("out of range"), "{huge}");
+        let negative = parse_duration("-1s").unwrap_err();
+        assert!(negative.contains("negative"), "{negative}");
     }
 
     #[test]

@@ -8,14 +8,15 @@
 //! - [`policy`]: who gets an answer (anti-reflection defences, rate limit): admission only.
 //! - [`transform`]: what is done to each admitted datagram (uppercase or echo), in place.
 //! - `listen`: binding and preparing the server's sockets.
-//! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff.
-//! - [`session`]: the client's one-shot, pipe and interactive modes.
+//! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff;
+//!   its modes [`oneshot`](client::oneshot), [`pipe`](mod@client::pipe) and [`prompt`](client::prompt).
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
-//! - [`stats`]: the server's counters.
+//! - [`counters`]: what the server counts, per worker, without locks.
 //! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
-//! - [`monitor`]: what the server shows as datagrams arrive, off the reply path.
+//! - [`arrivals`]: arriving datagrams shown on stderr, sampled, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`duration`]: `200ms`-style durations.
+//! - [`cli`]: the command line: arguments, their configs, the glue around each run.
 //! - `sys`: batched socket I/O, the only `unsafe` code.
 //!
 //! # Example
@@ -41,24 +42,24 @@
 //! });
 //! ```
 
+pub mod arrivals;
 pub mod bench;
+pub mod cli;
 pub mod client;
+pub mod counters;
 pub mod duration;
 pub mod escape;
 mod listen;
-pub mod monitor;
 pub mod policy;
 pub mod server;
-pub mod session;
-pub mod stats;
 pub mod sys;
 pub mod telemetry;
 pub mod transform;
 
 pub use client::{Client, ClientConfig, Expect, Reply, RequestError};
+pub use counters::Counts;
 pub use duration::parse_duration;
 pub use escape::escape;
 pub use policy::{PolicyConfig, RateLimit};
 pub use server::{Server, ServerConfig};
-pub use stats::Counts;
 pub use transform::Mode;

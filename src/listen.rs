@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::stats::{Counts, WorkerStats};
+use crate::counters::{Counts, WorkerStats};
 use crate::sys;
 
 /// How often a worker blocked in a receive looks at the stop flag where the

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use crate::arrivals::{Monitor, Throttle};
+use crate::counters::{Counts, WorkerStats};
 use crate::listen::{self, Slot, STOP_POLL};
-use crate::monitor::{Monitor, Throttle};
 use crate::policy::{Policy, PolicyConfig, Refusal, Tick};
-use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::telemetry::LogFormat;
 use crate::transform::{Arrival, Responder};

@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::stats::Counts;
+use crate::counters::Counts;
 
 /// How the server writes its stderr lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

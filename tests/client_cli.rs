@@ -477,3 +477,211 @@ fn strip_csi(s: &str) -> String {
     }
     out
 }
+
+/// A UDP port that was free a moment ago (for programs that cannot report the port they
+/// took, such as socat).
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Reads what is left of a spawned client's stdout and stderr while waiting for it to exit
+/// (killed after `timeout`).
+fn finish(mut child: ChildGuard, timeout: Duration) -> Run {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = read(child.child_mut().stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = read(child.child_mut().stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = child.wait_timeout(timeout);
+    drop(child); // kills it if still running, so the readers see EOF
+    let stdout = out.join().unwrap();
+    let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+    let status = status.unwrap_or_else(|| panic!("client did not exit in {timeout:?}: {stderr}"));
+    Run { status, stdout, stderr, elapsed: started.elapsed() }
+}
+
+fn assert_named_echo_server_at_once(run: &Run) {
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "", "an echo is never shown as the answer: {}", run.describe());
+    assert!(run.stderr.contains("looks like an echo server"), "{}", run.describe());
+    assert!(run.stderr.contains("--expect echo"), "{}", run.describe());
+    // The default waits (1 s, 2 s, 4 s) would take 7 s; the first echo is enough.
+    assert!(run.elapsed < Duration::from_millis(900), "took {:?}", run.elapsed);
+}
+
+/// Issue 10, item 5: against `shout server --mode echo` the client says at once what the
+/// server is, instead of three silent attempts over 7 s.
+#[test]
+fn echo_server_is_named_at_once() {
+    let server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--mode", "echo", "--quiet"]);
+    let run = run_shout(&client(server.addr(), &["hello", "world"]), None, RUN_TIMEOUT);
+    assert_named_echo_server_at_once(&run);
+    assert_eq!(run.stderr.matches("error:").count(), 1, "stops at the first: {}", run.describe());
+    // A message with no lowercase letter is its own uppercase: answered as always.
+    let run = run_shout(&client(server.addr(), &["HELLO 42"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "HELLO 42\n");
+    let run = run_shout(&client(server.addr(), &["--expect", "echo", "hello"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "hello\n");
+}
+
+/// The same against a plain echo server, `socat UDP-LISTEN:P,fork PIPE`, when installed.
+#[test]
+fn socat_echo_server_is_named_at_once() {
+    let port = free_udp_port();
+    let socat = match std::process::Command::new("socat")
+        .arg(format!("UDP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"))
+        .arg("PIPE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+    {
+        Ok(child) => ChildGuard::new(child),
+        Err(_) => {
+            eprintln!("SKIPPED: socat not installed");
+            return;
+        }
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // socat binds a moment after it starts: ask until it answers, boundedly.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let probe = &["--expect", "any", "--timeout", "50ms", "--retries", "0", "READY"];
+    while run_shout(&client(addr, probe), None, RUN_TIMEOUT).code() != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "socat never answered on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run = run_shout(&client(addr, &["hello"]), None, RUN_TIMEOUT);
+    assert_named_echo_server_at_once(&run);
+    drop(socat);
+}
+
+/// Issue 10, item 4b: a 200 MB line is reported as too large for one datagram, exit 2
+/// (as a MESSAGE argument too large), without being held in memory whole; the lines
+/// around it are still answered.
+#[test]
+fn a_200_mb_line_is_too_large_and_exits_2() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let server = FakeServer::upper("127.0.0.1:0");
+    let mut child = ChildGuard::new(
+        Command::new(BIN)
+            .args(client(server.addr, &[]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.child_mut().stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'z'; 1 << 20];
+        stdin.write_all(b"before\n")?;
+        for _ in 0..200 {
+            stdin.write_all(&chunk)?;
+        }
+        stdin.write_all(b"\nafter\n")
+    });
+    let run = finish(child, Duration::from_secs(60));
+    writer.join().unwrap().expect("the client reads all of its input");
+    let stderr = &run.stderr;
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "BEFORE\nAFTER\n", "{}", run.describe());
+    assert!(stderr.contains("line 2 is too large for one datagram"), "{stderr}");
+    assert!(stderr.contains("65507"), "{stderr}");
+    let sent = data_of(&server.seen_until_marker());
+    assert_eq!(
+        sent,
+        vec![b"before".to_vec(), b"after".to_vec()],
+        "nothing of the big line is sent"
+    );
+}
+
+/// Issue 10, item 4b: stdout closed early (`| head -1`) ends the client quietly with
+/// success, as ripgrep does.
+#[test]
+fn stdout_closed_early_ends_quietly_with_success() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let server = FakeServer::upper("127.0.0.1:0");
+    let mut child = ChildGuard::new(
+        Command::new(BIN)
+            .args(client(server.addr, &[]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.child_mut().stdin.take().unwrap();
+    let stdout = child.child_mut().stdout.take().unwrap();
+    // More lines than a pipe buffer holds replies for, so a write must meet the closed end.
+    let writer = std::thread::spawn(move || {
+        for i in 0..20_000 {
+            if writeln!(stdin, "line {i} {}", "x".repeat(64)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.starts_with("LINE 0 "), "{first:?}");
+    // The reader is gone, as `head -1` would be.
+    let run = finish(child, Duration::from_secs(30));
+    writer.join().unwrap();
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stderr, "", "a closed stdout is not an error");
+}
+
+/// Issue 10, item 4b: binary garbage on stdin (NULs, invalid UTF-8, CRs, escapes) goes out
+/// byte for byte, one datagram per line, and comes back uppercased, nothing lost.
+#[test]
+fn binary_garbage_on_stdin_is_sent_and_answered_byte_for_byte() {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut input: Vec<u8> = (0..64 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    input.push(b'\n');
+    let server = FakeServer::upper("127.0.0.1:0");
+    let run = run_shout(
+        &client(server.addr, &["--raw-lines", "--raw"]),
+        Some(&input),
+        Duration::from_secs(60),
+    );
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(run.stdout == upper(&input), "the replies are the input uppercased, line by line");
+    let lines = input.iter().filter(|&&b| b == b'\n').count();
+    assert_eq!(server.seen_until_marker().len(), lines, "one datagram per line");
+}
+
+/// Issue 10, item 4b: durations that are absurd get a message naming the problem, exit 2.
+#[test]
+fn absurd_durations_are_usage_errors() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    for (timeout, expected) in [
+        ("1e99s", "out of range"),
+        ("-1s", "negative"),
+        ("0", "use 1ms to 1h"),
+        ("2h", "use 1ms to 1h"),
+    ] {
+        let flag = format!("--timeout={timeout}");
+        let run = run_shout(&client(server.addr, &[flag.as_str(), "x"]), None, RUN_TIMEOUT);
+        assert_eq!(run.code(), Some(2), "{timeout}: {}", run.describe());
+        assert!(run.stderr.contains(expected), "{timeout}: {}", run.describe());
+    }
+    assert!(server.seen_until_marker().is_empty(), "nothing is sent");
+}

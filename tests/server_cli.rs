@@ -655,3 +655,30 @@ fn gathered_replies_keep_their_boundaries() {
     assert_eq!(summary["received"], total, "{}", stopped.stderr_text());
     assert_eq!(summary["answered"], total, "{}", stopped.stderr_text());
 }
+
+/// Absurd values are usage errors that name the flag's problem: exit 2 at once, never a
+/// panic, a thread per requested worker until the file table runs out, or a server that
+/// silently drops everything (issue 10, item 4b).
+#[test]
+fn absurd_flag_values_are_usage_errors() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--workers", "100000"], "at most 1024"),
+        (&["--max-datagram", "0"], "would drop every datagram"),
+        (&["--max-datagram", "65528"], "1 to 65527"),
+        (&["--rate-limit", "0"], "would answer nothing"),
+        (&["--burst", "0"], "1 or more"),
+        (&["--stats-interval", "0"], "use 1ms to 24h"),
+        // Once a panic: the first stats line's time overflowed `Instant`.
+        (&["--stats-interval", "4000000000000000h"], "use 1ms to 24h"),
+        (&["--stats-interval", "1e99s"], "out of range"),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["server", "--bind", "127.0.0.1:0", "--quiet"];
+        args.extend_from_slice(flags);
+        let run = run_shout(&args, None, Duration::from_secs(5));
+        assert_eq!(run.code(), Some(2), "{flags:?}: {}", run.describe());
+        assert!(run.stderr.contains(expected), "{flags:?}: {}", run.describe());
+        assert!(!run.stderr.contains("panicked"), "{flags:?}: {}", run.describe());
+        assert!(run.stdout.is_empty(), "{flags:?}: nothing may be served: {}", run.describe());
+    }
+}

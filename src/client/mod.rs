@@ -8,6 +8,10 @@
 //! lost: the server may be restarting); anything that is not the expected transform of the
 //! request in hand (a late reply to an earlier one, a corrupt copy) is discarded
 //! and counted.
+//!
+//! The command line's three ways of talking to a server are built on
+//! [`Client::request`]: [`oneshot`] (messages as arguments), [`pipe`](mod@pipe) (lines
+//! of input) and [`prompt`] (the interactive prompt).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -16,6 +20,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+mod exchange;
+pub mod oneshot;
+pub mod pipe;
+pub mod prompt;
+
+pub use exchange::{Output, Tally};
+pub use oneshot::one_shot;
+pub use pipe::pipe;
+pub use prompt::interactive;
 
 use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::Mode;
@@ -140,6 +154,15 @@ pub enum RequestError {
         /// Total time waited.
         waited: Duration,
         /// Datagrams discarded while waiting, as not being the reply.
+        discarded: u64,
+    },
+    /// An uppercased reply was expected and the server sent the request back
+    /// unchanged: it is an echo server, and waiting longer will not change that.
+    #[error("the reply from {server} is the request unchanged, not uppercased: the server looks like an echo server (reply discarded; --expect echo accepts its replies)")]
+    EchoServer {
+        /// The server.
+        server: SocketAddr,
+        /// Datagrams discarded, the echo included.
         discarded: u64,
     },
     /// The interrupt flag was raised while waiting.
@@ -300,6 +323,16 @@ impl Client {
                             discarded,
                         });
                     }
+                    // An uppercasing server's reply differs from the request
+                    // whenever the request has a lowercase letter; this copy
+                    // can only come from an echo server, and so will every
+                    // retransmission's: say so now instead of after every wait.
+                    Ok(n) if self.config.expect == Expect::Upper && self.buf[..n] == *message => {
+                        return Err(RequestError::EchoServer {
+                            server: self.server,
+                            discarded: discarded + 1,
+                        });
+                    }
                     Ok(_) => discarded += 1,
                     Err(err)
                         if matches!(
@@ -382,6 +415,24 @@ mod tests {
         let reply = client.request(b"ping").unwrap();
         assert_eq!(reply.data, b"PING");
         assert_eq!(reply.discarded, 1);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn an_echo_where_uppercase_is_expected_fails_at_once() {
+        let server = fake_server();
+        let addr = server.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0; 64];
+            let (n, peer) = server.recv_from(&mut buf).unwrap();
+            server.send_to(&buf[..n], peer).unwrap();
+        });
+        let mut client = Client::connect(addr, ClientConfig::default()).unwrap();
+        let started = Instant::now();
+        let err = client.request(b"ping").unwrap_err();
+        assert!(matches!(err, RequestError::EchoServer { discarded: 1, .. }), "{err}");
+        assert!(err.to_string().contains("--expect echo"), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(900), "no retries");
         t.join().unwrap();
     }
 

@@ -1,0 +1,203 @@
+//! `shout bench`: its arguments, the [`BenchConfig`] they make, and the
+//! files and exit code around a run.
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::{resolve, UsageError};
+use crate::bench::{BenchConfig, Load};
+use crate::Expect;
+
+/// `shout bench --help`'s examples and exit codes.
+pub const HELP: &str = "\
+Examples:
+  shout bench                                  (ping-pong: window 1, 10 s)
+  shout bench 127.0.0.1:8080 --window 64 --flows 4 --duration 5s
+  shout bench --rate 100000 --max-p99 1ms --max-loss 0.1 --json
+  shout bench --window 8 --duration 30s --plot run.svg --csv run.csv
+
+Exit codes:
+  0  the run finished and every --max-* limit held
+  1  a limit was broken, no server, or a socket error
+  2  usage error";
+
+/// `shout bench`'s arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// The server: HOST:PORT, [IPv6]:PORT.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Probe size in bytes, at least 28 (sequence number and send time).
+    #[arg(long, short, value_name = "BYTES", default_value_t = 64)]
+    size: usize,
+    /// Closed loop: probes in flight per flow, each refilled when answered or timed out [default: 1].
+    #[arg(long, short, value_name = "N", conflicts_with = "rate")]
+    window: Option<usize>,
+    /// Open loop: probes per second over all flows, answered or not; RTT counts from the intended send time.
+    #[arg(long, short, value_name = "PPS")]
+    rate: Option<f64>,
+    /// Flows: sockets with their own source ports, one thread each.
+    #[arg(long, short, value_name = "N", default_value_t = 1)]
+    flows: usize,
+    /// How long to send and count (e.g. 10s, 500ms, 2m).
+    #[arg(long, short, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
+    duration: Duration,
+    /// Send this long first without counting.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::parse_duration)]
+    warmup: Duration,
+    /// Give up on a probe after this long (its reply, if any, counts as late).
+    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = crate::parse_duration)]
+    timeout: Duration,
+    /// Which replies count: upper (shout, the original), echo, or any reply carrying the probe's header.
+    #[arg(long, default_value = "upper")]
+    expect: Expect,
+    /// Send probes as UDP GSO buffers and receive with UDP GRO (Linux).
+    #[arg(long)]
+    gso: bool,
+    /// Spin on the sockets instead of sleeping: the least delay added to the round trips, at the cost of a core per flow (two in open loop).
+    #[arg(long)]
+    busy_poll: bool,
+    /// Draw the run as an SVG image: RTT by percentile, and answers/s over time.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
+    /// Write one CSV line per interval (1 s; 100 ms for runs under 5 s): elapsed_s,sent,answered,lost,answers_per_s,p50_us,p99_us.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<std::path::PathBuf>,
+    /// Print one JSON object (docs/BENCH-JSON.md) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 if more than this percentage of probes is lost.
+    #[arg(long, value_name = "PCT")]
+    max_loss: Option<f64>,
+    /// Exit 1 if the 99th percentile round trip is longer than this.
+    #[arg(long, value_name = "DURATION", value_parser = crate::parse_duration)]
+    max_p99: Option<Duration>,
+}
+
+impl BenchArgs {
+    /// The run these arguments describe, checked.
+    pub fn config(&self) -> Result<BenchConfig> {
+        if self.max_loss.is_some_and(|pct| !(0.0..=100.0).contains(&pct)) {
+            bail!(UsageError("--max-loss is a percentage: 0 to 100".into()));
+        }
+        let config = BenchConfig {
+            target: resolve(&self.addr)?,
+            size: self.size,
+            load: self.rate.map_or(Load::Window(self.window.unwrap_or(1)), Load::Rate),
+            flows: self.flows,
+            duration: self.duration,
+            warmup: self.warmup,
+            timeout: self.timeout,
+            expect: self.expect,
+            gso: self.gso,
+            progress: io::stderr().is_terminal(),
+            timeline: self.plot.is_some() || self.csv.is_some(),
+            busy_poll: self.busy_poll,
+        };
+        config.validate().map_err(UsageError)?;
+        Ok(config)
+    }
+
+    /// Runs the load until `--duration` ends or Ctrl-C; prints the report
+    /// (table or JSON), writes `--plot` and `--csv`; exit 1 if a `--max-*`
+    /// limit broke.
+    pub fn run(self) -> Result<ExitCode> {
+        measure(self)
+    }
+}
+
+fn measure(args: BenchArgs) -> Result<ExitCode> {
+    let config = args.config()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.busy_poll && config.threads() > cores {
+        let _ = writeln!(
+            io::stderr(),
+            "warning: --busy-poll spins {} threads on {cores} cores: they will take turns, and the waits show up as round-trip time",
+            config.threads()
+        );
+    }
+    // Created now, so a path that cannot be written fails before the run, not after it.
+    let create = |path: &std::path::Path, what: &str| {
+        std::fs::File::create(path).with_context(|| format!("creating {what} {}", path.display()))
+    };
+    let plot = args.plot.as_deref().map(|p| create(p, "--plot").map(|f| (p, f))).transpose()?;
+    let csv = args.csv.as_deref().map(|p| create(p, "--csv").map(|f| (p, f))).transpose()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
+        .context("installing the Ctrl-C handler")?;
+    let report = match crate::bench::run_until(&config, &stop) {
+        Ok(report) => report,
+        Err(err) => {
+            // Empty files would only look like a run that measured nothing.
+            for (path, _) in plot.iter().chain(&csv) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(err.into());
+        }
+    };
+    let mut out = io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer(&mut out, &report)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write!(out, "{report}")
+    };
+    match written.and_then(|()| out.flush()) {
+        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => return Err(err.into()),
+        _ => {}
+    }
+    if let (Some((path, file)), Some(svg)) = (plot, report.svg()) {
+        let mut out = io::BufWriter::new(file);
+        out.write_all(svg.as_bytes())
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing --plot {}", path.display()))?;
+    }
+    if let (Some((path, file)), Some(timeline)) = (csv, report.timeline.as_ref()) {
+        let mut out = io::BufWriter::new(file);
+        timeline
+            .write_csv(&mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("writing --csv {}", path.display()))?;
+    }
+    let broken = report.check(args.max_loss, args.max_p99);
+    for why in &broken {
+        let _ = writeln!(io::stderr(), "check failed: {why}");
+    }
+    Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Args, FromArgMatches};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        let command = BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));
+        BenchArgs::from_arg_matches(&command.try_get_matches_from(args).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn flags_make_the_plan() {
+        let config = parse(&["127.0.0.1:9", "-w", "8", "-f", "2", "-s", "100"]).config().unwrap();
+        assert_eq!(config.target, "127.0.0.1:9".parse().unwrap());
+        assert!(matches!(config.load, Load::Window(8)));
+        assert_eq!((config.flows, config.size), (2, 100));
+        let config = parse(&["--rate", "500"]).config().unwrap();
+        assert!(matches!(config.load, Load::Rate(r) if r == 500.0));
+    }
+
+    #[test]
+    fn bad_plans_are_usage_errors() {
+        for args in [&["--max-loss", "101"][..], &["--size", "1"], &["--flows", "0"]] {
+            let err = parse(args).config().unwrap_err();
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{args:?}: {err}");
+        }
+    }
+}
