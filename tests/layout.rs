@@ -42,13 +42,22 @@ fn code_of(text: &str) -> String {
 /// Paths named in `use` items (braces expanded) and inline `crate::`/`super::` paths.
 fn paths_in(code: &str) -> Vec<String> {
     let mut out = Vec::new();
-    let mut rest = code;
-    while let Some(at) = rest.find("use ") {
-        let item = &rest[at + 4..];
-        let end = item.find(';').unwrap_or(item.len());
-        let item: String = item[..end].split_whitespace().collect();
-        expand(&item, "", &mut out);
-        rest = &rest[at + 4..];
+    // `use` items start a line; they may run over several lines to the `;`.
+    let mut item: Option<String> = None;
+    for line in code.lines() {
+        let trimmed = line.trim_start();
+        if item.is_none() {
+            let rest = ["use ", "pub use ", "pub(crate) use "]
+                .iter()
+                .find_map(|p| trimmed.strip_prefix(p));
+            item = rest.map(String::from);
+        } else if let Some(text) = item.as_mut() {
+            text.push_str(trimmed);
+        }
+        if let Some(text) = item.take_if(|t| t.contains(';')) {
+            let flat: String = text[..text.find(';').unwrap()].split_whitespace().collect();
+            expand(&flat, "", &mut out);
+        }
     }
     for (i, _) in code.match_indices("crate::").chain(code.match_indices("super::")) {
         let tail: String = code[i..]
@@ -70,7 +79,8 @@ fn expand(item: &str, prefix: &str, out: &mut Vec<String>) {
         None => out.push(join(prefix, item.trim_end_matches("::"))),
         Some(open) => {
             let head = join(prefix, item[..open].trim_end_matches("::"));
-            let inner = &item[open + 1..item.rfind('}').unwrap_or(item.len())];
+            let close = item.rfind('}').filter(|&c| c > open).unwrap_or(item.len());
+            let inner = &item[open + 1..close];
             let mut depth = 0;
             let mut start = 0;
             for (i, c) in inner.char_indices() {
