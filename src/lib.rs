@@ -24,6 +24,7 @@ pub mod monitor;
 pub mod policy;
 pub mod server;
 pub mod session;
+pub mod stamp;
 pub mod stats;
 pub mod sys;
 pub mod telemetry;
