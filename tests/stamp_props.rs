@@ -134,10 +134,8 @@ proptest! {
             Err(_) => prop_assert_eq!(&buf, &bytes, "a dropped request is left as it was"),
         }
         if let Ok(reply) = s.parse_reflected(&bytes) {
-            for t in reply.tlvs() {
-                if let Ok(t) = t {
-                    let _ = t.decode();
-                }
+            for t in reply.tlvs().flatten() {
+                let _ = t.decode();
             }
         }
     }
