@@ -15,6 +15,7 @@
 //! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
 //! - [`arrivals`]: arriving datagrams shown on stderr, sampled, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
+//! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
 //! - [`duration`]: `200ms`-style durations.
 //! - [`cli`]: the command line: arguments, their configs, the glue around each run.
 //! - `sys`: batched socket I/O, the only `unsafe` code.
@@ -52,6 +53,7 @@ pub mod escape;
 mod listen;
 pub mod policy;
 pub mod server;
+pub mod stamp;
 pub mod sys;
 pub mod telemetry;
 pub mod transform;
