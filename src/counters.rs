@@ -90,6 +90,10 @@ counters! {
     self_loop,
     /// Dropped unanswered: over the per-source rate limit.
     rate_limited,
+    /// Dropped unanswered (STAMP mode): not a test packet of the mode's size.
+    stamp_malformed,
+    /// Dropped unanswered (STAMP mode): the HMAC does not check.
+    stamp_auth_failed,
     /// Replies the kernel refused (peer gone, firewall, unanswerable source).
     reply_failed,
     /// Receive errors that did not end the server (e.g. ICMP errors reported late).
@@ -108,6 +112,8 @@ impl Counts {
             Refusal::BadSource => &mut self.bad_source,
             Refusal::SelfLoop => &mut self.self_loop,
             Refusal::RateLimited => &mut self.rate_limited,
+            Refusal::StampMalformed => &mut self.stamp_malformed,
+            Refusal::StampAuth => &mut self.stamp_auth_failed,
         } += n;
     }
 
@@ -119,6 +125,8 @@ impl Counts {
             + self.bad_source
             + self.self_loop
             + self.rate_limited
+            + self.stamp_malformed
+            + self.stamp_auth_failed
     }
 }
 

@@ -43,6 +43,7 @@ impl Slot {
 pub(crate) fn slots(
     groups: Vec<Vec<UdpSocket>>,
     offload: bool,
+    ttl_tos: bool,
 ) -> io::Result<(Vec<SocketAddr>, Vec<Slot>)> {
     let mut local_addrs = Vec::new();
     let mut slots = Vec::new();
@@ -50,6 +51,14 @@ pub(crate) fn slots(
         let local = sockets[0].local_addr()?;
         for socket in sockets {
             prepare(&socket, local, offload)?;
+            if ttl_tos {
+                // What a STAMP reflector reports back; where the platform
+                // cannot tell, it reports 0 ("unknown").
+                match sys::enable_ttl_tos(&socket, local.is_ipv6()) {
+                    Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
+                    _ => {}
+                }
+            }
             slots.push(Slot { socket, local, stats: Arc::default() });
         }
         local_addrs.push(local);

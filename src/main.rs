@@ -21,7 +21,7 @@ struct Cli {
 enum Command {
     /// Answer every datagram with the same bytes, ASCII letters uppercased.
     #[command(
-        after_help = "Examples:\n  shout server\n  shout server --bind [::1]:9000 --bind 127.0.0.1:9000 --quiet\n  shout server --mode echo --max-datagram 1232"
+        after_help = "Examples:\n  shout server\n  shout server --bind [::1]:9000 --bind 127.0.0.1:9000 --quiet\n  shout server --mode echo --max-datagram 1232\n  shout server --mode stamp --bind 0.0.0.0:862 --stamp-stateful"
     )]
     Server(ServerArgs),
     /// Send messages and print the replies: from arguments, a pipe, or a prompt.

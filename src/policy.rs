@@ -32,6 +32,11 @@ pub enum Refusal {
     SelfLoop,
     /// Over the per-source rate limit.
     RateLimited,
+    /// Not a STAMP test packet the reflector can answer at its size (shorter
+    /// than the mode's base packet).
+    StampMalformed,
+    /// A STAMP test packet whose HMAC does not check (authenticated mode).
+    StampAuth,
 }
 
 impl fmt::Display for Refusal {
@@ -43,6 +48,8 @@ impl fmt::Display for Refusal {
             Refusal::BadSource => "bad_source",
             Refusal::SelfLoop => "self_loop",
             Refusal::RateLimited => "rate_limited",
+            Refusal::StampMalformed => "stamp_malformed",
+            Refusal::StampAuth => "stamp_auth_failed",
         })
     }
 }

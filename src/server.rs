@@ -12,12 +12,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::arrivals::{Monitor, Throttle};
 use crate::counters::{Counts, WorkerStats};
 use crate::listen::{self, Slot, STOP_POLL};
 use crate::policy::{Policy, PolicyConfig, Refusal, Tick};
+use crate::stamp::{ReflectorConfig, STAMP_PORT};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::telemetry::LogFormat;
 use crate::transform::{Arrival, Responder};
@@ -60,6 +61,8 @@ pub struct ServerConfig {
     pub policy: PolicyConfig,
     /// How the datagram lines and warnings are written.
     pub log_format: LogFormat,
+    /// Answer as a STAMP reflector (RFC 8762) instead of in `mode`.
+    pub stamp: Option<ReflectorConfig>,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             offload: true,
             policy: PolicyConfig::default(),
             log_format: LogFormat::Text,
+            stamp: None,
         }
     }
 }
@@ -117,8 +121,14 @@ impl Server {
     }
 
     fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
-        let (local_addrs, workers) = listen::slots(groups, config.offload)?;
-        let mut policy = Policy::new(&config.policy, config.max_datagram);
+        let mut policy_config = config.policy.clone();
+        if let Some(stamp) = &config.stamp {
+            Responder::stamp(stamp)?; // a bad key fails here, not in a worker
+                                      // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
+            policy_config.allow_ports.push(STAMP_PORT);
+        }
+        let (local_addrs, workers) = listen::slots(groups, config.offload, config.stamp.is_some())?;
+        let mut policy = Policy::new(&policy_config, config.max_datagram);
         policy.set_own_addrs(&local_addrs);
         Ok(Server { config, policy, local_addrs, workers })
     }
@@ -163,7 +173,12 @@ impl Server {
                     .spawn_scoped(scope, move || {
                         // Raises `halt` however the worker ends, a panic included.
                         let _guard = HaltOnExit(halt);
-                        Worker::new(slot, &self.config, &self.policy, monitor).run(stop, halt)
+                        let responder = match &self.config.stamp {
+                            Some(stamp) => Responder::stamp(stamp)?,
+                            None => Responder::new(self.config.mode),
+                        };
+                        Worker::new(slot, &self.config, &self.policy, responder, monitor)
+                            .run(stop, halt)
                     });
                 match spawned {
                     Ok(handle) => handles.push(handle),
@@ -269,6 +284,7 @@ impl<'a> Worker<'a> {
         slot: &'a Slot,
         config: &'a ServerConfig,
         policy: &'a Policy,
+        responder: Responder,
         monitor: Arc<Monitor>,
     ) -> Self {
         Worker {
@@ -277,7 +293,7 @@ impl<'a> Worker<'a> {
             stats: &slot.stats,
             config,
             policy,
-            responder: Responder::new(config.mode),
+            responder,
             monitor,
             gso: config.offload && sys::gso_supported(&slot.socket),
             refused: None,
@@ -361,12 +377,14 @@ impl<'a> Worker<'a> {
     fn answer(&mut self, storage: &mut [u8], meta: &[RecvMeta]) {
         let mut counts = Counts::default();
         let now = self.policy.now();
+        let received =
+            if self.responder.wants_clock() { SystemTime::now() } else { SystemTime::UNIX_EPOCH };
         // Bytes of each slot that are answered: whole replies, packed from the start.
         let mut reply_len = [None::<usize>; BATCH];
         for ((m, buf), reply) in
             meta.iter().zip(storage.chunks_exact_mut(MAX_BUF)).zip(&mut reply_len)
         {
-            *reply = self.respond_slot(m, buf, now, &mut counts);
+            *reply = self.respond_slot(m, buf, (now, received), &mut counts);
         }
         self.publish_unseen(meta.len());
         if let [m] = meta {
@@ -390,7 +408,7 @@ impl<'a> Worker<'a> {
         &mut self,
         m: &RecvMeta,
         buf: &mut [u8],
-        now: Tick,
+        (now, received): (Tick, SystemTime),
         counts: &mut Counts,
     ) -> Option<usize> {
         let total = segments(m.len, m.stride);
@@ -402,7 +420,7 @@ impl<'a> Worker<'a> {
             counts.add_drop(Refusal::Oversize, total);
             return None;
         }
-        let arrival = Arrival { src: m.addr, dst: m.dst };
+        let arrival = Arrival { src: m.addr, dst: m.dst, ttl: m.ttl, tos: m.tos, received };
         let stride = m.stride.max(1);
         let (mut start, mut kept) = (0, None::<usize>);
         loop {

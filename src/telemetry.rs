@@ -159,13 +159,15 @@ impl Collector for Snapshot {
             |c| c.kernel_drops,
         )?;
         // One family, a label per reason: `sum by (reason)` gives the policy's drops.
-        let reasons: [(&str, Field); 6] = [
+        let reasons: [(&str, Field); 8] = [
             ("oversize", |c| c.oversize),
             ("port_zero", |c| c.port_zero),
             ("denied_port", |c| c.denied_port),
             ("bad_source", |c| c.bad_source),
             ("self_loop", |c| c.self_loop),
             ("rate_limited", |c| c.rate_limited),
+            ("stamp_malformed", |c| c.stamp_malformed),
+            ("stamp_auth_failed", |c| c.stamp_auth_failed),
         ];
         let counter = ConstCounter::new(0u64);
         let mut metric = e.encode_descriptor(

@@ -10,10 +10,13 @@
 //! reply always has the request's length. [`Mode::Echo`] is RFC 862.
 
 use std::fmt;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use crate::policy::Refusal;
+use crate::stamp::{self, Reflector, ReflectorConfig, StampDrop};
 
 /// What the server does to a datagram before sending it back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -58,6 +61,20 @@ pub struct Arrival {
     pub src: SocketAddr,
     /// The address it was sent to, where the socket reports it.
     pub dst: Option<IpAddr>,
+    /// The TTL or hop limit it arrived with, where the socket reports it.
+    pub ttl: Option<u8>,
+    /// The traffic class byte (DSCP and ECN) it arrived with, where reported.
+    pub tos: Option<u8>,
+    /// When it arrived, for responders that say so ([`Responder::wants_clock`]);
+    /// the epoch otherwise.
+    pub received: SystemTime,
+}
+
+impl Arrival {
+    /// A datagram from `src` of which nothing else is known.
+    pub fn from(src: SocketAddr) -> Arrival {
+        Arrival { src, dst: None, ttl: None, tos: None, received: SystemTime::UNIX_EPOCH }
+    }
 }
 
 /// One worker's transform: rewrites each admitted request into its reply, in
@@ -66,6 +83,8 @@ pub struct Arrival {
 pub enum Responder {
     /// A stateless byte transform ([`Mode`]).
     Bytes(Mode),
+    /// A STAMP Session-Reflector (RFC 8762, RFC 8972), with this worker's sessions.
+    Stamp(Box<Reflector>),
 }
 
 impl Responder {
@@ -74,12 +93,40 @@ impl Responder {
         Responder::Bytes(mode)
     }
 
-    /// Turns `payload` into its reply in place; on `Err` the datagram is not
-    /// answered, and is counted under the reason.
+    /// A STAMP reflector; fails on an unusable key.
+    pub fn stamp(config: &ReflectorConfig) -> io::Result<Responder> {
+        Reflector::new(config.clone())
+            .map(|r| Responder::Stamp(Box::new(r)))
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))
+    }
+
+    /// Whether [`Arrival::received`] must hold the time of arrival.
+    pub fn wants_clock(&self) -> bool {
+        matches!(self, Responder::Stamp(_))
+    }
+
+    /// Turns `payload` into its reply in place, at the same length; on `Err`
+    /// the datagram is not answered, and is counted under the reason.
     #[inline]
-    pub fn respond(&mut self, payload: &mut [u8], _arrival: &Arrival) -> Result<(), Refusal> {
+    pub fn respond(&mut self, payload: &mut [u8], arrival: &Arrival) -> Result<(), Refusal> {
         match self {
             Responder::Bytes(mode) => mode.apply(payload),
+            Responder::Stamp(reflector) => {
+                let rx = stamp::Arrival {
+                    src: arrival.src,
+                    received: arrival.received,
+                    ttl: arrival.ttl,
+                    tos: arrival.tos,
+                };
+                let len = payload.len();
+                match reflector.reflect(payload, len, &rx) {
+                    Ok(n) if n == len => {}
+                    Ok(_) | Err(StampDrop::Short | StampDrop::BadLength) => {
+                        return Err(Refusal::StampMalformed)
+                    }
+                    Err(StampDrop::Auth) => return Err(Refusal::StampAuth),
+                }
+            }
         }
         Ok(())
     }

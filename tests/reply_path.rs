@@ -27,7 +27,7 @@ proptest! {
         let p = Policy::new(&config, max);
         let mut responder = Responder::new(mode);
         let mut buf = data.clone();
-        let arrival = Arrival { src: SocketAddr::from((ip, port)), dst: None };
+        let arrival = Arrival::from(SocketAddr::from((ip, port)));
         match reply_to(&p, &mut responder, &arrival, LOCAL.parse().unwrap(), &mut buf, p.now()) {
             Ok(reply) => {
                 prop_assert!(reply.len() <= data.len());

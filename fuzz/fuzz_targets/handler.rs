@@ -238,7 +238,7 @@ fuzz_target!(|input: Input| {
         let request = d.payload.clone();
         let mut payload = d.payload.clone();
         let expected = model(config, src, local, &others, dst, request.len());
-        let arrival = Arrival { src, dst };
+        let arrival = Arrival { dst, ..Arrival::from(src) };
         let verdict = reply_to(&policy, &mut responder, &arrival, local, &mut payload, now);
         let answered = verdict.is_ok();
         match verdict {

@@ -8,6 +8,7 @@
 //! - [`server`](mod@server): `shout server`.
 //! - [`client`](mod@client): `shout client`.
 //! - [`bench`](mod@bench): `shout bench`.
+//! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
 
 use std::io::{self, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,6 +19,7 @@ use anyhow::Result;
 pub mod bench;
 pub mod client;
 pub mod server;
+pub mod stamp;
 
 pub use bench::BenchArgs;
 pub use client::ClientArgs;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::stamp::{ReflectorArgs, STAMP_PORT};
 use super::{resolve, resolve_all, UsageError};
 use crate::server::MAX_DATAGRAM_V6;
 use crate::telemetry::{self, LogFormat, MetricsEndpoint};
@@ -17,12 +18,12 @@ use crate::{Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 /// `shout server`'s arguments.
 #[derive(clap::Args, Debug)]
 pub struct ServerArgs {
-    /// Address to serve (IPv4, [IPv6], or host name with port; port 0 picks one). Repeat to serve several.
-    #[arg(long, short, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    /// Address to serve (IPv4, [IPv6], or host name with port; port 0 picks one). Repeat to serve several. [default: 127.0.0.1:8080; with --mode stamp, 127.0.0.1:862]
+    #[arg(long, short, value_name = "ADDR")]
     bind: Vec<String>,
-    /// upper: ASCII a-z uppercased, other bytes unchanged; echo: unchanged (RFC 862).
-    #[arg(long, default_value = "upper")]
-    mode: Mode,
+    /// upper: ASCII a-z uppercased, other bytes unchanged; echo: unchanged (RFC 862); stamp: a STAMP reflector (RFC 8762, RFC 8972; docs/STAMP.md).
+    #[arg(long, default_value = "upper", value_parser = parse_mode)]
+    mode: ServerMode,
     /// Drop (unanswered, counted) datagrams longer than this many bytes [default: 65527, the most a UDP datagram carries over IPv6; over IPv4 none is longer than 65507].
     #[arg(long, value_name = "BYTES", default_value_t = MAX_DATAGRAM_V6, hide_default_value = true, value_parser = parse_max_datagram)]
     max_datagram: usize,
@@ -49,6 +50,33 @@ pub struct ServerArgs {
     /// Format of the lines on stderr: text, or json (one object per line).
     #[arg(long, value_name = "FORMAT", default_value = "text")]
     log_format: LogFormat,
+    #[command(flatten)]
+    stamp: ReflectorArgs,
+}
+
+/// What the server answers with: a byte transform, or STAMP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerMode {
+    Bytes(Mode),
+    Stamp,
+}
+
+fn parse_mode(text: &str) -> Result<ServerMode, String> {
+    match text {
+        "stamp" => Ok(ServerMode::Stamp),
+        _ => text
+            .parse()
+            .map(ServerMode::Bytes)
+            .map_err(|_| format!("unknown mode {text:?} (expected upper, echo or stamp)")),
+    }
+}
+
+/// The address served when no `--bind` is given.
+fn default_bind(mode: ServerMode) -> String {
+    match mode {
+        ServerMode::Stamp => format!("127.0.0.1:{STAMP_PORT}"),
+        ServerMode::Bytes(_) => "127.0.0.1:8080".into(),
+    }
 }
 
 /// Defences against reflection and loops (docs/SECURITY.md explains each default).
@@ -175,9 +203,16 @@ impl ServerArgs {
     /// such as localhost is served on every address it has: ::1 and 127.0.0.1).
     pub fn config(&self) -> Result<ServerConfig> {
         let mut binds = Vec::new();
-        for addr in &self.bind {
-            binds.extend(resolve_all(addr)?);
+        for addr in self.binds() {
+            binds.extend(resolve_all(&addr)?);
         }
+        let stamp = match self.mode {
+            ServerMode::Stamp => Some(self.stamp.config()?),
+            ServerMode::Bytes(_) if self.stamp.any() => {
+                return Err(UsageError("the --stamp-* flags need --mode stamp".into()).into())
+            }
+            ServerMode::Bytes(_) => None,
+        };
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -192,7 +227,10 @@ impl ServerArgs {
         }
         Ok(ServerConfig {
             binds,
-            mode: self.mode,
+            mode: match self.mode {
+                ServerMode::Bytes(mode) => mode,
+                ServerMode::Stamp => Mode::default(),
+            },
             max_datagram: self.max_datagram,
             workers,
             busy_poll: self.busy_poll,
@@ -200,7 +238,17 @@ impl ServerArgs {
             offload: !self.no_offload,
             policy: self.defences.policy(),
             log_format: self.log_format,
+            stamp,
         })
+    }
+
+    /// The `--bind` addresses as given, or the mode's default.
+    fn binds(&self) -> Vec<String> {
+        if self.bind.is_empty() {
+            vec![default_bind(self.mode)]
+        } else {
+            self.bind.clone()
+        }
     }
 
     /// Serves until SIGINT or SIGTERM: prints `listening on ADDR` lines, stats
@@ -226,7 +274,16 @@ fn serve(args: ServerArgs) -> Result<ExitCode> {
         .collect::<io::Result<Vec<_>>>()
         .context("taking sockets from systemd (LISTEN_FDS)")?;
     let server = if inherited.is_empty() {
-        Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?
+        let binds = args.binds().join(", ");
+        match Server::bind(config) {
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                anyhow::bail!(
+                    "binding {binds}: {err}: ports below 1024 need root or \
+                     CAP_NET_BIND_SERVICE; serve another port with --bind ADDR:PORT"
+                )
+            }
+            bound => bound.with_context(|| format!("binding {binds}"))?,
+        }
     } else {
         tracing::info!(
             event = "activation",

@@ -31,6 +31,9 @@
 //! assert_eq!((reply.sender_seq, reply.ssid, reply.sender_ttl), (42, 7, 64));
 //! ```
 
+/// STAMP's registered port (RFC 8762 §4.1): where reflectors listen.
+pub const STAMP_PORT: u16 = 862;
+
 pub mod auth;
 pub mod packet;
 pub mod reflector;
