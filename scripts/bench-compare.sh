@@ -7,7 +7,10 @@
 #
 # Environment: DURATION (per measurement, default 5s), RUNS (default 3; the
 # table shows medians), WARMUP (default 250ms, not counted), SIZES, FLOOD_WINDOW
-# (default 64), GSO_WINDOW (default 256), GSO_SIZES (default 32).
+# (default 64), GSO_WINDOW (default 256), GSO_SIZES (default 32), SERVERS (the
+# servers of every cell, default "shout naive_std naive_tokio python"; add
+# shout_stamp for the STAMP reflector, measured by `shout bench --stamp` in the
+# cells of 44 B and more, STAMP's smallest packet), RSS_FLOOD (default 60s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +27,8 @@ WARMUP=${WARMUP:-250ms}
 FLOOD_WINDOW=${FLOOD_WINDOW:-64}
 GSO_WINDOW=${GSO_WINDOW:-256}
 GSO_SIZES=${GSO_SIZES:-32}
-SERVERS=(shout naive_std naive_tokio python)
+read -r -a SERVERS <<<"${SERVERS:-shout naive_std naive_tokio python}"
+STAMP_MIN=44
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -70,6 +74,7 @@ start_server() {
     case $1 in
         shout) cmd=("$SHOUT" server --bind 127.0.0.1:0 --workers 1 --quiet) ;;
         shout_busy) cmd=("$SHOUT" server --bind 127.0.0.1:0 --workers 1 --quiet --busy-poll) ;;
+        shout_stamp) cmd=("$SHOUT" server --mode stamp --bind 127.0.0.1:0 --workers 1 --quiet) ;;
         naive_spin) cmd=("$BIN/examples/naive_std" 127.0.0.1:0 --spin) ;;
         naive_std) cmd=("$BIN/examples/naive_std" 127.0.0.1:0) ;;
         naive_tokio) cmd=("$BIN/examples/naive_tokio" 127.0.0.1:0) ;;
@@ -124,9 +129,10 @@ now() { date +%s.%N; }
 # Runs one bench against the running server with args "$@"; appends
 # "cell server answers/s p50_us cpu% loss%" to $TMP/results.
 measure() {
-    local cell=$1 server=$2
+    local cell=$1 server=$2 target=("$SERVER_ADDR")
     shift 2
-    "${PIN_BENCH[@]}" "$SHOUT" bench "$SERVER_ADDR" --warmup "$WARMUP" --duration "$DURATION" \
+    [[ $server == shout_stamp ]] && target=(--stamp "$SERVER_ADDR")
+    "${PIN_BENCH[@]}" "$SHOUT" bench "${target[@]}" --warmup "$WARMUP" --duration "$DURATION" \
         --json "$@" >"$TMP/bench.json" 2>"$TMP/bench.err" &
     local bench=$!
     PIDS+=("$bench")
@@ -164,9 +170,25 @@ for size in $SIZES; do
     done
 done
 
-pingpongs=0
-for cell in "${CELLS[@]}"; do [[ $cell == *pingpong ]] && pingpongs=$((pingpongs + 1)); done
-total=$(( (${#CELLS[@]} * ${#SERVERS[@]} + 2 * pingpongs) * RUNS ))
+# The servers measured in a cell.
+cell_servers() {
+    local size=$1 mode=$2 s
+    for s in "${SERVERS[@]}"; do
+        # A STAMP test packet is 44 B at least; GSO probes are not STAMP packets.
+        if [[ $s == shout_stamp ]] && { ((size < STAMP_MIN)) || [[ $mode == gso ]]; }; then
+            continue
+        fi
+        echo "$s"
+    done
+    # Busy polling is for latency: it only has a ping-pong row.
+    # naive_spin, the bare loop polling without sleeping, is the floor for it.
+    if [[ $mode == pingpong ]]; then echo shout_busy; echo naive_spin; fi
+}
+
+total=0
+for cell in "${CELLS[@]}"; do
+    total=$((total + $(cell_servers $cell | wc -l) * RUNS))
+done
 done_runs=0
 for cell in "${CELLS[@]}"; do
     read -r size mode <<<"$cell"
@@ -176,10 +198,7 @@ for cell in "${CELLS[@]}"; do
         pingpong) args=(--size "$size" --window 1 --busy-poll); name="$size B pingpong" ;;
         gso) args=(--size "$size" --window "$GSO_WINDOW" --gso); name="$size B gso w$GSO_WINDOW" ;;
     esac
-    servers=("${SERVERS[@]}")
-    # Busy polling is for latency: it only has a ping-pong row.
-    # naive_spin, the bare loop polling without sleeping, is the floor for it.
-    [[ $mode == pingpong ]] && servers+=(shout_busy naive_spin)
+    mapfile -t servers < <(cell_servers "$size" "$mode")
     for run in $(seq "$RUNS"); do
         # Rotate the order each run, so drift over time hits every server alike.
         for i in "${!servers[@]}"; do
@@ -239,6 +258,18 @@ for cell, server in order:
     rp = f"{p50 / base[1]:.2f}x" if base and base[1] == base[1] and base[1] else "-"
     cost = f"{cpu / 100 / answers * 1e6:.2f}" if answers else "-"
     print(f"{cell:<20} {server:<12} {answers:>10.0f} {ra:>7} {p50:>8.1f} {rp:>7} {cpu:>7.0f}% {cost:>11} {loss:>7.3f}")
+# The STAMP reflector against upper mode in the same cells (issue 9's budget:
+# CPU per answer at most 1.15x, ping-pong p50 at most 1.05x).
+stamp = [c for c, s in order if s == "shout_stamp"]
+if stamp:
+    print()
+    print(f"{'cell':<20} {'stamp/upper CPU µs/ans':>23} {'stamp/upper p50':>16}")
+    for cell in stamp:
+        st, up = med[(cell, "shout_stamp")], med.get((cell, "shout"))
+        if not up or not st[0] or not up[0]:
+            continue
+        cost = lambda m: m[2] / 100 / m[0]
+        print(f"{cell:<20} {cost(st) / cost(up):>22.2f}x {st[1] / up[1]:>15.2f}x")
 PY
 echo
 echo "shout server --workers 1 RSS: idle ${rss_idle} KiB; after a 2 s 1400 B flood ${rss_flood} KiB; after $RSS_FLOOD more ${rss_long} KiB; after a 32 B GSO flood ${rss_gso} KiB"
