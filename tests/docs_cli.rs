@@ -75,10 +75,13 @@ fn readme_usage_lines_list_every_flag_of_help() {
 #[test]
 fn max_datagram_default_is_stated_as_the_binary_has_it() {
     let help = help("server");
-    let line = help
+    // The flag's entry: its line and, in the long layout, the text under it.
+    let line: String = help
         .lines()
-        .find(|l| l.trim_start().starts_with("--max-datagram"))
-        .expect("--max-datagram in shout server --help");
+        .skip_while(|l| !l.trim_start().starts_with("--max-datagram"))
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(!line.is_empty(), "--max-datagram in shout server --help");
     let default: usize = line
         .split_once("[default: ")
         .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
