@@ -15,7 +15,7 @@ use super::tlv::{kind, write_header, TlvFlags, TlvRequest, Tlvs, HEADER_LEN};
 pub const MAX_PACKET: usize = 65_507;
 
 /// What a Session-Sender sends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SenderConfig {
     /// Unauthenticated or authenticated base packets.
     pub mode: AuthMode,
@@ -28,13 +28,29 @@ pub struct SenderConfig {
     pub format: TimestampFormat,
     /// The S bit of the sender's Error Estimate.
     pub synchronized: bool,
-    /// The sender clock's error bound (zero is sent as the smallest the field says).
+    /// The sender clock's error bound, sent as Scale and Multiplier (default 1 s).
     pub error_bound: Duration,
     /// TLVs to send, in order.
     pub tlvs: Vec<TlvRequest>,
     /// Packet size in octets; 0 for the smallest the rest needs. Anything above
     /// that is an Extra Padding TLV, so it is at least 4 octets above it.
     pub size: usize,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Unauthenticated,
+            auth_key: None,
+            ssid: 0,
+            format: TimestampFormat::Ntp,
+            synchronized: false,
+            // An unsynchronised clock does not claim nanoseconds.
+            error_bound: Duration::from_secs(1),
+            tlvs: Vec::new(),
+            size: 0,
+        }
+    }
 }
 
 /// Why a configuration cannot make packets.
