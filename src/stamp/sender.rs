@@ -9,7 +9,7 @@ use super::auth::Key;
 use super::packet::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, HMAC_LEN};
 use super::reflector::ConfigError;
 use super::timestamp::{ErrorEstimate, Timestamp, TimestampFormat};
-use super::tlv::{kind, write_header, TlvFlags, TlvRequest, Tlvs, HEADER_LEN};
+use super::tlv::{kind, write_header, TlvFlags, TlvRequest, TlvValue, Tlvs, HEADER_LEN};
 
 /// The largest UDP payload over IPv4; no test packet is built longer.
 pub const MAX_PACKET: usize = 65_507;
@@ -141,6 +141,19 @@ impl<'a> Reflected<'a> {
     /// The TLVs after the base packet, with the flags the reflector set.
     pub fn tlvs(&self) -> Tlvs<'a> {
         Tlvs::new(self.tlv_area)
+    }
+
+    /// The decoded TLVs a Session-Sender may act on, by RFC 8972 §4 and §4.8:
+    /// none if the HMAC TLV fails or any TLV has the I flag; TLVs with the U
+    /// flag skipped; nothing from the first M flag (or truncated TLV) on.
+    pub fn usable_tlvs(&self) -> impl Iterator<Item = TlvValue<'a>> + 'a {
+        let trusted = self.tlv_integrity != TlvIntegrity::Invalid
+            && !self.tlvs().flatten().any(|t| t.flags.integrity_failed());
+        self.tlvs()
+            .take_while(move |t| trusted && t.is_ok_and(|t| !t.flags.malformed()))
+            .filter_map(Result::ok)
+            .filter(|t| !t.flags.unrecognized())
+            .filter_map(|t| t.decode().ok())
     }
 }
 

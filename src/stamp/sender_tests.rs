@@ -160,3 +160,38 @@ fn authenticated_replies_are_checked() {
     p[44..48].copy_from_slice(&[0, 8, 0, 16]);
     assert_eq!(plain.parse_reflected(&p).unwrap().tlv_integrity, TlvIntegrity::Unchecked);
 }
+
+#[test]
+fn usable_tlvs_follow_the_senders_rules() {
+    let s = Sender::new(SenderConfig::default()).unwrap();
+    let reply = |tail: &[u8]| {
+        let mut p = vec![0u8; 44];
+        p.extend_from_slice(tail);
+        p
+    };
+    #[rustfmt::skip]
+    let p = reply(&[
+        0x00, 3, 0, 4, 5, 2, 5, 2,      // understood: used
+        0x80, 99, 0, 0,                 // U: skipped
+        0x00, 6, 0, 4, 0x10, 1, 0, 0,   // used
+        0x40, 5, 0, 4, 0, 0, 0, 0,      // M: stop here
+        0x00, 3, 0, 4, 5, 2, 5, 2,
+    ]);
+    let r = s.parse_reflected(&p).unwrap();
+    let used: Vec<_> = r.usable_tlvs().collect();
+    assert_eq!(
+        used,
+        [
+            TlvValue::TimestampInfo {
+                sync_src_in: 5,
+                timestamp_in: 2,
+                sync_src_out: 5,
+                timestamp_out: 2
+            },
+            TlvValue::AccessReport { id: 1, return_code: 1 },
+        ]
+    );
+    // One I flag anywhere: nothing is used.
+    let p = reply(&[0x00, 3, 0, 4, 5, 2, 5, 2, 0x20, 6, 0, 4, 0x10, 1, 0, 0]);
+    assert_eq!(s.parse_reflected(&p).unwrap().usable_tlvs().count(), 0);
+}
