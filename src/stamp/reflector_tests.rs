@@ -303,3 +303,11 @@ fn zero_length_tlvs() {
     reflect(&mut r, &mut p, &arrival(9, None, None)).unwrap();
     assert_eq!(&p[44..], &[0x40, 4, 0, 0, 0x80, 3, 0, 4, 0, 0, 0, 0]);
 }
+
+#[test]
+fn reflectors_move_to_worker_threads_and_senders_are_shared() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync>() {}
+    send::<Reflector>();
+    shared::<crate::stamp::Sender>();
+}
