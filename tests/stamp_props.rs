@@ -148,6 +148,8 @@ proptest! {
         // Mostly well-formed TLVs of random type and length, then random bytes.
         let mut p = vec![0u8; 44];
         for (flags, kind, len) in hdrs {
+            // No HMAC TLV here: without a key it rightly fails integrity (unit-tested).
+            let kind = if kind == 8 { 9 } else { kind };
             p.extend_from_slice(&[flags, kind]);
             p.extend_from_slice(&len.to_be_bytes());
             p.extend(std::iter::repeat_n(0x5a, usize::from(len)));

@@ -290,3 +290,24 @@ fn stateful_fills_direct_measurement_and_follow_up_telemetry() {
     assert_eq!(&p[48..60], &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(&p[64..80], &[0u8; 16]);
 }
+
+#[test]
+fn zero_length_tlvs() {
+    let mut r = Reflector::new(ReflectorConfig::default()).unwrap();
+    // Extra Padding may be empty; an empty unknown TLV is still answered with U.
+    let mut p = with_tlvs(&[0x80, 1, 0, 0, 0x00, 99, 0, 0]);
+    reflect(&mut r, &mut p, &arrival(9, None, None)).unwrap();
+    assert_eq!(&p[44..], &[0x00, 1, 0, 0, 0x80, 99, 0, 0]);
+    // A fixed-size type with no value is malformed.
+    let mut p = with_tlvs(&[0x80, 4, 0, 0, 0x80, 3, 0, 4, 0, 0, 0, 0]);
+    reflect(&mut r, &mut p, &arrival(9, None, None)).unwrap();
+    assert_eq!(&p[44..], &[0x40, 4, 0, 0, 0x80, 3, 0, 4, 0, 0, 0, 0]);
+}
+
+#[test]
+fn reflectors_move_to_worker_threads_and_senders_are_shared() {
+    fn send<T: Send>() {}
+    fn shared<T: Send + Sync>() {}
+    send::<Reflector>();
+    shared::<crate::stamp::Sender>();
+}

@@ -9,13 +9,13 @@ use super::auth::Key;
 use super::packet::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, HMAC_LEN};
 use super::reflector::ConfigError;
 use super::timestamp::{ErrorEstimate, Timestamp, TimestampFormat};
-use super::tlv::{kind, write_header, TlvFlags, TlvRequest, Tlvs, HEADER_LEN};
+use super::tlv::{kind, write_header, TlvFlags, TlvRequest, TlvValue, Tlvs, HEADER_LEN};
 
 /// The largest UDP payload over IPv4; no test packet is built longer.
 pub const MAX_PACKET: usize = 65_507;
 
 /// What a Session-Sender sends.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SenderConfig {
     /// Unauthenticated or authenticated base packets.
     pub mode: AuthMode,
@@ -28,13 +28,29 @@ pub struct SenderConfig {
     pub format: TimestampFormat,
     /// The S bit of the sender's Error Estimate.
     pub synchronized: bool,
-    /// The sender clock's error bound (zero is sent as the smallest the field says).
+    /// The sender clock's error bound, sent as Scale and Multiplier (default 1 s).
     pub error_bound: Duration,
     /// TLVs to send, in order.
     pub tlvs: Vec<TlvRequest>,
     /// Packet size in octets; 0 for the smallest the rest needs. Anything above
     /// that is an Extra Padding TLV, so it is at least 4 octets above it.
     pub size: usize,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Unauthenticated,
+            auth_key: None,
+            ssid: 0,
+            format: TimestampFormat::Ntp,
+            synchronized: false,
+            // An unsynchronised clock does not claim nanoseconds.
+            error_bound: Duration::from_secs(1),
+            tlvs: Vec::new(),
+            size: 0,
+        }
+    }
 }
 
 /// Why a configuration cannot make packets.
@@ -125,6 +141,19 @@ impl<'a> Reflected<'a> {
     /// The TLVs after the base packet, with the flags the reflector set.
     pub fn tlvs(&self) -> Tlvs<'a> {
         Tlvs::new(self.tlv_area)
+    }
+
+    /// The decoded TLVs a Session-Sender may act on, by RFC 8972 §4 and §4.8:
+    /// none if the HMAC TLV fails or any TLV has the I flag; TLVs with the U
+    /// flag skipped; nothing from the first M flag (or truncated TLV) on.
+    pub fn usable_tlvs(&self) -> impl Iterator<Item = TlvValue<'a>> + 'a {
+        let trusted = self.tlv_integrity != TlvIntegrity::Invalid
+            && !self.tlvs().flatten().any(|t| t.flags.integrity_failed());
+        self.tlvs()
+            .take_while(move |t| trusted && t.is_ok_and(|t| !t.flags.malformed()))
+            .filter_map(Result::ok)
+            .filter(|t| !t.flags.unrecognized())
+            .filter_map(|t| t.decode().ok())
     }
 }
 

@@ -22,7 +22,7 @@ fn unauthenticated_test_packet_is_the_rfc_8762_figure() {
     let mut want = [0u8; 44];
     want[0..4].copy_from_slice(&[0x0a, 0x0b, 0x0c, 0x0d]); // Sequence Number
     want[4..12].copy_from_slice(&[0x83, 0xaa, 0x7e, 0x81, 0x80, 0, 0, 0]); // NTP 1.5 s
-    want[12..16].copy_from_slice(&[0x00, 0x01, 0x01, 0x02]); // Error Estimate (S=0, Z=0), SSID; 28 MBZ
+    want[12..16].copy_from_slice(&[0x19, 0x80, 0x01, 0x02]); // Error Estimate (S=0, Z=0, 1 s), SSID; 28 MBZ
     assert_eq!(out[..44], want);
 }
 
@@ -40,9 +40,9 @@ fn authenticated_test_packet_is_the_rfc_8762_figure_with_its_hmac() {
     let mut want = [0u8; 112];
     want[3] = 9; // Sequence Number, then 12 MBZ
     want[16..24].copy_from_slice(&[0x83, 0xaa, 0x7e, 0x81, 0x80, 0, 0, 0]); // Timestamp, NTP 1.5 s
-    want[24..28].copy_from_slice(&[0x00, 0x01, 0x00, 0x07]); // Error Estimate, SSID, then 68 MBZ
+    want[24..28].copy_from_slice(&[0x19, 0x80, 0x00, 0x07]); // Error Estimate (1 s), SSID, then 68 MBZ
                                                              // From Python: hmac.new(b"stamp-key", want[:96], sha256).digest()[:16]
-    want[96..].copy_from_slice(&hex("4d79c570bab8e257ca3395857bb4b28b"));
+    want[96..].copy_from_slice(&hex("5ddad7c9757b49f6e8a83c770aee6d19"));
     assert_eq!(out, want);
 }
 
@@ -159,4 +159,39 @@ fn authenticated_replies_are_checked() {
     let mut p = [0u8; 64];
     p[44..48].copy_from_slice(&[0, 8, 0, 16]);
     assert_eq!(plain.parse_reflected(&p).unwrap().tlv_integrity, TlvIntegrity::Unchecked);
+}
+
+#[test]
+fn usable_tlvs_follow_the_senders_rules() {
+    let s = Sender::new(SenderConfig::default()).unwrap();
+    let reply = |tail: &[u8]| {
+        let mut p = vec![0u8; 44];
+        p.extend_from_slice(tail);
+        p
+    };
+    #[rustfmt::skip]
+    let p = reply(&[
+        0x00, 3, 0, 4, 5, 2, 5, 2,      // understood: used
+        0x80, 99, 0, 0,                 // U: skipped
+        0x00, 6, 0, 4, 0x10, 1, 0, 0,   // used
+        0x40, 5, 0, 4, 0, 0, 0, 0,      // M: stop here
+        0x00, 3, 0, 4, 5, 2, 5, 2,
+    ]);
+    let r = s.parse_reflected(&p).unwrap();
+    let used: Vec<_> = r.usable_tlvs().collect();
+    assert_eq!(
+        used,
+        [
+            TlvValue::TimestampInfo {
+                sync_src_in: 5,
+                timestamp_in: 2,
+                sync_src_out: 5,
+                timestamp_out: 2
+            },
+            TlvValue::AccessReport { id: 1, return_code: 1 },
+        ]
+    );
+    // One I flag anywhere: nothing is used.
+    let p = reply(&[0x00, 3, 0, 4, 5, 2, 5, 2, 0x20, 6, 0, 4, 0x10, 1, 0, 0]);
+    assert_eq!(s.parse_reflected(&p).unwrap().usable_tlvs().count(), 0);
 }
