@@ -10,7 +10,8 @@
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
 //! - [`policy`]: who gets an answer (anti-reflection defences, rate limit) and the one place a reply is made.
 //! - [`stats`]: the server's counters.
-//! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
+//! - [`logging`]: summary and interval lines on stderr (text or JSON).
+//! - [`metrics`]: the Prometheus `/metrics` endpoint, bounded in threads, fds and time.
 //! - [`monitor`]: what the server shows as datagrams arrive, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`duration`]: `200ms`-style durations.
@@ -20,19 +21,20 @@ pub mod bench;
 pub mod client;
 pub mod duration;
 pub mod escape;
+pub mod logging;
+pub mod metrics;
 pub mod monitor;
 pub mod policy;
 pub mod server;
 pub mod session;
 pub mod stats;
 pub mod sys;
-pub mod telemetry;
 pub mod transform;
 
 pub use client::{Client, ClientConfig, Expect, Reply, RequestError};
 pub use duration::parse_duration;
 pub use escape::escape;
-pub use policy::{PolicyConfig, RateLimit};
+pub use policy::{PolicyConfig, Prefix, RateLimit};
 pub use server::{Server, ServerConfig};
 pub use stats::Counts;
 pub use transform::Mode;

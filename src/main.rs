@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 
+use shout::logging::{self, LogFormat};
+use shout::metrics::{self, MetricsEndpoint};
 use shout::session::{self, Output};
-use shout::telemetry::{self, LogFormat, MetricsEndpoint};
 use shout::{Client, ClientConfig, Expect, Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
 const EXIT_CODES: &str = "\
@@ -103,6 +104,12 @@ struct DefenceArgs {
     /// Rate-limit loopback sources too.
     #[arg(long)]
     limit_loopback: bool,
+    /// Replies per second to all rate-limited sources together, or "off", against floods from many (forged) sources [default: off].
+    #[arg(long, value_name = "PPS|off", default_value = "off", hide_default_value = true, value_parser = parse_rate)]
+    rate_limit_total: Rate,
+    /// Never rate-limit sources in this prefix (e.g. 192.0.2.0/24, 2001:db8::7). Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    rate_limit_exempt: Vec<shout::Prefix>,
     /// IPv4 sources sharing this prefix share a bucket.
     #[arg(long, value_name = "BITS", default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     limit_prefix_v4: u8,
@@ -142,6 +149,8 @@ impl DefenceArgs {
                 v6_prefix: self.limit_prefix_v6,
                 table_size: self.limit_table,
                 include_loopback: self.limit_loopback,
+                total: self.rate_limit_total.0,
+                exempt: self.rate_limit_exempt.clone(),
             }),
         }
     }
@@ -416,10 +425,7 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
         if let Some(m) = &metrics {
             scope.spawn(|| {
                 m.serve(&stop, || {
-                    telemetry::prometheus(
-                        &server.worker_counts(),
-                        f64::from_bits(rate.load(Relaxed)),
-                    )
+                    metrics::prometheus(&server.worker_counts(), f64::from_bits(rate.load(Relaxed)))
                 })
             });
         }
@@ -429,7 +435,7 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
     })
     .context("serving")?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    telemetry::log_counts(args.log_format, "summary", &counts, None);
+    logging::log_counts(args.log_format, "summary", &counts, None);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -462,7 +468,7 @@ fn report(
                 next_line = Some(now + i);
             }
             let per_sec = f64::from_bits(rate.load(Relaxed));
-            telemetry::log_counts(format, "stats", &server.counts(), Some(per_sec));
+            logging::log_counts(format, "stats", &server.counts(), Some(per_sec));
         }
     }
 }

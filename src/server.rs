@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::logging::LogFormat;
 use crate::monitor::Monitor;
 use crate::policy::{Policy, PolicyConfig, Refusal};
 use crate::stats::{Counts, WorkerStats};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
-use crate::telemetry::LogFormat;
 use crate::Mode;
 
 /// The largest UDP payload over IPv4: 65,535 − 20 (IP) − 8 (UDP).

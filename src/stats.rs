@@ -90,6 +90,8 @@ counters! {
     self_loop,
     /// Dropped unanswered: over the per-source rate limit.
     rate_limited,
+    /// Dropped unanswered: over the total cap on limited replies (`--rate-limit-total`).
+    total_limited,
     /// Replies the kernel refused (peer gone, firewall, unanswerable source).
     reply_failed,
     /// Receive errors that did not end the server (e.g. ICMP errors reported late).
@@ -108,6 +110,7 @@ impl Counts {
             Refusal::BadSource => &mut self.bad_source,
             Refusal::SelfLoop => &mut self.self_loop,
             Refusal::RateLimited => &mut self.rate_limited,
+            Refusal::TotalLimited => &mut self.total_limited,
         } += n;
     }
 
@@ -119,6 +122,7 @@ impl Counts {
             + self.bad_source
             + self.self_loop
             + self.rate_limited
+            + self.total_limited
     }
 }
 
