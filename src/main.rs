@@ -382,11 +382,21 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
         log_format: args.log_format,
     };
     // systemd socket activation: serve the sockets we were handed, if any.
+    let described = check_activation_env()?;
     let mut activated = listenfd::ListenFd::from_env();
     let inherited = (0..activated.len())
         .filter_map(|i| activated.take_udp_socket(i).transpose())
         .collect::<io::Result<Vec<_>>>()
-        .context("taking sockets from systemd (LISTEN_FDS)")?;
+        .with_context(|| format!("taking sockets from systemd ({described})"))?;
+    for (i, socket) in inherited.iter().enumerate() {
+        // An unbound socket would be "served" and never receive a datagram.
+        if socket.local_addr().map_or(true, |a| a.port() == 0) {
+            bail!(
+                "taking sockets from systemd ({described}): fd {} is a UDP socket bound to no port",
+                3 + i
+            );
+        }
+    }
     let server = if inherited.is_empty() {
         Server::bind(config).with_context(|| format!("binding {}", args.bind.join(", ")))?
     } else {
@@ -437,6 +447,27 @@ fn server(args: ServerArgs) -> Result<ExitCode> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     logging::log_counts(args.log_format, "summary", &counts, None);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses activation variables that are meant for us but make no sense
+/// (sd_listen_fds(3) fails on them too) instead of silently binding `--bind`.
+/// Returns them, described for error messages.
+fn check_activation_env() -> Result<String> {
+    let var = |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+    let (Some(pid), Some(fds)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else {
+        return Ok(String::new());
+    };
+    let described = format!("LISTEN_FDS={fds:?} LISTEN_PID={pid:?}");
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        bail!("socket activation: LISTEN_PID is not a process id ({described})");
+    };
+    if pid != std::process::id() {
+        return Ok(described); // meant for another process: ignored, as systemd says
+    }
+    match fds.trim().parse::<u32>() {
+        Ok(n) if n <= 65_536 => Ok(described),
+        _ => bail!("socket activation: LISTEN_FDS is not a number of sockets ({described})"),
+    }
 }
 
 /// Keeps the answers/s gauge current; prints a stats line every `interval` and

@@ -10,9 +10,12 @@
 //!
 //! Connections are non-blocking and visited in turn. When all
 //! [`MAX_CONNECTIONS`] slots are taken, a new connection evicts the oldest one
-//! that has not finished sending its request head: a real scraper sends its
-//! request at once and is answered in the same round, so slow or idle
-//! clients can delay it by one round at most, never lock it out. A request
+//! that has not finished sending its request head. A real scraper sends its
+//! request at once, and a connection is read at least once before newer ones
+//! can evict it, so slow or idle clients delay a scrape by a round or two
+//! (milliseconds), never lock it out. (A client that opens new connections
+//! faster than they are read can still crowd scrapes out: that is a
+//! connection flood, for a firewall to stop.) A request
 //! head must arrive within [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`] bytes
 //! (431 otherwise); only `GET` and `HEAD` are served (405 otherwise), only at
 //! `/metrics` (404 otherwise); every response closes its connection.
@@ -43,8 +46,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(1);
 /// Sleep between rounds when nothing happened: bounds how long a scrape waits.
 const IDLE_TICK: Duration = Duration::from_millis(5);
-/// Connections accepted per round, so a connect flood cannot starve the others.
-const ACCEPTS_PER_ROUND: usize = 256;
+/// Connections accepted per round: fewer than [`MAX_CONNECTIONS`], so a new
+/// connection is read at least once before a flood of newer ones can evict it.
+const ACCEPTS_PER_ROUND: usize = MAX_CONNECTIONS / 2;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -353,13 +357,20 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_counters_by_worker_and_reason() {
-        let counts = Counts { received: 5, answered: 4, rate_limited: 1, ..Counts::default() };
+        let counts = Counts {
+            received: 7,
+            answered: 4,
+            rate_limited: 1,
+            total_limited: 2,
+            ..Counts::default()
+        };
         let text = prometheus(&[("127.0.0.1:8080".parse().unwrap(), counts)], 12.5);
         assert!(
-            text.contains(r#"shout_received_datagrams_total{worker="0",addr="127.0.0.1:8080"} 5"#),
+            text.contains(r#"shout_received_datagrams_total{worker="0",addr="127.0.0.1:8080"} 7"#),
             "{text}"
         );
         assert!(text.contains(r#"shout_dropped_datagrams_total{worker="0",addr="127.0.0.1:8080",reason="rate_limited"} 1"#), "{text}");
+        assert!(text.contains(r#"shout_dropped_datagrams_total{worker="0",addr="127.0.0.1:8080",reason="total_limited"} 2"#), "{text}");
         assert!(text.contains("shout_answers_per_second 12.5"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
     }

@@ -162,14 +162,15 @@ mod tests {
         });
         let mut c = Counts { received: 3, answered: 3, ..Counts::default() };
         c.add_drop(Refusal::RateLimited, 2);
+        c.add_drop(Refusal::TotalLimited, 3);
         w.add(&c);
         w.set_kernel_drops(7);
         let c = w.counts();
         assert_eq!((c.received, c.answered, c.reply_failed, c.kernel_drops), (5, 4, 1, 7));
-        assert_eq!((c.rate_limited, c.dropped()), (2, 2));
+        assert_eq!((c.rate_limited, c.total_limited, c.dropped()), (2, 3, 5));
         let line = c.to_string();
         assert!(line.starts_with("received=5 answered=4 "), "{line}");
-        assert!(line.contains(" rate_limited=2 "), "{line}");
+        assert!(line.contains(" rate_limited=2 total_limited=3 "), "{line}");
         assert!(line.ends_with("kernel_drops=7"), "{line}");
     }
 }
