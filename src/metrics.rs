@@ -4,7 +4,9 @@
 //! A scraper needs one short request answered; anything else is refused
 //! cheaply. The limits, whatever the clients do:
 //! - **threads**: one (the thread that calls [`MetricsEndpoint::serve`]);
-//! - **file descriptors**: the listener plus at most [`MAX_CONNECTIONS`];
+//! - **file descriptors**: at most [`MAX_FDS`]: the listener and
+//!   [`MAX_CONNECTIONS`] connections, plus one just accepted while the oldest
+//!   is evicted for it;
 //! - **memory**: at most [`MAX_HEAD`] plus one read buffer per connection,
 //!   and one rendered response per connection being answered.
 //!
@@ -35,6 +37,8 @@ use crate::stats::Counts;
 
 /// Connections open at once; one more evicts the oldest still sending its head.
 pub const MAX_CONNECTIONS: usize = 64;
+/// File descriptors the endpoint ever holds at once (see the module docs).
+pub const MAX_FDS: usize = 1 + MAX_CONNECTIONS + 1;
 /// Time a client has from connecting to the end of its request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest request head (request line and headers) accepted; larger gets 431.
