@@ -48,8 +48,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a response, how long unread request bytes are drained so that closing
 /// does not reset the connection before the client has read the response.
 const LINGER: Duration = Duration::from_secs(1);
-/// Sleep between rounds when nothing happened: bounds how long a scrape waits.
+/// Sleep between rounds when nothing happened: bounds how long a connection
+/// waits to be accepted and read, and how long stopping takes.
 const IDLE_TICK: Duration = Duration::from_millis(5);
+/// Connections the kernel may hold completed but not yet accepted (capped by
+/// `net.core.somaxconn`). A full queue drops handshakes, and a dropped
+/// handshake costs a scraper a one-second retransmission, so it is deep: the
+/// queue costs kernel memory, not our fds.
+const BACKLOG: i32 = 1024;
 /// Connections accepted per round: fewer than [`MAX_CONNECTIONS`], so a new
 /// connection is read at least once before a flood of newer ones can evict it.
 const ACCEPTS_PER_ROUND: usize = MAX_CONNECTIONS / 2;
@@ -66,7 +72,16 @@ pub struct MetricsEndpoint {
 impl MetricsEndpoint {
     /// Binds the HTTP listener now, so a bad address fails before serving starts.
     pub fn bind(addr: SocketAddr) -> io::Result<MetricsEndpoint> {
-        let listener = TcpListener::bind(addr)?;
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        // As std's TcpListener::bind does: a restart can rebind at once.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(BACKLOG)?;
+        let listener = TcpListener::from(socket);
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         Ok(MetricsEndpoint { listener, addr })
