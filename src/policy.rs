@@ -419,8 +419,9 @@ struct TotalCap {
 impl TotalCap {
     fn new(rate: f64) -> TotalCap {
         let interval = (TICKS_PER_SEC / rate.max(1e-3)).round().clamp(1.0, MAX_SPAN as f64) as u64;
-        // A burst of one second's worth (at least one reply).
-        let burst = rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u64;
+        // A burst of one second's worth, at least one reply (NaN and negative
+        // rates cast to 0: the library takes any f64, the CLI only sane ones).
+        let burst = (rate.ceil().min(f64::from(u32::MAX)) as u64).max(1);
         TotalCap { tat: AtomicU64::new(0), interval, tolerance: interval.saturating_mul(burst - 1) }
     }
 
