@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::escape;
-use crate::telemetry::LogFormat;
+use crate::logging::LogFormat;
 
 /// Bytes of each shown message kept for display.
 const PREVIEW: usize = 64;

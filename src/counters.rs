@@ -90,6 +90,8 @@ counters! {
     self_loop,
     /// Dropped unanswered: over the per-source rate limit.
     rate_limited,
+    /// Dropped unanswered: over the total cap on limited replies (`--rate-limit-total`).
+    total_limited,
     /// Dropped unanswered (STAMP mode): not a test packet of the mode's size.
     stamp_malformed,
     /// Dropped unanswered (STAMP mode): the HMAC does not check.
@@ -112,6 +114,7 @@ impl Counts {
             Refusal::BadSource => &mut self.bad_source,
             Refusal::SelfLoop => &mut self.self_loop,
             Refusal::RateLimited => &mut self.rate_limited,
+            Refusal::TotalLimited => &mut self.total_limited,
             Refusal::StampMalformed => &mut self.stamp_malformed,
             Refusal::StampAuth => &mut self.stamp_auth_failed,
         } += n;
@@ -125,6 +128,7 @@ impl Counts {
             + self.bad_source
             + self.self_loop
             + self.rate_limited
+            + self.total_limited
             + self.stamp_malformed
             + self.stamp_auth_failed
     }
@@ -166,14 +170,15 @@ mod tests {
         });
         let mut c = Counts { received: 3, answered: 3, ..Counts::default() };
         c.add_drop(Refusal::RateLimited, 2);
+        c.add_drop(Refusal::TotalLimited, 3);
         w.add(&c);
         w.set_kernel_drops(7);
         let c = w.counts();
         assert_eq!((c.received, c.answered, c.reply_failed, c.kernel_drops), (5, 4, 1, 7));
-        assert_eq!((c.rate_limited, c.dropped()), (2, 2));
+        assert_eq!((c.rate_limited, c.total_limited, c.dropped()), (2, 3, 5));
         let line = c.to_string();
         assert!(line.starts_with("received=5 answered=4 "), "{line}");
-        assert!(line.contains(" rate_limited=2 "), "{line}");
+        assert!(line.contains(" rate_limited=2 total_limited=3 "), "{line}");
         assert!(line.ends_with("kernel_drops=7"), "{line}");
     }
 }

@@ -12,7 +12,8 @@
 //!   its modes [`oneshot`](client::oneshot), [`pipe`](mod@client::pipe) and [`prompt`](client::prompt).
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
 //! - [`counters`]: what the server counts, per worker, without locks.
-//! - [`telemetry`]: summary and interval lines (text or JSON), Prometheus `/metrics`.
+//! - [`logging`]: summary and interval lines on stderr (text or JSON).
+//! - [`metrics`]: the Prometheus `/metrics` endpoint, bounded in threads, fds and time.
 //! - [`arrivals`]: arriving datagrams shown on stderr, sampled, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
@@ -51,17 +52,18 @@ pub mod counters;
 pub mod duration;
 pub mod escape;
 mod listen;
+pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod stamp;
 pub mod sys;
-pub mod telemetry;
 pub mod transform;
 
 pub use client::{Client, ClientConfig, Expect, Reply, RequestError};
 pub use counters::Counts;
 pub use duration::parse_duration;
 pub use escape::escape;
-pub use policy::{PolicyConfig, RateLimit};
+pub use policy::{PolicyConfig, Prefix, RateLimit};
 pub use server::{Server, ServerConfig};
 pub use transform::Mode;

@@ -32,6 +32,8 @@ pub enum Refusal {
     SelfLoop,
     /// Over the per-source rate limit.
     RateLimited,
+    /// Within its own limit, but over the total cap on limited replies.
+    TotalLimited,
     /// Not a STAMP test packet the reflector can answer at its size (shorter
     /// than the mode's base packet).
     StampMalformed,
@@ -48,6 +50,7 @@ impl fmt::Display for Refusal {
             Refusal::BadSource => "bad_source",
             Refusal::SelfLoop => "self_loop",
             Refusal::RateLimited => "rate_limited",
+            Refusal::TotalLimited => "total_limited",
             Refusal::StampMalformed => "stamp_malformed",
             Refusal::StampAuth => "stamp_auth_failed",
         })
@@ -69,6 +72,11 @@ pub struct RateLimit {
     pub table_size: usize,
     /// Limit loopback sources too (exempt by default, for local tests and benchmarks).
     pub include_loopback: bool,
+    /// Replies per second to all limited sources together (BIND's
+    /// `all-per-second`), with a burst of one second's worth; `None` for no cap.
+    pub total: Option<f64>,
+    /// Sources never limited, by either limit (BIND's `exempt-clients`).
+    pub exempt: Vec<Prefix>,
 }
 
 impl Default for RateLimit {
@@ -80,6 +88,8 @@ impl Default for RateLimit {
             v6_prefix: 64,
             table_size: 1 << 16,
             include_loopback: false,
+            total: None,
+            exempt: Vec::new(),
         }
     }
 }
@@ -213,9 +223,7 @@ impl Policy {
             return Err(Refusal::SelfLoop);
         }
         if let Some(limiter) = &self.limiter {
-            if !limiter.allow(ip, now) {
-                return Err(Refusal::RateLimited);
-            }
+            limiter.allow(ip, now)?;
         }
         Ok(())
     }
@@ -274,6 +282,8 @@ struct Limiter {
     v6_mask: u128,
     include_loopback: bool,
     hasher: std::collections::hash_map::RandomState,
+    total: Option<TotalCap>,
+    exempt: Box<[Prefix]>,
 }
 
 const WAYS: usize = 4;
@@ -300,6 +310,8 @@ impl Limiter {
             v6_mask: u128::MAX.checked_shl(128 - u32::from(config.v6_prefix.min(128))).unwrap_or(0),
             include_loopback: config.include_loopback,
             hasher: Default::default(),
+            total: config.total.map(TotalCap::new),
+            exempt: config.exempt.clone().into_boxed_slice(),
         }
     }
 
@@ -316,10 +328,24 @@ impl Limiter {
         }
     }
 
-    fn allow(&self, ip: IpAddr, now: Tick) -> bool {
-        if ip.is_loopback() && !self.include_loopback {
-            return true;
+    /// The per-prefix bucket first, so a source over its own limit spends
+    /// nothing of the total; then the total cap.
+    fn allow(&self, ip: IpAddr, now: Tick) -> Result<(), Refusal> {
+        if (ip.is_loopback() && !self.include_loopback)
+            || self.exempt.iter().any(|p| p.contains(ip))
+        {
+            return Ok(());
         }
+        if !self.allow_prefix(ip, now) {
+            return Err(Refusal::RateLimited);
+        }
+        match &self.total {
+            Some(total) if !total.allow(now) => Err(Refusal::TotalLimited),
+            _ => Ok(()),
+        }
+    }
+
+    fn allow_prefix(&self, ip: IpAddr, now: Tick) -> bool {
         let mut h = self.hasher.build_hasher();
         match ip {
             IpAddr::V4(v4) => h.write_u32(u32::from(v4) & self.v4_mask),
@@ -365,6 +391,92 @@ impl Limiter {
                 Err(_) => return true,
             }
         }
+    }
+}
+
+/// The total cap: one GCRA bucket for every limited source together, a
+/// single word (the theoretical arrival time in full 64-bit ticks) updated by
+/// compare-and-swap, so it stays lock-free when all workers hit it at once.
+#[derive(Debug)]
+struct TotalCap {
+    tat: AtomicU64,
+    interval: u64,
+    tolerance: u64,
+}
+
+impl TotalCap {
+    fn new(rate: f64) -> TotalCap {
+        let interval = (TICKS_PER_SEC / rate.max(1e-3)).round().clamp(1.0, MAX_SPAN as f64) as u64;
+        // A burst of one second's worth, at least one reply (NaN and negative
+        // rates cast to 0: the library takes any f64, the CLI only sane ones).
+        let burst = (rate.ceil().min(f64::from(u32::MAX)) as u64).max(1);
+        TotalCap { tat: AtomicU64::new(0), interval, tolerance: interval.saturating_mul(burst - 1) }
+    }
+
+    fn allow(&self, now: Tick) -> bool {
+        let now = now.0;
+        let mut tat = self.tat.load(Relaxed);
+        loop {
+            let start = tat.max(now);
+            if start - now > self.tolerance {
+                return false;
+            }
+            match self.tat.compare_exchange_weak(tat, start + self.interval, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(current) => tat = current,
+            }
+        }
+    }
+}
+
+/// An address prefix such as `192.0.2.0/24` or `2001:db8::/32` (a bare
+/// address is a single host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Prefix {
+    /// Whether `ip` lies in this prefix (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, canonical(ip)) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(ip) & mask == u32::from(net) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.bits)).unwrap_or(0);
+                u128::from(ip) & mask == u128::from(net) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{s:?} is not an address prefix such as 192.0.2.0/24 or 2001:db8::/32");
+        let (addr, bits) = match s.split_once('/') {
+            Some((addr, bits)) => (addr, Some(bits)),
+            None => (s, None),
+        };
+        let addr = canonical(addr.parse::<IpAddr>().map_err(|_| bad())?);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b.parse::<u8>().ok().filter(|&b| b <= max).ok_or_else(bad)?,
+        };
+        Ok(Prefix { addr, bits })
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.bits)
     }
 }
 
@@ -495,5 +607,77 @@ mod tests {
         }
         assert_eq!(p.limiter.as_ref().unwrap().table.len(), size);
         assert_eq!(served, 1000, "the regular source stays within its rate and is served");
+    }
+
+    #[test]
+    fn total_cap_holds_a_million_new_sources_to_cap_times_time_plus_burst() {
+        let config = PolicyConfig {
+            rate_limit: Some(RateLimit {
+                total: Some(1000.0),
+                exempt: vec!["10.9.9.0/24".parse().unwrap()],
+                ..RateLimit::default()
+            }),
+            ..PolicyConfig::open()
+        };
+        let p = Policy::new(&config, 100);
+        let start = p.now();
+        let (mut answered, mut total_limited, mut regular) = (0, 0, 0);
+        // 1,000,000 sources, each new, over 2 s; an exempt regular every 10 ms.
+        for i in 0..1_000_000u32 {
+            let t = start.after(Duration::from_micros(u64::from(i) * 2));
+            let ip = std::net::Ipv4Addr::from(0x0b00_0000 + i);
+            match p.admit(SocketAddr::from((ip, 4000)), addr(LOCAL), None, 1, t) {
+                Ok(()) => answered += 1,
+                Err(Refusal::TotalLimited) => total_limited += 1,
+                Err(other) => panic!("{other}"),
+            }
+            if i % 5000 == 0 {
+                regular += p.admit(addr("10.9.9.9:5000"), addr(LOCAL), None, 1, t).is_ok() as u32;
+            }
+        }
+        assert!((2900..=3001).contains(&answered), "1000/s for 2 s + 1000 burst: {answered}");
+        assert_eq!(answered + total_limited, 1_000_000);
+        assert_eq!(regular, 200, "the exempt source is always answered");
+    }
+
+    #[test]
+    fn a_source_over_its_own_limit_spends_nothing_of_the_total() {
+        let config = PolicyConfig {
+            rate_limit: Some(RateLimit {
+                rate: 10.0,
+                burst: 10,
+                total: Some(20.0),
+                ..RateLimit::default()
+            }),
+            ..PolicyConfig::open()
+        };
+        let p = Policy::new(&config, 100);
+        let now = p.now();
+        let verdicts: Vec<_> =
+            (0..100).map(|_| p.admit(addr("10.1.1.1:5000"), addr(LOCAL), None, 1, now)).collect();
+        assert_eq!(verdicts.iter().filter(|v| v.is_ok()).count(), 10);
+        assert!(verdicts[10..].iter().all(|v| *v == Err(Refusal::RateLimited)));
+        let others = (0..20)
+            .filter(|i| {
+                let src = SocketAddr::from(([10, 2, 0, *i as u8], 5000));
+                p.admit(src, addr(LOCAL), None, 1, now).is_ok()
+            })
+            .count();
+        assert_eq!(others, 10, "the other 10 of the total's burst of 20");
+    }
+
+    #[test]
+    fn prefixes_parse_and_match() {
+        let p: Prefix = "192.0.2.0/24".parse().unwrap();
+        assert!(p.contains("192.0.2.77".parse().unwrap()));
+        assert!(p.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!p.contains("192.0.3.1".parse().unwrap()));
+        let host: Prefix = "2001:db8::1".parse().unwrap();
+        assert_eq!(host.to_string(), "2001:db8::1/128");
+        assert!(!host.contains("2001:db8::2".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<Prefix>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        for bad in ["", "10.0.0.0/33", "::/129", "host/8", "10.0.0.0/x", "10.0.0.0/"] {
+            assert!(bad.parse::<Prefix>().is_err(), "{bad}");
+        }
     }
 }

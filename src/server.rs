@@ -17,10 +17,10 @@ use std::time::{Duration, SystemTime};
 use crate::arrivals::{Monitor, Throttle};
 use crate::counters::{Counts, WorkerStats};
 use crate::listen::{self, Slot, STOP_POLL};
+use crate::logging::LogFormat;
 use crate::policy::{Policy, PolicyConfig, Refusal, Tick};
 use crate::stamp::{ReflectorConfig, STAMP_PORT};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
-use crate::telemetry::LogFormat;
 use crate::transform::{Arrival, Responder};
 use crate::Mode;
 

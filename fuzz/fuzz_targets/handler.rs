@@ -48,6 +48,8 @@ struct Limit {
     /// Bounded so the table stays small.
     table_size: u16,
     include_loopback: bool,
+    /// The total cap (`--rate-limit-total`), raw bits too.
+    total: Option<f64>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -155,6 +157,8 @@ impl Config {
                 v6_prefix: l.v6_prefix,
                 table_size: usize::from(l.table_size),
                 include_loopback: l.include_loopback,
+                total: l.total,
+                exempt: Vec::new(),
             }),
         }
     }
@@ -252,9 +256,14 @@ fuzz_target!(|input: Input| {
                 match expected {
                     Some(want) => assert_eq!(reason, want, "{src} -> {local} ({dst:?})"),
                     None => {
-                        assert_eq!(reason, Refusal::RateLimited, "{src} -> {local} ({dst:?})");
                         let limit =
                             config.rate_limit.as_ref().expect("only a limiter refuses here");
+                        let total = limit.total.is_some();
+                        assert!(
+                            reason == Refusal::RateLimited
+                                || (total && reason == Refusal::TotalLimited),
+                            "{reason} for {src} -> {local} ({dst:?})"
+                        );
                         let ip = src.ip().to_canonical();
                         assert!(
                             limit.include_loopback || !ip.is_loopback(),
@@ -328,8 +337,9 @@ impl OneSource {
         // bucket idle for burst intervals is full again.
         if let Some(previous) = previous {
             let idle = at - previous;
+            // The total cap may refuse a refilled source: its own bucket promises nothing then.
             assert!(
-                admitted || idle < tolerance + interval || idle >= 1 << 47,
+                admitted || idle < tolerance + interval || idle >= 1 << 47 || limit.total.is_some(),
                 "{ip} refused after {idle} ticks idle; rate {} burst {} refill in {}",
                 limit.rate,
                 limit.burst,

@@ -11,8 +11,9 @@ use anyhow::{Context, Result};
 
 use super::stamp::{ReflectorArgs, STAMP_PORT};
 use super::{resolve, resolve_all, UsageError};
+use crate::logging::{self, LogFormat};
+use crate::metrics::{self, MetricsEndpoint};
 use crate::server::MAX_DATAGRAM_V6;
-use crate::telemetry::{self, LogFormat, MetricsEndpoint};
 use crate::{Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
 /// `shout server`'s arguments.
@@ -92,6 +93,12 @@ pub struct DefenceArgs {
     /// Rate-limit loopback sources too.
     #[arg(long)]
     limit_loopback: bool,
+    /// Replies per second to all rate-limited sources together, or "off", against floods from many (forged) sources [default: off].
+    #[arg(long, value_name = "PPS|off", default_value = "off", hide_default_value = true, value_parser = parse_rate)]
+    rate_limit_total: Rate,
+    /// Never rate-limit sources in this prefix (e.g. 192.0.2.0/24, 2001:db8::7). Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    rate_limit_exempt: Vec<crate::Prefix>,
     /// IPv4 sources sharing this prefix share a bucket.
     #[arg(long, value_name = "BITS", default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     limit_prefix_v4: u8,
@@ -132,6 +139,8 @@ impl DefenceArgs {
                 v6_prefix: self.limit_prefix_v6,
                 table_size: self.limit_table,
                 include_loopback: self.limit_loopback,
+                total: self.rate_limit_total.0,
+                exempt: self.rate_limit_exempt.clone(),
             }),
         }
     }
@@ -268,11 +277,21 @@ fn serve(args: ServerArgs) -> Result<ExitCode> {
         None => None,
     };
     // systemd socket activation: serve the sockets we were handed, if any.
+    let described = check_activation_env()?;
     let mut activated = listenfd::ListenFd::from_env();
     let inherited = (0..activated.len())
         .filter_map(|i| activated.take_udp_socket(i).transpose())
         .collect::<io::Result<Vec<_>>>()
-        .context("taking sockets from systemd (LISTEN_FDS)")?;
+        .with_context(|| format!("taking sockets from systemd ({described})"))?;
+    for (i, socket) in inherited.iter().enumerate() {
+        // An unbound socket would be "served" and never receive a datagram.
+        if socket.local_addr().map_or(true, |a| a.port() == 0) {
+            anyhow::bail!(
+                "taking sockets from systemd ({described}): fd {} is a UDP socket bound to no port",
+                3 + i
+            );
+        }
+    }
     let server = if inherited.is_empty() {
         let binds = args.binds().join(", ");
         match Server::bind(config) {
@@ -320,10 +339,7 @@ fn serve(args: ServerArgs) -> Result<ExitCode> {
         if let Some(m) = &metrics {
             scope.spawn(|| {
                 m.serve(&stop, || {
-                    telemetry::prometheus(
-                        &server.worker_counts(),
-                        f64::from_bits(rate.load(Relaxed)),
-                    )
+                    metrics::prometheus(&server.worker_counts(), f64::from_bits(rate.load(Relaxed)))
                 })
             });
         }
@@ -333,8 +349,31 @@ fn serve(args: ServerArgs) -> Result<ExitCode> {
     })
     .context("serving")?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    telemetry::log_counts(args.log_format, "summary", &counts, None);
+    logging::log_counts(args.log_format, "summary", &counts, None);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses activation variables that are meant for us but make no sense
+/// (systemd's sd_listen_fds(3) ignores them; serving `--bind` instead would
+/// hide a broken unit). Returns them described, for error messages.
+fn check_activation_env() -> Result<String> {
+    let var = |name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+    let (Some(pid), Some(fds)) = (var("LISTEN_PID"), var("LISTEN_FDS")) else {
+        return Ok(String::new());
+    };
+    let described = format!("LISTEN_FDS={fds:?} LISTEN_PID={pid:?}");
+    let Ok(pid) = pid.trim().parse::<u32>() else {
+        anyhow::bail!("socket activation: LISTEN_PID is not a process id ({described})");
+    };
+    if pid != std::process::id() {
+        return Ok(described); // meant for another process: ignored, as systemd says
+    }
+    match fds.trim().parse::<u32>() {
+        Ok(n) if n <= 65_536 => Ok(described),
+        _ => {
+            anyhow::bail!("socket activation: LISTEN_FDS is not a number of sockets ({described})")
+        }
+    }
 }
 
 /// Keeps the answers/s gauge current; prints a stats line every `interval` and
@@ -366,7 +405,7 @@ fn report(
                 next_line = Some(now + i);
             }
             let per_sec = f64::from_bits(rate.load(Relaxed));
-            telemetry::log_counts(format, "stats", &server.counts(), Some(per_sec));
+            logging::log_counts(format, "stats", &server.counts(), Some(per_sec));
         }
     }
 }
