@@ -51,6 +51,7 @@ pub mod client;
 pub mod counters;
 pub mod duration;
 pub mod escape;
+mod limit;
 mod listen;
 pub mod logging;
 pub mod metrics;

@@ -1,40 +1,64 @@
-//! The server's sockets: binding each address (a `SO_REUSEPORT` group of one
-//! socket per worker), adopting sockets made elsewhere, and the options every
-//! served socket gets (receive buffer, GRO, `IP_PKTINFO`).
+//! The server's sockets: [`Server::bind`] binds each address (a
+//! `SO_REUSEPORT` group of one socket per worker), [`Server::from_sockets`]
+//! adopts sockets made elsewhere, and every served socket gets its options
+//! (receive buffer, GRO, `IP_PKTINFO`, and for STAMP the TTL and traffic class).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::counters::{Counts, WorkerStats};
+use crate::policy::Policy;
+#[cfg(not(target_os = "linux"))]
+use crate::server::STOP_POLL;
+use crate::server::{Server, ServerConfig, Slot};
+use crate::stamp::STAMP_PORT;
 use crate::sys;
+use crate::transform::Responder;
 
-/// How often a worker blocked in a receive looks at the stop flag where the
-/// platform cannot wake it (everywhere but Linux), and how often the server
-/// looks at the flags.
-pub(crate) const STOP_POLL: Duration = Duration::from_millis(50);
 /// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
 const RECV_BUFFER: usize = 4 << 20;
 
-/// One served socket and what its worker counts.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) socket: UdpSocket,
-    /// The address it is bound to, with the real port.
-    pub(crate) local: SocketAddr,
-    pub(crate) stats: Arc<WorkerStats>,
-}
-
-impl Slot {
-    /// The worker's counters, with the kernel's drop counter read now.
-    pub(crate) fn counts(&self) -> Counts {
-        if let Some(drops) = sys::socket_drops(&self.socket) {
-            self.stats.set_kernel_drops(drops);
+impl Server {
+    /// Binds every address in `config.binds`, `config.workers` sockets each.
+    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
+        if config.binds.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
         }
-        self.stats.counts()
+        config.workers = config.workers.max(1);
+        let groups = config
+            .binds
+            .iter()
+            .map(|&addr| bind_group(addr, config.workers))
+            .collect::<io::Result<_>>()?;
+        Server::assemble(config, groups)
+    }
+
+    /// Serves sockets made elsewhere (systemd socket activation, a test
+    /// harness): one worker each; `config.binds` and `config.workers` are
+    /// ignored. The sockets should be bound UDP sockets.
+    pub fn from_sockets(config: ServerConfig, sockets: Vec<UdpSocket>) -> io::Result<Server> {
+        if sockets.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
+        }
+        for socket in &sockets {
+            adopt(socket)?;
+        }
+        Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
+    }
+
+    fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
+        let mut policy_config = config.policy.clone();
+        if let Some(stamp) = &config.stamp {
+            Responder::stamp(stamp)?; // a bad key fails here, not in a worker
+                                      // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
+            policy_config.allow_ports.push(STAMP_PORT);
+        }
+        let (local_addrs, workers) = slots(groups, config.offload, config.stamp.is_some())?;
+        let mut policy = Policy::new(&policy_config, config.max_datagram);
+        policy.set_own_addrs(&local_addrs);
+        Ok(Server { config, policy, local_addrs, workers })
     }
 }
 

@@ -16,10 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::arrivals::{Monitor, Throttle};
 use crate::counters::{Counts, WorkerStats};
-use crate::listen::{self, Slot, STOP_POLL};
 use crate::logging::LogFormat;
 use crate::policy::{Policy, PolicyConfig, Refusal, Tick};
-use crate::stamp::{ReflectorConfig, STAMP_PORT};
+use crate::stamp::ReflectorConfig;
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::transform::{Arrival, Responder};
 use crate::Mode;
@@ -29,6 +28,10 @@ pub const MAX_DATAGRAM_V4: usize = 65_507;
 /// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP).
 pub const MAX_DATAGRAM_V6: usize = 65_527;
 
+/// How often a worker blocked in a receive looks at the stop flag where the
+/// platform cannot wake it (everywhere but Linux), and how often the server
+/// looks at the flags.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(50);
 /// After a one-datagram batch, receive one at a time (recvmsg) for this many
 /// calls before trying a full batch again: ping-pong traffic then pays for no
 /// batching it cannot use, and a flood is back to full batches within as many
@@ -83,56 +86,17 @@ impl Default for ServerConfig {
 }
 
 /// A bound server, ready to [`run`](Server::run); the crate documentation
-/// has an example.
+/// has an example. [`Server::bind`] and [`Server::from_sockets`] are in
+/// `listen.rs`, with the sockets they set up.
 #[derive(Debug)]
 pub struct Server {
-    config: ServerConfig,
-    policy: Policy,
-    local_addrs: Vec<SocketAddr>,
-    workers: Vec<Slot>,
+    pub(crate) config: ServerConfig,
+    pub(crate) policy: Policy,
+    pub(crate) local_addrs: Vec<SocketAddr>,
+    pub(crate) workers: Vec<Slot>,
 }
 
 impl Server {
-    /// Binds every address in `config.binds`, `config.workers` sockets each.
-    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
-        if config.binds.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
-        }
-        config.workers = config.workers.max(1);
-        let groups = config
-            .binds
-            .iter()
-            .map(|&addr| listen::bind_group(addr, config.workers))
-            .collect::<io::Result<_>>()?;
-        Server::assemble(config, groups)
-    }
-
-    /// Serves sockets made elsewhere (systemd socket activation, a test
-    /// harness): one worker each; `config.binds` and `config.workers` are
-    /// ignored. The sockets should be bound UDP sockets.
-    pub fn from_sockets(config: ServerConfig, sockets: Vec<UdpSocket>) -> io::Result<Server> {
-        if sockets.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
-        }
-        for socket in &sockets {
-            listen::adopt(socket)?;
-        }
-        Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
-    }
-
-    fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
-        let mut policy_config = config.policy.clone();
-        if let Some(stamp) = &config.stamp {
-            Responder::stamp(stamp)?; // a bad key fails here, not in a worker
-                                      // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
-            policy_config.allow_ports.push(STAMP_PORT);
-        }
-        let (local_addrs, workers) = listen::slots(groups, config.offload, config.stamp.is_some())?;
-        let mut policy = Policy::new(&policy_config, config.max_datagram);
-        policy.set_own_addrs(&local_addrs);
-        Ok(Server { config, policy, local_addrs, workers })
-    }
-
     /// The first bound address, with the real port.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs[0]
@@ -208,6 +172,25 @@ impl Server {
         });
         monitor.finish(Duration::from_millis(200));
         result.map(|()| self.counts())
+    }
+}
+
+/// One served socket and what its worker counts.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) socket: UdpSocket,
+    /// The address it is bound to, with the real port.
+    pub(crate) local: SocketAddr,
+    pub(crate) stats: Arc<WorkerStats>,
+}
+
+impl Slot {
+    /// The worker's counters, with the kernel's drop counter read now.
+    pub(crate) fn counts(&self) -> Counts {
+        if let Some(drops) = sys::socket_drops(&self.socket) {
+            self.stats.set_kernel_drops(drops);
+        }
+        self.stats.counts()
     }
 }
 
