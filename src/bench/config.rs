@@ -18,6 +18,13 @@ pub const MAX_WINDOW: usize = 1 << 15;
 pub const MAX_FLOWS: usize = 1024;
 /// Longest run (warmup plus duration): 30 days.
 pub const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Highest open-loop rate, probes per second over all flows. Above it the
+/// gap between probes rounds to nothing and the schedule never reaches the end.
+pub const MAX_RATE: f64 = 1e8;
+/// Lowest open-loop rate: one probe in 1000 s.
+pub const MIN_RATE: f64 = 1e-3;
+/// Longest probe timeout: an hour, the longest round trip the histograms hold.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 // The header's clock outlasts any run, and its sequence numbers would too at
 // 100 million probes a second per flow.
@@ -140,6 +147,12 @@ impl BenchConfig {
                     "--rate must be a positive number of probes per second, not {r}"
                 ));
             }
+            Load::Rate(r) if !(MIN_RATE..=MAX_RATE).contains(&r) => {
+                // 1e300 printed in full would be 300 digits.
+                return Err(format!(
+                    "--rate must be {MIN_RATE} to {MAX_RATE:e} probes per second, not {r:e}"
+                ));
+            }
             _ => {}
         }
         if self.duration.is_zero() {
@@ -150,6 +163,9 @@ impl BenchConfig {
         }
         if self.timeout.is_zero() {
             return Err("--timeout must be longer than 0".into());
+        }
+        if self.timeout > MAX_TIMEOUT {
+            return Err("--timeout must be at most 1 hour".into());
         }
         Ok(())
     }

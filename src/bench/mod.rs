@@ -83,7 +83,9 @@ mod report;
 mod send;
 mod socket;
 
-pub use config::{BenchConfig, Load, MAX_FLOWS, MAX_RUN, MAX_WINDOW, MIN_SIZE};
+pub use config::{
+    BenchConfig, Load, MAX_FLOWS, MAX_RATE, MAX_RUN, MAX_TIMEOUT, MAX_WINDOW, MIN_RATE, MIN_SIZE,
+};
 pub use record::{Interval, Percentile, Timeline, MAX_INTERVALS};
 pub use render::{CSV_HEADER, JSON_FIELDS};
 pub use report::{Report, Rtt, SCHEMA};
