@@ -22,8 +22,10 @@
 //! Each file is one step and imports only files listed above it, so a
 //! reader can go top to bottom:
 //!
-//! - `clock`, `probe`: time in nanoseconds; the probe payload, built for
-//!   sequence number N and read back from a reply (the seam for other formats).
+//! - `clock`, `stamp`, `probe`: time in nanoseconds; STAMP test packets
+//!   (`--stamp`) and what their reflections add up to; the probe payload,
+//!   built for sequence number N and read back from a reply (the seam: a
+//!   STAMP packet is the other format).
 //! - `config`: [`BenchConfig`], [`Load`] and their limits.
 //! - `socket`, `send`, `receive`: the flow's connected socket; pacing
 //!   ([`Load::Rate`]'s schedule) and batched sends; batched receives.
@@ -32,7 +34,8 @@
 //!   late, duplicated, reordered or mismatched; each answer is handed on to
 //!   `record`.
 //! - `loops`: one flow's closed or open loop, which drives the steps above.
-//! - `report`: [`Report`], plain data made from what the flows counted.
+//! - `report`: [`Report`], plain data made from what the flows counted
+//!   (with `--stamp`, its [`StampReport`]).
 //! - `render`: the text table, JSON, CSV and SVG, each reading only a [`Report`].
 //! - `progress`: the once-a-second line on stderr while a run goes on.
 //!
