@@ -322,6 +322,76 @@ mod tests {
     }
 
     #[test]
+    fn stamp_flags_make_a_stamp_plan() {
+        let config = parse(&["--stamp", "127.0.0.1"]).config().unwrap();
+        assert_eq!(config.target, "127.0.0.1:862".parse().unwrap(), "STAMP's port");
+        assert_eq!(config.size, 44, "the smallest unauthenticated packet");
+        let stamp = config.stamp.unwrap();
+        assert_eq!(stamp.sender.mode, AuthMode::Unauthenticated);
+        assert!(!stamp.stateful);
+        let args = [
+            "--stamp",
+            "[::1]:9000",
+            "--stamp-tlv",
+            "timestamp-info,cos=46",
+            "--stamp-tlv",
+            "direct",
+            "--stamp-ssid",
+            "7",
+            "--stamp-timestamp",
+            "ptp",
+            "--stamp-stateful",
+            "-s",
+            "200",
+        ];
+        let config = parse(&args).config().unwrap();
+        assert_eq!(config.target, "[::1]:9000".parse().unwrap());
+        assert_eq!(config.size, 200);
+        let stamp = config.stamp.unwrap();
+        assert_eq!(
+            stamp.sender.tlvs,
+            [
+                TlvRequest::TimestampInfo,
+                TlvRequest::ClassOfService { dscp: 46 },
+                TlvRequest::DirectMeasurement
+            ]
+        );
+        assert_eq!((stamp.sender.ssid, stamp.sender.format), (7, TimestampFormat::Ptp));
+        assert!(stamp.stateful);
+        assert_eq!(resolve_stamp("[::1]").unwrap(), "[::1]:862".parse().unwrap());
+        assert_eq!(resolve_stamp("::1").unwrap(), "[::1]:862".parse().unwrap());
+        assert_eq!(resolve_stamp("localhost").unwrap().port(), 862);
+        assert!(parse_tlv("padding").unwrap_err().contains("--size"));
+        assert!(parse_tlv("direct=1").is_err());
+    }
+
+    #[test]
+    fn key_files_lose_one_newline_and_must_hold_a_key() {
+        let dir = std::env::temp_dir().join(format!("shout-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert_eq!(read_stamp_key(&file("a", b"secret\n")).unwrap(), b"secret");
+        assert_eq!(read_stamp_key(&file("b", b"secret\r\n")).unwrap(), b"secret");
+        assert_eq!(read_stamp_key(&file("c", b"se\ncret\n\n")).unwrap(), b"se\ncret\n");
+        let err = read_stamp_key(&file("d", b"\n")).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        let key = file("e", b"k\n");
+        let config = parse(&["--stamp", "127.0.0.1:9", "--stamp-key-file", key.to_str().unwrap()])
+            .config()
+            .unwrap();
+        let stamp = config.stamp.unwrap();
+        assert_eq!(stamp.sender.mode, AuthMode::Authenticated);
+        assert_eq!(stamp.sender.auth_key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(config.size, 112, "the authenticated base packet");
+        assert!(!format!("{stamp:?}").contains("[107]"), "no key in Debug: {stamp:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn bad_plans_are_usage_errors() {
         for args in [&["--max-loss", "101"][..], &["--size", "1"], &["--flows", "0"]] {
             let err = parse(args).config().unwrap_err();
