@@ -42,6 +42,8 @@ struct Knobs {
     reorder: bool,
     /// Spoil each reply's HMAC (a reflector with another key).
     spoil_hmac: bool,
+    /// Listen on [::1] instead of 127.0.0.1.
+    ipv6: bool,
 }
 
 /// What the reflector did.
@@ -56,10 +58,14 @@ struct Counts {
 
 /// Runs `f` with the address of a STAMP reflector thread, and its counts.
 fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sock = UdpSocket::bind(if knobs.ipv6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-    sock.set_ttl(REFLECTOR_TTL).unwrap();
-    sys::enable_ttl_tos(&sock, false).unwrap();
+    if knobs.ipv6 {
+        socket2::SockRef::from(&sock).set_unicast_hops_v6(REFLECTOR_TTL).unwrap();
+    } else {
+        sock.set_ttl(REFLECTOR_TTL).unwrap();
+    }
+    sys::enable_ttl_tos(&sock, knobs.ipv6).unwrap();
     let addr = sock.local_addr().unwrap();
     let config = ReflectorConfig {
         mode: if knobs.key.is_some() { AuthMode::Authenticated } else { AuthMode::Unauthenticated },
@@ -189,6 +195,19 @@ fn stateless_unauthenticated_ntp() {
         assert!(!stamp.reflector_stateful, "a stateless reflector copies our numbers");
         assert_eq!(stamp.reflector_own_seq, 0);
         assert_eq!((stamp.forward_lost, stamp.backward_lost), (None, None));
+    });
+}
+
+#[test]
+fn ipv6_hop_limits_both_ways() {
+    if !common::ipv6_loopback_available() {
+        eprintln!("SKIPPED: no IPv6 loopback");
+        return;
+    }
+    with_reflector(Knobs { ipv6: true, ..Knobs::default() }, |addr, counts| {
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert_clean(&report, &stamp);
+        assert_eq!(counts.last_ttl.load(Ordering::Relaxed), 255, "hop limit 255 on IPv6 too");
     });
 }
 

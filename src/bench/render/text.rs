@@ -67,6 +67,16 @@ impl fmt::Display for Report {
         }
         if let Some(s) = &self.stamp {
             write_stamp(f, s)?;
+            if s.mode == "authenticated"
+                && self.answered == 0
+                && self.sent > 0
+                && s.auth_failed == 0
+            {
+                writeln!(
+                    f,
+                    "no reply    a reflector that checks the key sends nothing back for a wrong one: check --stamp-key-file"
+                )?;
+            }
         }
         Ok(())
     }
