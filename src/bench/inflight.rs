@@ -15,9 +15,9 @@
 //! number is known without being told, and a slot is written only when its
 //! probe is answered or found overdue.
 
-use hdrhistogram::Histogram;
-
 use std::time::SystemTime;
+
+use hdrhistogram::Histogram;
 
 use super::probe::{Echo, Format};
 use super::record::{Merger, Recorder};

@@ -331,6 +331,34 @@ mod tests {
         assert_eq!(Signed::default().summary(), None);
     }
 
+    #[test]
+    fn packets_read_back_through_a_reflector() {
+        use crate::stamp::{Arrival, Reflector, ReflectorConfig, SenderConfig};
+        let cfg = SenderConfig { ssid: 3, ..SenderConfig::default() };
+        let format = StampFormat { sender: Sender::new(cfg).unwrap() };
+        let mut reflector =
+            Reflector::new(ReflectorConfig { stateful: true, ..ReflectorConfig::default() })
+                .unwrap();
+        let rx = Arrival {
+            src: "127.0.0.1:4000".parse().unwrap(),
+            received: SystemTime::now(),
+            ttl: Some(250),
+            tos: None,
+        };
+        let mut buf = [0u8; 44];
+        let seq = (5 << 32) + 17;
+        format.fill(&mut buf, seq);
+        let len = reflector.reflect(&mut buf, 44, &rx).unwrap();
+        let (got, e) = format.read(&buf[..len], seq + 3).unwrap();
+        assert_eq!(got, seq, "the 32 bits on the wire widened to the probe sent");
+        assert_eq!((e.reflector_seq, e.forward_ttl), (0, 250), "its own count, from 0");
+        let (t1, t2, t3) = (e.t1_ns.unwrap(), e.t2_ns.unwrap(), e.t3_ns.unwrap());
+        assert!(t1 > 1_600_000_000_000_000_000 && t2 >= t1 - 1_000_000 && t3 >= t2, "{e:?}");
+        assert_eq!(format.read(&buf[..43], seq + 3), Err(Unusable::Mismatch), "short");
+        let other = StampFormat { sender: Sender::new(SenderConfig::default()).unwrap() };
+        assert_eq!(other.read(&buf[..len], seq + 3), Err(Unusable::Mismatch), "another SSID");
+    }
+
     fn echo(reflector_seq: u32) -> StampEcho {
         StampEcho { reflector_seq, t1_ns: None, t2_ns: None, t3_ns: None, forward_ttl: 0 }
     }
