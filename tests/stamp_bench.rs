@@ -176,7 +176,7 @@ fn assert_clean(report: &Report, stamp: &StampReport) {
     for d in [stamp.forward_us, stamp.backward_us, stamp.turnaround_us] {
         let d = d.expect("timestamps to compare");
         assert!(d.min >= -1_000.0, "{d:?}");
-        assert!(d.p50 <= rtt.max + 1_000.0 && d.max <= rtt.max + 1_000.0, "{d:?} vs {rtt:?}");
+        assert!(d.p50 <= rtt.p50 + 2_000.0 && d.max <= rtt.max + 5_000.0, "{d:?} vs {rtt:?}");
     }
     let net = stamp.rtt_net_us.expect("rtt minus turnaround");
     assert!(net.p50 <= rtt.p50 + 1.0, "{net:?} vs {rtt:?}");
