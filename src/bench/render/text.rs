@@ -94,6 +94,7 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             "loss split  forward {fwd}, backward {bwd}, after the last reply {} (stateful reflector)",
             s.unsplit_lost
         )?,
+        _ if s.unsplit_lost == 0 => writeln!(f, "loss split  none lost")?,
         _ => writeln!(
             f,
             "loss split  unknown: the reflector's numbers never differed from ours (stateless, or say --stamp-stateful)"
