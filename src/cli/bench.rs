@@ -59,7 +59,7 @@ pub struct BenchArgs {
     /// Which replies count: upper (shout, the original), echo, or any reply carrying the probe's header.
     #[arg(long, default_value = "upper", conflicts_with = "stamp")]
     expect: Expect,
-    /// Measure a STAMP reflector (RFC 8762) at ADDR (port 862 if none) with STAMP test packets instead of probes: adds one-way delays, loss by direction, TTLs.
+    /// Measure a STAMP reflector (RFC 8762) at ADDR (port 862 if none) with STAMP test packets, sent with TTL 255, instead of probes: adds one-way delays, loss by direction, TTLs and hop counts.
     #[arg(long, value_name = "ADDR", conflicts_with = "addr")]
     stamp: Option<String>,
     /// STAMP authenticated mode with the HMAC key in this file (its bytes; one trailing newline is ignored).
