@@ -7,8 +7,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::probe::{self, Format};
+use super::stamp::StampFormat;
 use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
+use crate::stamp::{Sender, SenderConfig};
 use crate::Expect;
+
+/// STAMP's well-known port (RFC 8762), for `--stamp ADDR` without a port.
+pub const STAMP_PORT: u16 = 862;
 
 /// The smallest probe: sequence number and send time, no filler.
 pub const MIN_SIZE: usize = probe::HEADER_LEN;
@@ -18,6 +23,13 @@ pub const MAX_WINDOW: usize = 1 << 15;
 pub const MAX_FLOWS: usize = 1024;
 /// Longest run (warmup plus duration): 30 days.
 pub const MAX_RUN: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Highest open-loop rate, probes per second over all flows. Above it the
+/// gap between probes rounds to nothing and the schedule never reaches the end.
+pub const MAX_RATE: f64 = 1e8;
+/// Lowest open-loop rate: one probe in 1000 s.
+pub const MIN_RATE: f64 = 1e-3;
+/// Longest probe timeout: an hour, the longest round trip the histograms hold.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 // The header's clock outlasts any run, and its sequence numbers would too at
 // 100 million probes a second per flow.
@@ -31,6 +43,45 @@ pub enum Load {
     Window(usize),
     /// Open loop: this many probes per second over all flows.
     Rate(f64),
+}
+
+/// `--stamp`: measure a STAMP Session-Reflector (RFC 8762) instead of an
+/// echo or uppercase server.
+#[derive(Clone, Default)]
+pub struct StampConfig {
+    /// The test packets: mode and key, SSID, timestamp format, TLVs, size.
+    /// Its `size` must give [`BenchConfig::size`] (0 for the smallest packet,
+    /// whose size [`StampConfig::packet_len`] tells).
+    pub sender: SenderConfig,
+    /// The reflector is known to be stateful: split the loss by direction
+    /// even when its sequence numbers never differ from ours (no probe lost
+    /// on the way out). Without it, a split needs one that differs.
+    pub stateful: bool,
+}
+
+impl StampConfig {
+    /// The length of the test packets this configuration makes, or why none
+    /// can be made.
+    pub fn packet_len(&self) -> Result<usize, String> {
+        Sender::new(self.sender.clone())
+            .map(|s| s.packet_len())
+            .map_err(|e| format!("--stamp: {e}"))
+    }
+}
+
+impl std::fmt::Debug for StampConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        let c = &self.sender;
+        f.debug_struct("StampConfig")
+            .field("mode", &c.mode)
+            .field("ssid", &c.ssid)
+            .field("format", &c.format)
+            .field("tlvs", &c.tlvs)
+            .field("size", &c.size)
+            .field("stateful", &self.stateful)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What to measure and how.
@@ -70,6 +121,9 @@ pub struct BenchConfig {
     /// [`threads`](BenchConfig::threads); with fewer cores, threads take turns
     /// and measure each other instead.
     pub busy_poll: bool,
+    /// Send STAMP test packets to a STAMP reflector (`--stamp`); `None`:
+    /// `SB` probes to an echo or uppercase server. `expect` does not apply.
+    pub stamp: Option<StampConfig>,
 }
 
 impl Default for BenchConfig {
@@ -87,6 +141,7 @@ impl Default for BenchConfig {
             progress: false,
             timeline: false,
             busy_poll: false,
+            stamp: None,
         }
     }
 }
@@ -102,8 +157,22 @@ impl BenchConfig {
     }
 
     /// How this run's probes are built and its replies read.
-    pub(crate) fn format(&self) -> Format {
-        Format { size: self.size, expect: self.expect }
+    pub(crate) fn format(&self) -> Result<Format, String> {
+        let stamp = match &self.stamp {
+            None => None,
+            Some(s) => {
+                let sender = Sender::new(s.sender.clone()).map_err(|e| format!("--stamp: {e}"))?;
+                if sender.packet_len() != self.size {
+                    return Err(format!(
+                        "--stamp: the test packets are {} bytes, but the size is {}",
+                        sender.packet_len(),
+                        self.size
+                    ));
+                }
+                Some(StampFormat { sender })
+            }
+        };
+        Ok(Format { size: self.size, expect: self.expect, stamp })
     }
 
     /// Why this configuration cannot run, in words for the person who wrote it.
@@ -140,6 +209,12 @@ impl BenchConfig {
                     "--rate must be a positive number of probes per second, not {r}"
                 ));
             }
+            Load::Rate(r) if !(MIN_RATE..=MAX_RATE).contains(&r) => {
+                // 1e300 printed in full would be 300 digits.
+                return Err(format!(
+                    "--rate must be {MIN_RATE} to {MAX_RATE:e} probes per second, not {r:e}"
+                ));
+            }
             _ => {}
         }
         if self.duration.is_zero() {
@@ -151,6 +226,10 @@ impl BenchConfig {
         if self.timeout.is_zero() {
             return Err("--timeout must be longer than 0".into());
         }
+        if self.timeout > MAX_TIMEOUT {
+            return Err("--timeout must be at most 1 hour".into());
+        }
+        self.format()?;
         Ok(())
     }
 }

@@ -15,11 +15,14 @@
 //! number is known without being told, and a slot is written only when its
 //! probe is answered or found overdue.
 
+use std::time::SystemTime;
+
 use hdrhistogram::Histogram;
 
 use super::probe::{Echo, Format};
 use super::record::{Merger, Recorder};
 use super::send::Schedule;
+use super::stamp::{unix_ns, StampTally, Unusable};
 
 /// Longest round trip the histogram tells apart; longer ones are recorded as this.
 const MAX_RTT_NS: u64 = 3_600_000_000_000;
@@ -74,7 +77,7 @@ struct Slot {
 }
 
 /// What to check and when counting starts.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Rules {
     /// How probes were built, so how replies are read.
     pub(crate) format: Format,
@@ -105,12 +108,15 @@ pub(crate) struct Tracker {
     pub(crate) rtt: Histogram<u64>,
     /// The same by interval, when the run keeps a timeline.
     pub(crate) intervals: Option<Recorder>,
+    /// What STAMP replies add, with `--stamp`.
+    pub(crate) stamp: Option<StampTally>,
 }
 
 impl Tracker {
     /// A tracker with `ring` slots, rounded up to a power of two.
     pub(crate) fn new(ring: usize, rules: Rules) -> Self {
         let ring = ring.max(2).next_power_of_two();
+        let stamp = rules.format.stamp.as_ref().map(|_| StampTally::default());
         Tracker {
             slots: vec![Slot::default(); ring].into_boxed_slice(),
             mask: ring as u64 - 1,
@@ -125,6 +131,7 @@ impl Tracker {
             // Constant, valid bounds (low >= 1, high >= 2 * low, sigfig <= 5).
             rtt: Histogram::new_with_bounds(1, MAX_RTT_NS, 3).expect("valid histogram bounds"),
             intervals: None,
+            stamp,
         }
     }
 
@@ -200,11 +207,21 @@ impl Tracker {
         }
     }
 
-    /// Classifies one received datagram, arrived at `now_ns`.
-    pub(crate) fn on_reply(&mut self, payload: &[u8], now_ns: u64) {
-        let Some(Echo { seq, sent_ns }) = self.rules.format.read(payload) else {
-            return self.mismatch(now_ns);
-        };
+    /// Classifies one received datagram, arrived at `now_ns` with `ttl` (when
+    /// the socket reports it).
+    pub(crate) fn on_reply(&mut self, payload: &[u8], now_ns: u64, ttl: Option<u8>) {
+        let Echo { seq, sent_ns: carried_ns, stamp } =
+            match self.rules.format.read(payload, self.next_seq) {
+                Ok(echo) => echo,
+                Err(why) => {
+                    if let (Unusable::Auth, Some(st)) = (why, self.stamp.as_mut()) {
+                        if now_ns >= self.rules.measure_from_ns {
+                            st.auth_failed += 1;
+                        }
+                    }
+                    return self.mismatch(now_ns);
+                }
+            };
         if seq >= self.next_seq {
             return self.mismatch(now_ns);
         }
@@ -214,10 +231,11 @@ impl Tracker {
         } else if slot.state != State::Free && slot.seq > seq {
             // The slot went to a newer probe: this one's fate was settled then,
             // answered or given up, and a reply now is late either way.
-            let off_schedule = matches!(self.rules.schedule, Some(s) if s.at(seq) != sent_ns);
-            if off_schedule {
-                return self.mismatch(now_ns);
-            }
+            let sent_ns = match (self.rules.schedule, carried_ns) {
+                (Some(s), Some(carried)) if s.at(seq) != carried => return self.mismatch(now_ns),
+                (Some(s), None) => s.at(seq),
+                (_, carried) => carried.unwrap_or(slot.sent_ns),
+            };
             if self.measured(sent_ns) {
                 self.tally.late += 1;
             }
@@ -229,9 +247,10 @@ impl Tracker {
             // Closed loop writes every slot it sends before any reply can come.
             return self.mismatch(now_ns);
         };
-        if sent_ns != expected_ns {
+        if carried_ns.is_some_and(|carried| carried != expected_ns) {
             return self.mismatch(now_ns);
         }
+        let sent_ns = expected_ns;
         let measured = self.measured(sent_ns);
         if state == State::Answered {
             if measured {
@@ -260,6 +279,9 @@ impl Tracker {
             self.rtt.saturating_record(rtt);
             if let Some(rec) = self.intervals.as_mut() {
                 rec.on_answer(sent_ns, rtt);
+            }
+            if let (Some(st), Some(e)) = (self.stamp.as_mut(), stamp.as_ref()) {
+                st.on_answer(seq, rtt, e, ttl, unix_ns(SystemTime::now()));
             }
         }
         self.highest = self.highest.max(Some(seq));
@@ -307,7 +329,7 @@ mod tests {
     use crate::Expect;
 
     const SIZE: usize = 40;
-    const FORMAT: Format = Format { size: SIZE, expect: Expect::Upper };
+    const FORMAT: Format = Format { size: SIZE, expect: Expect::Upper, stamp: None };
 
     fn rules(timeout_ns: u64, measure_from_ns: u64, schedule: Option<Schedule>) -> Rules {
         Rules { format: FORMAT, timeout_ns, measure_from_ns, schedule }
@@ -330,10 +352,10 @@ mod tests {
             t.on_send(seq, 10);
         }
         assert_eq!(t.in_flight(), 3);
-        t.on_reply(&probe(0, 10), 20);
-        t.on_reply(&probe(2, 10), 30);
-        t.on_reply(&probe(1, 10), 40); // below 2: reordered
-        t.on_reply(&probe(0, 10), 50); // again: duplicated
+        t.on_reply(&probe(0, 10), 20, None);
+        t.on_reply(&probe(2, 10), 30, None);
+        t.on_reply(&probe(1, 10), 40, None); // below 2: reordered
+        t.on_reply(&probe(0, 10), 50, None); // again: duplicated
         assert_eq!(t.in_flight(), 0);
         assert!(t.all_answered());
         let want = Tally { sent: 3, answered: 3, duplicated: 1, reordered: 1, ..Tally::default() };
@@ -348,19 +370,19 @@ mod tests {
         t.on_send(1, 0);
         t.expire(999);
         assert_eq!(t.in_flight(), 2);
-        t.on_reply(&probe(1, 0), 500);
+        t.on_reply(&probe(1, 0), 500, None);
         t.expire(1_000);
         assert_eq!(t.in_flight(), 0, "probe 0 given up at its timeout");
         assert_eq!(t.tally.overdue, 1);
         t.on_send(2, 1_000); // the refill
-        t.on_reply(&probe(0, 0), 1_200);
+        t.on_reply(&probe(0, 0), 1_200, None);
         assert_eq!(t.tally.answered, 2);
         assert_eq!(t.tally.late, 1);
         assert_eq!(t.tally.overdue, 0);
         assert_eq!(t.tally.reordered, 1);
         assert_eq!(t.in_flight(), 1, "a late reply does not free a slot twice");
         // Past its timeout but before the scan noticed: late all the same.
-        t.on_reply(&probe(2, 1_000), 2_500);
+        t.on_reply(&probe(2, 1_000), 2_500, None);
         assert_eq!(t.tally.late, 2);
         assert_eq!(t.in_flight(), 0);
     }
@@ -382,12 +404,12 @@ mod tests {
             &probe(1, 5), // never sent
             &probe(0, 6), // wrong send time
         ] {
-            t.on_reply(bad, 10);
+            t.on_reply(bad, 10, None);
         }
         t.mismatch(10);
         assert_eq!(t.tally.mismatched, 7);
         assert_eq!(t.tally.answered, 0);
-        t.on_reply(&good, 10);
+        t.on_reply(&good, 10, None);
         assert_eq!(t.tally.answered, 1);
     }
 
@@ -398,7 +420,7 @@ mod tests {
         t.on_send(0, 5);
         let mut reply = probe(0, 5);
         reply.extend_from_slice(b"extra, lowercase");
-        t.on_reply(&reply, 10);
+        t.on_reply(&reply, 10, None);
         assert_eq!((t.tally.answered, t.tally.mismatched), (1, 0));
     }
 
@@ -407,9 +429,9 @@ mod tests {
         let mut t = Tracker::new(64, rules(1_000, 100, None));
         t.on_send(0, 50);
         t.on_send(1, 100);
-        t.on_reply(&probe(0, 50), 120);
-        t.on_reply(&probe(0, 50), 130);
-        t.on_reply(&probe(1, 100), 140);
+        t.on_reply(&probe(0, 50), 120, None);
+        t.on_reply(&probe(0, 50), 130, None);
+        t.on_reply(&probe(1, 100), 140, None);
         assert_eq!(t.tally, Tally { sent: 1, answered: 1, ..Tally::default() });
         assert_eq!(t.rtt.len(), 1);
         assert!(t.all_answered());
@@ -422,12 +444,12 @@ mod tests {
             t.on_send(seq, seq);
         }
         for seq in 1..4 {
-            t.on_reply(&probe(seq, seq), 10);
+            t.on_reply(&probe(seq, seq), 10, None);
         }
         t.on_send(4, 20); // takes probe 0's slot while it still waits
         assert_eq!(t.tally.overdue, 1);
         assert_eq!(t.in_flight(), 1);
-        t.on_reply(&probe(0, 0), 30);
+        t.on_reply(&probe(0, 0), 30, None);
         assert_eq!((t.tally.answered, t.tally.late), (3, 1));
         assert!(!t.all_answered());
     }
@@ -442,18 +464,18 @@ mod tests {
         );
         let mut t = Tracker::new(64, rules(10_000_000, 0, Some(schedule)));
         t.set_sent(3);
-        t.on_reply(&probe(1, 3_000_000), 3_100_000);
-        t.on_reply(&probe(2, 4_000_000), 4_100_000); // not its scheduled time
+        t.on_reply(&probe(1, 3_000_000), 3_100_000, None);
+        t.on_reply(&probe(2, 4_000_000), 4_100_000, None); // not its scheduled time
         assert_eq!((t.tally.answered, t.tally.mismatched), (1, 1));
         t.expire(11_000_000);
         assert_eq!(t.tally.overdue, 1, "probe 0 overdue; 2 not yet");
         t.expire(15_000_000);
         assert_eq!(t.tally.overdue, 2);
-        t.on_reply(&probe(0, 1_000_000), 16_000_000);
+        t.on_reply(&probe(0, 1_000_000), 16_000_000, None);
         assert_eq!((t.tally.answered, t.tally.late, t.tally.overdue), (2, 1, 1));
         assert_eq!(t.tally.reordered, 1);
         assert_eq!(t.rtt.max(), t.rtt.highest_equivalent(15_000_000));
-        t.on_reply(&probe(3, 7_000_000), 16_000_000); // beyond what was sent
+        t.on_reply(&probe(3, 7_000_000), 16_000_000, None); // beyond what was sent
         assert_eq!(t.tally.mismatched, 2);
     }
 }

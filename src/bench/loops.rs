@@ -19,10 +19,12 @@ use hdrhistogram::Histogram;
 use super::clock::{self, nanos};
 use super::config::{BenchConfig, MAX_WINDOW};
 use super::inflight::{Rules, Tally, Tracker};
+use super::probe::Format;
 use super::receive::{Inbox, Wait};
 use super::record::{Counts, Merger, Recorder, SentCounter};
 use super::send::{Outbox, Schedule, MAX_GSO_SEGMENTS};
 use super::socket::{connect, socket_error, Drops};
+use super::stamp::StampTally;
 use crate::sys::BATCH;
 
 /// Closed loop's ring: a probe unanswered after this many newer ones on its
@@ -46,6 +48,8 @@ const SLEEP_SLACK: Duration = Duration::from_micros(200);
 /// What all flows of a run share.
 pub(super) struct Run<'a> {
     pub(super) config: &'a BenchConfig,
+    /// How probes are built and replies read: `config.format()`, made once.
+    pub(super) format: Format,
     pub(super) start: Instant,
     /// Probes sent before this (the warmup) are not counted.
     pub(super) measure_from_ns: u64,
@@ -93,7 +97,7 @@ impl Run<'_> {
 
     fn rules(&self, schedule: Option<Schedule>) -> Rules {
         Rules {
-            format: self.config.format(),
+            format: self.format.clone(),
             timeout_ns: nanos(self.config.timeout),
             measure_from_ns: self.measure_from_ns,
             schedule,
@@ -120,13 +124,15 @@ pub(super) struct FlowResult {
     pub(super) sent_until_ns: u64,
     /// Sent and answered by interval, when a timeline is kept.
     pub(super) intervals: Option<Counts>,
+    /// What STAMP replies added, with `--stamp`.
+    pub(super) stamp: Option<StampTally>,
 }
 
 /// Closed loop: keeps `window` probes in flight until the end, then collects.
 pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<FlowResult> {
     let config = run.config;
     let sock = connect(config)?;
-    let mut outbox = Outbox::new(config, window);
+    let mut outbox = Outbox::new(config, &run.format, window);
     let mut inbox = Inbox::new(config);
     let mut tracker = run.tracker(CLOSED_RING, None);
     let mut drops = Drops::default();
@@ -179,6 +185,7 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
         rtt: tracker.rtt,
         sent_until_ns: sent_until.unwrap_or_else(|| run.now_ns().min(run.end_ns)),
         intervals: tracker.intervals.map(Recorder::into_counts),
+        stamp: tracker.stamp,
     })
 }
 
@@ -218,7 +225,14 @@ pub(super) fn open(run: &Run<'_>, index: usize, rate: f64, live: &Live) -> io::R
             sent: sent_by_interval.map(|c| c.sent).unwrap_or_default(),
             ..rec.into_counts()
         });
-        Ok(FlowResult { tally, rtt: tracker.rtt, drops, sent_until_ns, intervals })
+        Ok(FlowResult {
+            tally,
+            rtt: tracker.rtt,
+            drops,
+            sent_until_ns,
+            intervals,
+            stamp: tracker.stamp,
+        })
     })
 }
 
@@ -242,7 +256,7 @@ fn send_on_schedule(
     announced: &AtomicU64,
     live: &Live,
 ) -> io::Result<(u64, u64, Option<SentCounter>)> {
-    let mut outbox = Outbox::new(run.config, usize::MAX);
+    let mut outbox = Outbox::new(run.config, &run.format, usize::MAX);
     let mut by_interval = run.timeline.as_ref().map(|m| SentCounter::new(m.shape()));
     let capacity = outbox.capacity() as u64;
     let mut seq = 0u64;
@@ -386,8 +400,8 @@ fn receive(
             if let Some(announced) = announced {
                 tracker.set_sent(announced.load(Ordering::Acquire));
             }
-            inbox.each(n, |datagram| match datagram {
-                Some(payload) => tracker.on_reply(payload, now),
+            inbox.each(n, |datagram, ttl| match datagram {
+                Some(payload) => tracker.on_reply(payload, now, ttl),
                 None => tracker.mismatch(now),
             });
             Ok(())

@@ -22,8 +22,10 @@
 //! Each file is one step and imports only files listed above it, so a
 //! reader can go top to bottom:
 //!
-//! - `clock`, `probe`: time in nanoseconds; the probe payload, built for
-//!   sequence number N and read back from a reply (the seam for other formats).
+//! - `clock`, `stamp`, `probe`: time in nanoseconds; STAMP test packets
+//!   (`--stamp`) and what their reflections add up to; the probe payload,
+//!   built for sequence number N and read back from a reply (the seam: a
+//!   STAMP packet is the other format).
 //! - `config`: [`BenchConfig`], [`Load`] and their limits.
 //! - `socket`, `send`, `receive`: the flow's connected socket; pacing
 //!   ([`Load::Rate`]'s schedule) and batched sends; batched receives.
@@ -32,7 +34,8 @@
 //!   late, duplicated, reordered or mismatched; each answer is handed on to
 //!   `record`.
 //! - `loops`: one flow's closed or open loop, which drives the steps above.
-//! - `report`: [`Report`], plain data made from what the flows counted.
+//! - `report`: [`Report`], plain data made from what the flows counted
+//!   (with `--stamp`, its [`StampReport`]).
 //! - `render`: the text table, JSON, CSV and SVG, each reading only a [`Report`].
 //! - `progress`: the once-a-second line on stderr while a run goes on.
 //!
@@ -82,16 +85,21 @@ mod render;
 mod report;
 mod send;
 mod socket;
+mod stamp;
 
-pub use config::{BenchConfig, Load, MAX_FLOWS, MAX_RUN, MAX_WINDOW, MIN_SIZE};
+pub use config::{
+    BenchConfig, Load, StampConfig, MAX_FLOWS, MAX_RATE, MAX_RUN, MAX_TIMEOUT, MAX_WINDOW,
+    MIN_RATE, MIN_SIZE, STAMP_PORT,
+};
 pub use record::{Interval, Percentile, Timeline, MAX_INTERVALS};
-pub use render::{CSV_HEADER, JSON_FIELDS};
-pub use report::{Report, Rtt, SCHEMA};
+pub use render::{CSV_HEADER, JSON_FIELDS, STAMP_JSON_FIELDS};
+pub use report::{Delay, Report, Rtt, StampReport, SCHEMA};
 
 use inflight::Tally;
 use loops::{FlowResult, Live, Run};
 use progress::Progress;
 use record::{Counts, Merger, Shape};
+use stamp::StampTally;
 
 /// Runs the bench to the end and reports. Returns an error if the
 /// configuration is invalid (`InvalidInput`), nothing listens at the target
@@ -104,10 +112,13 @@ pub fn run(config: &BenchConfig) -> io::Result<Report> {
 /// early; replies still in flight are collected and the report covers the
 /// time until then.
 pub fn run_until(config: &BenchConfig, stop: &AtomicBool) -> io::Result<Report> {
-    config.validate().map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+    let invalid = |why| io::Error::new(io::ErrorKind::InvalidInput, why);
+    config.validate().map_err(invalid)?;
+    let format = config.format().map_err(invalid)?;
     let measure_from_ns = clock::nanos(config.warmup);
     let run = Run {
         config,
+        format,
         start: Instant::now(),
         measure_from_ns,
         end_ns: measure_from_ns + clock::nanos(config.duration),
@@ -179,7 +190,13 @@ fn merge(config: &BenchConfig, run: &Run<'_>, results: Vec<FlowResult>) -> io::R
     let mut drops = Some(0u64);
     let mut sent_until_ns = 0;
     let mut intervals: Option<Counts> = None;
+    let mut stamp: Option<StampTally> = None;
     for r in results {
+        if let Some(mut st) = r.stamp {
+            let lost = r.tally.sent.saturating_sub(r.tally.answered);
+            st.split(lost, r.tally.answered);
+            stamp.get_or_insert_with(StampTally::default).add(&st);
+        }
         tally += r.tally;
         if let Some(c) = r.intervals {
             match intervals.as_mut() {
@@ -199,6 +216,7 @@ fn merge(config: &BenchConfig, run: &Run<'_>, results: Vec<FlowResult>) -> io::R
     let rtt = rtt.ok_or_else(|| io::Error::other("no flow ran"))?;
     let measured = Duration::from_nanos(sent_until_ns.saturating_sub(run.measure_from_ns));
     let mut report = Report::new(config, tally, &rtt, drops, measured);
+    report.stamp = stamp.map(|st| StampReport::new(config, &st));
     if let (Some(merger), Some(counts)) = (run.timeline.as_ref(), intervals) {
         report.timeline = Some(merger.timeline(&counts, clock::nanos(measured), &rtt));
     }

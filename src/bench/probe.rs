@@ -14,8 +14,10 @@
 //! sequence number N and reads a reply back to the [`Echo`] of the probe it
 //! answers, or to nothing (a mismatch). Another probe format (STAMP test
 //! packets, say) is another `Format`, its extra per-reply fields more fields
-//! of `Echo`; sending, matching and recording stay as they are.
+//! of `Echo`; sending, matching and recording stay as they are. `--stamp`
+//! is such a format ([`StampFormat`]).
 
+use super::stamp::{StampEcho, StampFormat, Unusable};
 use crate::Expect;
 
 /// Marks a datagram as a shout bench probe.
@@ -39,12 +41,14 @@ static BODY: [u8; 65_536] = [FILLER; 65_536];
 
 /// How a run's probes are built and its replies read: the probe size, and
 /// which replies count.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Format {
     /// Probe size in bytes, at least [`HEADER_LEN`].
     pub(crate) size: usize,
     /// Which replies count.
     pub(crate) expect: Expect,
+    /// STAMP test packets instead of `SB` probes (then `size` is theirs).
+    pub(crate) stamp: Option<StampFormat>,
 }
 
 /// What a correct reply says about the probe it answers.
@@ -52,35 +56,52 @@ pub(crate) struct Format {
 pub(crate) struct Echo {
     /// The probe's sequence number.
     pub(crate) seq: u64,
-    /// The send time the probe carried, in nanoseconds since the start.
-    pub(crate) sent_ns: u64,
+    /// The send time the probe carried, in nanoseconds since the start;
+    /// `None` for STAMP, whose packets carry the wall clock instead (the
+    /// flow's own record of the send time is used).
+    pub(crate) sent_ns: Option<u64>,
+    /// What a STAMP reflector added.
+    pub(crate) stamp: Option<StampEcho>,
 }
 
 impl Format {
     /// Fills `out` (one probe's worth) with probe `seq`, sent at `time_ns`.
     pub(crate) fn fill(&self, out: &mut [u8], seq: u64, time_ns: u64) {
-        fill(out, seq, time_ns);
+        match &self.stamp {
+            Some(s) => s.fill(out, seq),
+            None => fill(out, seq, time_ns),
+        }
     }
 
     /// Turns a probe already [`fill`](Format::fill)ed into probe `seq`, sent at
     /// `time_ns`: only the bytes that differ are written.
     #[inline]
     pub(crate) fn stamp(&self, out: &mut [u8], seq: u64, time_ns: u64) {
-        write_header(out, seq, time_ns);
+        match &self.stamp {
+            // Its timestamp, sequence number, TLVs and HMACs all change.
+            Some(s) => s.fill(out, seq),
+            None => write_header(out, seq, time_ns),
+        }
     }
 
-    /// The probe `reply` answers, or `None` if it is no correct reply to a
-    /// probe of this format (it may still name one never sent: the caller
-    /// checks that).
+    /// The probe `reply` answers, or why it is no correct reply to a probe of
+    /// this format (it may still name one never sent: the caller checks that).
+    /// `next_seq` is the flow's next sequence number, for formats that carry
+    /// only the low bits of theirs.
     #[inline]
-    pub(crate) fn read(&self, reply: &[u8]) -> Option<Echo> {
-        let (seq, sent_ns) = read_header(reply)?;
+    pub(crate) fn read(&self, reply: &[u8], next_seq: u64) -> Result<Echo, Unusable> {
+        if let Some(s) = &self.stamp {
+            let (seq, e) = s.read(reply, next_seq)?;
+            return Ok(Echo { seq, sent_ns: None, stamp: Some(e) });
+        }
+        let (seq, sent_ns) = read_header(reply).ok_or(Unusable::Mismatch)?;
         let body_ok = match self.expect {
             Expect::Any => true,
             // The probe has no a-z, so its uppercase is itself: both are byte-identical.
             Expect::Upper | Expect::Echo => body_intact(reply, self.size),
         };
-        body_ok.then_some(Echo { seq, sent_ns })
+        let echo = Echo { seq, sent_ns: Some(sent_ns), stamp: None };
+        body_ok.then_some(echo).ok_or(Unusable::Mismatch)
     }
 }
 
@@ -182,18 +203,19 @@ mod tests {
 
     #[test]
     fn format_reads_back_what_it_built() {
-        let upper = Format { size: 40, expect: Expect::Upper };
+        let upper = Format { size: 40, expect: Expect::Upper, stamp: None };
         let mut p = [0u8; 40];
         upper.fill(&mut p, 0, 0);
         upper.stamp(&mut p, 7, 99);
-        assert_eq!(upper.read(&p), Some(Echo { seq: 7, sent_ns: 99 }));
-        assert_eq!(upper.read(&p[..39]), None, "short");
+        let want = Echo { seq: 7, sent_ns: Some(99), stamp: None };
+        assert_eq!(upper.read(&p, 8), Ok(want));
+        assert_eq!(upper.read(&p[..39], 8), Err(Unusable::Mismatch), "short");
         let mut extra = p.to_vec();
         extra.extend_from_slice(b"tail");
-        assert_eq!(upper.read(&extra), None, "long");
+        assert_eq!(upper.read(&extra, 8), Err(Unusable::Mismatch), "long");
         let any = Format { expect: Expect::Any, ..upper };
-        assert_eq!(any.read(&extra), Some(Echo { seq: 7, sent_ns: 99 }));
-        assert_eq!(any.read(b"sb00"), None);
+        assert_eq!(any.read(&extra, 8), Ok(want));
+        assert_eq!(any.read(b"sb00", 8), Err(Unusable::Mismatch));
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub(super) struct Inbox {
     gro: bool,
     /// The target, the only sender a connected socket hears.
     from: SocketAddr,
+    /// Every receive must read the TTL (STAMP's backward hop count), which
+    /// only the batched call does.
+    ttl: bool,
 }
 
 impl Inbox {
@@ -66,6 +69,7 @@ impl Inbox {
             meta: [RecvMeta::default(); BATCH],
             gro: config.gso,
             from: config.target,
+            ttl: config.stamp.is_some(),
         }
     }
 
@@ -73,7 +77,7 @@ impl Inbox {
     /// `spin`, then waits up to the socket's tick; or with [`Wait::Never`],
     /// looks once.
     pub(super) fn recv(&mut self, sock: &UdpSocket, wait: Wait, slots: usize) -> io::Result<usize> {
-        if slots <= 1 && !self.gro {
+        if slots <= 1 && !self.gro && !self.ttl {
             // The socket is connected, so the sender is known: plain recv, the
             // cheapest call, keeps a spinning poll tight.
             let buf = &mut self.storage[..self.chunk];
@@ -97,16 +101,17 @@ impl Inbox {
     }
 
     /// Calls `f` with each datagram of the last `n` receives, GRO buffers
-    /// split by their stride; `None` for one that did not fit.
-    pub(super) fn each(&self, n: usize, mut f: impl FnMut(Option<&[u8]>)) {
+    /// split by their stride (`None` for one that did not fit), and the TTL
+    /// it came with when the socket reports it.
+    pub(super) fn each(&self, n: usize, mut f: impl FnMut(Option<&[u8]>, Option<u8>)) {
         for (m, chunk) in self.meta[..n].iter().zip(self.storage.chunks_exact(self.chunk)) {
             let data = &chunk[..m.len.min(chunk.len())];
             if m.truncated {
-                f(None);
+                f(None, m.ttl);
             } else if m.stride > 0 && m.stride < data.len() {
-                data.chunks(m.stride).for_each(|d| f(Some(d)));
+                data.chunks(m.stride).for_each(|d| f(Some(d), m.ttl));
             } else {
-                f(Some(data));
+                f(Some(data), m.ttl);
             }
         }
     }

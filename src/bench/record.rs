@@ -433,6 +433,13 @@ mod tests {
         assert!((t.rows[2].elapsed_s - 0.25).abs() < 1e-9, "last row is partial");
         assert!(t.percentiles.is_empty());
         assert!(merger.state.lock().unwrap().pending.is_empty());
+        // The CSV of the merger's own output, not of a hand-built timeline.
+        let mut csv = Vec::new();
+        t.write_csv(&mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], crate::bench::CSV_HEADER);
+        assert_eq!(lines[2], "0.200,2,0,2,0.0,,");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::config::{BenchConfig, Load};
 use super::inflight::Tally;
 use super::record::Timeline;
+use super::stamp::{Range, Signed, StampTally, SEND_TTL};
 use crate::duration::human;
+use crate::stamp::{AuthMode, TimestampFormat, TlvRequest};
 use crate::Expect;
 
 /// Version of the JSON layout (docs/BENCH-JSON.md); raised when a field
@@ -74,10 +76,146 @@ pub struct Report {
     pub mbit_per_s: f64,
     /// Round-trip times of answered probes; `None` if none was answered.
     pub rtt_us: Option<Rtt>,
+    /// What the STAMP reflector told, with `--stamp`; absent from the JSON
+    /// without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<StampReport>,
     /// The run over time, when [`BenchConfig::timeline`] asked for it. Not in
     /// the JSON.
     #[serde(skip)]
     pub timeline: Option<Timeline>,
+}
+
+/// `--stamp`: what the reflected test packets said (docs/BENCH-JSON.md).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StampReport {
+    /// `unauthenticated` or `authenticated`.
+    pub mode: &'static str,
+    /// Our timestamps' format: `ntp` or `ptp`.
+    pub timestamp: &'static str,
+    /// The SSID sent (0: none).
+    pub ssid: u16,
+    /// The TLVs each test packet carried, by name.
+    pub tlvs: Vec<&'static str>,
+    /// Whether the reflector keeps its own sequence numbers (seen, or said
+    /// with `--stamp-stateful`): only then is the loss split by direction.
+    pub reflector_stateful: bool,
+    /// Replies whose reflector sequence number differed from ours.
+    pub reflector_own_seq: u64,
+    /// Probes that never reached the reflector; `None` unless stateful.
+    pub forward_lost: Option<u64>,
+    /// Probes the reflector answered whose reply never came; `None` unless stateful.
+    pub backward_lost: Option<u64>,
+    /// Lost probes after each flow's last answer (or all, when not stateful):
+    /// their direction cannot be told.
+    pub unsplit_lost: u64,
+    /// Replies that failed the HMAC check (also in `mismatched`).
+    pub auth_failed: u64,
+    /// TTL (hop limit) our probes reached the reflector with, as it reported.
+    pub forward_ttl: Option<Ttl>,
+    /// TTL the replies reached us with.
+    pub backward_ttl: Option<Ttl>,
+    /// One-way delay out: reflector receive time - our send time (T2 - T1).
+    /// Meaningful only with synchronised clocks.
+    pub forward_us: Option<Delay>,
+    /// One-way delay back: our receive time - reflector send time (T4 - T3).
+    /// Meaningful only with synchronised clocks.
+    pub backward_us: Option<Delay>,
+    /// Reflector turnaround: its send time - its receive time (T3 - T2).
+    pub turnaround_us: Option<Delay>,
+    /// Round trip minus the reflector's turnaround, per probe.
+    pub rtt_net_us: Option<Delay>,
+}
+
+/// Lowest and highest TTL seen, and the hop counts they mean when the packets
+/// were sent with TTL 255.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Ttl {
+    /// Lowest TTL.
+    pub min: u8,
+    /// Highest TTL.
+    pub max: u8,
+    /// `255 - max`.
+    pub hops_min: u8,
+    /// `255 - min`.
+    pub hops_max: u8,
+}
+
+impl Ttl {
+    fn from_range(r: Range) -> Option<Ttl> {
+        r.0.map(|(min, max)| Ttl { min, max, hops_min: SEND_TTL - max, hops_max: SEND_TTL - min })
+    }
+}
+
+/// A delay's distribution in microseconds; it may be negative (one-way
+/// delays between clocks that disagree).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Delay {
+    /// Lowest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Highest.
+    pub max: f64,
+}
+
+impl Delay {
+    fn from_signed(s: &Signed) -> Option<Delay> {
+        s.summary().map(|[min, mean, p50, p99, max]| Delay { min, mean, p50, p99, max })
+    }
+}
+
+fn tlv_name(t: &TlvRequest) -> &'static str {
+    match t {
+        TlvRequest::TimestampInfo => "timestamp-info",
+        TlvRequest::ClassOfService { .. } => "cos",
+        TlvRequest::DirectMeasurement => "direct",
+        TlvRequest::AccessReport { .. } => "access-report",
+        TlvRequest::FollowUpTelemetry => "follow-up",
+        TlvRequest::Raw { .. } => "raw",
+    }
+}
+
+impl StampReport {
+    pub(super) fn new(config: &BenchConfig, st: &StampTally) -> StampReport {
+        let (sender, declared) = config
+            .stamp
+            .as_ref()
+            .map_or((Default::default(), false), |s| (s.sender.clone(), s.stateful));
+        let stateful = declared || st.own_seq > 0;
+        StampReport {
+            mode: match sender.mode {
+                AuthMode::Unauthenticated => "unauthenticated",
+                AuthMode::Authenticated => "authenticated",
+            },
+            timestamp: match sender.format {
+                TimestampFormat::Ntp => "ntp",
+                TimestampFormat::Ptp => "ptp",
+            },
+            ssid: sender.ssid,
+            tlvs: sender.tlvs.iter().map(tlv_name).collect(),
+            reflector_stateful: stateful,
+            reflector_own_seq: st.own_seq,
+            forward_lost: stateful.then_some(st.forward_lost),
+            backward_lost: stateful.then_some(st.backward_lost),
+            unsplit_lost: if stateful {
+                st.unsplit_lost
+            } else {
+                st.forward_lost + st.backward_lost + st.unsplit_lost
+            },
+            auth_failed: st.auth_failed,
+            forward_ttl: Ttl::from_range(st.forward_ttl),
+            backward_ttl: Ttl::from_range(st.backward_ttl),
+            forward_us: Delay::from_signed(&st.forward),
+            backward_us: Delay::from_signed(&st.backward),
+            turnaround_us: Delay::from_signed(&st.turnaround),
+            rtt_net_us: Delay::from_signed(&st.net_rtt),
+        }
+    }
 }
 
 /// Round-trip times in microseconds, from an HdrHistogram with three
@@ -144,7 +282,7 @@ impl Report {
         Report {
             schema: SCHEMA,
             target: config.target,
-            expect: expect_name(config.expect),
+            expect: if config.stamp.is_some() { "stamp" } else { expect_name(config.expect) },
             size: config.size,
             flows: config.flows,
             window,
@@ -167,6 +305,7 @@ impl Report {
             answers_per_s: per_s(tally.answered as f64),
             mbit_per_s: per_s(tally.answered as f64 * config.size as f64 * 8.0) / 1e6,
             rtt_us: Rtt::from_histogram(rtt),
+            stamp: None,
             timeline: None,
         }
     }
@@ -212,6 +351,31 @@ pub(crate) fn sample(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
     let tally = Tally { sent, answered, ..Tally::default() };
     let config = BenchConfig::default();
     Report::new(&config, tally, &h, Some(1), Duration::from_secs(2))
+}
+
+/// For tests: [`sample`] as a STAMP run through a stateful reflector.
+#[cfg(test)]
+pub(crate) fn stamp_sample() -> Report {
+    use super::stamp::StampEcho;
+    let mut config = BenchConfig::default();
+    config.stamp = Some(super::config::StampConfig::default());
+    let mut st = StampTally::default();
+    for seq in 0..10u64 {
+        let t = 1_000_000_000 + seq as i64 * 1_000;
+        let e = StampEcho {
+            reflector_seq: seq as u32 + u32::from(seq > 4),
+            t1_ns: Some(t),
+            t2_ns: Some(t + 10_000),
+            t3_ns: Some(t + 12_000),
+            forward_ttl: 254,
+        };
+        st.on_answer(seq, 25_000, &e, Some(64), t + 20_000);
+    }
+    st.split(0, 10);
+    let mut r = sample(10, 10, &[25_000; 10]);
+    r.expect = "stamp";
+    r.stamp = Some(StampReport::new(&config, &st));
+    r
 }
 
 #[cfg(test)]

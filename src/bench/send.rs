@@ -48,8 +48,8 @@ pub(super) struct Outbox {
 
 impl Outbox {
     /// Room for one system call's worth of probes, but not more than `most`.
-    pub(super) fn new(config: &BenchConfig, most: usize) -> Self {
-        let format = config.format();
+    pub(super) fn new(config: &BenchConfig, format: &Format, most: usize) -> Self {
+        let format = format.clone();
         let size = format.size;
         let per_tx = if config.gso { (MAX_GSO_BYTES / size).clamp(1, MAX_GSO_SEGMENTS) } else { 1 };
         let probes = (BATCH * per_tx).min(most.max(1));

@@ -32,7 +32,20 @@ pub(super) fn connect(config: &BenchConfig) -> io::Result<UdpSocket> {
     // The tick at which a waiting flow looks at the clock: timeouts, the end.
     let tick = (config.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(10));
     socket.set_read_timeout(Some(tick))?;
+    if config.stamp.is_some() {
+        // As STAMP senders do: the reflector's report of the TTL it saw is
+        // then 255 minus the hops on the way there.
+        let ttl = u32::from(super::stamp::SEND_TTL);
+        let set =
+            if target.is_ipv4() { socket.set_ttl(ttl) } else { socket.set_unicast_hops_v6(ttl) };
+        set.map_err(|err| io::Error::new(err.kind(), format!("--stamp: setting TTL 255: {err}")))?;
+    }
     let sock: UdpSocket = socket.into();
+    if config.stamp.is_some() {
+        sys::enable_ttl_tos(&sock, target.is_ipv6()).map_err(|err| {
+            io::Error::new(err.kind(), format!("--stamp: cannot read the replies' TTL: {err}"))
+        })?;
+    }
     if config.gso {
         if !sys::gso_supported(&sock) {
             return Err(io::Error::new(

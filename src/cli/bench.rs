@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::{resolve, UsageError};
-use crate::bench::{BenchConfig, Load};
+use crate::bench::{BenchConfig, Load, StampConfig, STAMP_PORT};
+use crate::stamp::{AuthMode, SenderConfig, TimestampFormat, TlvRequest};
 use crate::Expect;
 
 /// `shout bench --help`'s examples and exit codes.
@@ -20,6 +21,8 @@ Examples:
   shout bench 127.0.0.1:8080 --window 64 --flows 4 --duration 5s
   shout bench --rate 100000 --max-p99 1ms --max-loss 0.1 --json
   shout bench --window 8 --duration 30s --plot run.svg --csv run.csv
+  shout bench --stamp 192.0.2.7 --rate 100 --stamp-tlv timestamp-info,direct
+  shout bench --stamp [::1]:862 --stamp-key-file stamp.key --stamp-timestamp ptp
 
 Exit codes:
   0  the run finished and every --max-* limit held
@@ -32,9 +35,9 @@ pub struct BenchArgs {
     /// The server: HOST:PORT, [IPv6]:PORT.
     #[arg(value_name = "ADDR", default_value = "127.0.0.1:8080")]
     addr: String,
-    /// Probe size in bytes, at least 28 (sequence number and send time).
-    #[arg(long, short, value_name = "BYTES", default_value_t = 64)]
-    size: usize,
+    /// Probe size in bytes, at least 28 (sequence number and send time) [default: 64; with --stamp the smallest test packet, which more pads with an Extra Padding TLV of at least 4].
+    #[arg(long, short, value_name = "BYTES")]
+    size: Option<usize>,
     /// Closed loop: probes in flight per flow, each refilled when answered or timed out [default: 1].
     #[arg(long, short, value_name = "N", conflicts_with = "rate")]
     window: Option<usize>,
@@ -54,8 +57,26 @@ pub struct BenchArgs {
     #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = crate::parse_duration)]
     timeout: Duration,
     /// Which replies count: upper (shout, the original), echo, or any reply carrying the probe's header.
-    #[arg(long, default_value = "upper")]
+    #[arg(long, default_value = "upper", conflicts_with = "stamp")]
     expect: Expect,
+    /// Measure a STAMP reflector (RFC 8762) at ADDR (port 862 if none) with STAMP test packets, sent with TTL 255, instead of probes: adds one-way delays, loss by direction, TTLs and hop counts.
+    #[arg(long, value_name = "ADDR", conflicts_with = "addr")]
+    stamp: Option<String>,
+    /// STAMP authenticated mode with the HMAC key in this file (its bytes; one trailing newline is ignored).
+    #[arg(long, value_name = "PATH", requires = "stamp")]
+    stamp_key_file: Option<std::path::PathBuf>,
+    /// STAMP timestamp format of the test packets.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = StampTimestamp::Ntp, requires = "stamp")]
+    stamp_timestamp: StampTimestamp,
+    /// STAMP Session-Sender Identifier (RFC 8972), 0 for none.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "stamp")]
+    stamp_ssid: u16,
+    /// RFC 8972 TLVs on every test packet, comma-separated: timestamp-info, cos[=DSCP], direct, access-report, follow-up.
+    #[arg(long, value_name = "TLV,...", value_delimiter = ',', value_parser = parse_tlv, requires = "stamp")]
+    stamp_tlv: Vec<TlvRequest>,
+    /// The reflector is stateful: split the loss by direction even if no probe was lost on the way out.
+    #[arg(long, requires = "stamp")]
+    stamp_stateful: bool,
     /// Send probes as UDP GSO buffers and receive with UDP GRO (Linux).
     #[arg(long)]
     gso: bool,
@@ -79,15 +100,121 @@ pub struct BenchArgs {
     max_p99: Option<Duration>,
 }
 
+/// `--stamp-timestamp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StampTimestamp {
+    /// NTP 64-bit (seconds since 1900, binary fraction).
+    Ntp,
+    /// PTPv2 truncated (seconds since 1970, nanoseconds).
+    Ptp,
+}
+
+/// One `--stamp-tlv` name.
+fn parse_tlv(text: &str) -> std::result::Result<TlvRequest, String> {
+    let (name, arg) = match text.trim().split_once('=') {
+        Some((n, a)) => (n, Some(a)),
+        None => (text.trim(), None),
+    };
+    let no_arg = |t: TlvRequest| match arg {
+        None => Ok(t),
+        Some(_) => Err(format!("--stamp-tlv {name} takes no value")),
+    };
+    match name {
+        "timestamp-info" => no_arg(TlvRequest::TimestampInfo),
+        "direct" => no_arg(TlvRequest::DirectMeasurement),
+        "access-report" => no_arg(TlvRequest::AccessReport { id: 1, return_code: 1 }),
+        "follow-up" => no_arg(TlvRequest::FollowUpTelemetry),
+        "cos" => {
+            let dscp = match arg {
+                None => 0,
+                Some(a) => a
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|d| *d < 64)
+                    .ok_or_else(|| format!("cos={a}: a DSCP is 0 to 63"))?,
+            };
+            Ok(TlvRequest::ClassOfService { dscp })
+        }
+        "padding" => Err("padding: give --size instead (the padding is what the size adds)".into()),
+        other => Err(format!(
+            "unknown TLV {other:?} (timestamp-info, cos[=DSCP], direct, access-report, follow-up)"
+        )),
+    }
+}
+
+/// `--stamp ADDR`: HOST:PORT, [IPv6]:PORT, or without a port STAMP's 862.
+fn resolve_stamp(addr: &str) -> Result<std::net::SocketAddr> {
+    use std::net::{IpAddr, SocketAddr};
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, STAMP_PORT));
+    }
+    if addr.contains(':') {
+        resolve(addr)
+    } else {
+        resolve(&format!("{addr}:{STAMP_PORT}"))
+    }
+}
+
+/// A STAMP HMAC key file: its bytes, less one trailing newline (so that
+/// `echo secret > key` works). An empty key is refused.
+pub fn read_stamp_key(path: &std::path::Path) -> Result<Vec<u8>> {
+    let mut key = std::fs::read(path)
+        .with_context(|| format!("reading --stamp-key-file {}", path.display()))?;
+    if key.ends_with(b"\n") {
+        key.pop();
+        if key.ends_with(b"\r") {
+            key.pop();
+        }
+    }
+    if key.is_empty() {
+        bail!(UsageError(format!("--stamp-key-file {} holds no key", path.display())));
+    }
+    Ok(key)
+}
+
 impl BenchArgs {
+    fn stamp_config(&self) -> Result<StampConfig> {
+        let auth_key = self.stamp_key_file.as_deref().map(read_stamp_key).transpose()?;
+        let sender = SenderConfig {
+            mode: if auth_key.is_some() {
+                AuthMode::Authenticated
+            } else {
+                AuthMode::Unauthenticated
+            },
+            auth_key,
+            ssid: self.stamp_ssid,
+            format: match self.stamp_timestamp {
+                StampTimestamp::Ntp => TimestampFormat::Ntp,
+                StampTimestamp::Ptp => TimestampFormat::Ptp,
+            },
+            tlvs: self.stamp_tlv.clone(),
+            size: self.size.unwrap_or(0),
+            ..SenderConfig::default()
+        };
+        Ok(StampConfig { sender, stateful: self.stamp_stateful })
+    }
+
     /// The run these arguments describe, checked.
     pub fn config(&self) -> Result<BenchConfig> {
         if self.max_loss.is_some_and(|pct| !(0.0..=100.0).contains(&pct)) {
             bail!(UsageError("--max-loss is a percentage: 0 to 100".into()));
         }
+        let stamp = self.stamp.as_ref().map(|_| self.stamp_config()).transpose()?;
+        let size = match &stamp {
+            Some(s) => s.packet_len().map_err(UsageError)?,
+            None => self.size.unwrap_or(64),
+        };
+        let target = match &self.stamp {
+            Some(addr) => resolve_stamp(addr)?,
+            None => resolve(&self.addr)?,
+        };
         let config = BenchConfig {
-            target: resolve(&self.addr)?,
-            size: self.size,
+            target,
+            size,
             load: self.rate.map_or(Load::Window(self.window.unwrap_or(1)), Load::Rate),
             flows: self.flows,
             duration: self.duration,
@@ -98,6 +225,7 @@ impl BenchArgs {
             progress: io::stderr().is_terminal(),
             timeline: self.plot.is_some() || self.csv.is_some(),
             busy_poll: self.busy_poll,
+            stamp,
         };
         config.validate().map_err(UsageError)?;
         Ok(config)
@@ -191,6 +319,76 @@ mod tests {
         assert_eq!((config.flows, config.size), (2, 100));
         let config = parse(&["--rate", "500"]).config().unwrap();
         assert!(matches!(config.load, Load::Rate(r) if r == 500.0));
+    }
+
+    #[test]
+    fn stamp_flags_make_a_stamp_plan() {
+        let config = parse(&["--stamp", "127.0.0.1"]).config().unwrap();
+        assert_eq!(config.target, "127.0.0.1:862".parse().unwrap(), "STAMP's port");
+        assert_eq!(config.size, 44, "the smallest unauthenticated packet");
+        let stamp = config.stamp.unwrap();
+        assert_eq!(stamp.sender.mode, AuthMode::Unauthenticated);
+        assert!(!stamp.stateful);
+        let args = [
+            "--stamp",
+            "[::1]:9000",
+            "--stamp-tlv",
+            "timestamp-info,cos=46",
+            "--stamp-tlv",
+            "direct",
+            "--stamp-ssid",
+            "7",
+            "--stamp-timestamp",
+            "ptp",
+            "--stamp-stateful",
+            "-s",
+            "200",
+        ];
+        let config = parse(&args).config().unwrap();
+        assert_eq!(config.target, "[::1]:9000".parse().unwrap());
+        assert_eq!(config.size, 200);
+        let stamp = config.stamp.unwrap();
+        assert_eq!(
+            stamp.sender.tlvs,
+            [
+                TlvRequest::TimestampInfo,
+                TlvRequest::ClassOfService { dscp: 46 },
+                TlvRequest::DirectMeasurement
+            ]
+        );
+        assert_eq!((stamp.sender.ssid, stamp.sender.format), (7, TimestampFormat::Ptp));
+        assert!(stamp.stateful);
+        assert_eq!(resolve_stamp("[::1]").unwrap(), "[::1]:862".parse().unwrap());
+        assert_eq!(resolve_stamp("::1").unwrap(), "[::1]:862".parse().unwrap());
+        assert_eq!(resolve_stamp("localhost").unwrap().port(), 862);
+        assert!(parse_tlv("padding").unwrap_err().contains("--size"));
+        assert!(parse_tlv("direct=1").is_err());
+    }
+
+    #[test]
+    fn key_files_lose_one_newline_and_must_hold_a_key() {
+        let dir = std::env::temp_dir().join(format!("shout-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert_eq!(read_stamp_key(&file("a", b"secret\n")).unwrap(), b"secret");
+        assert_eq!(read_stamp_key(&file("b", b"secret\r\n")).unwrap(), b"secret");
+        assert_eq!(read_stamp_key(&file("c", b"se\ncret\n\n")).unwrap(), b"se\ncret\n");
+        let err = read_stamp_key(&file("d", b"\n")).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        let key = file("e", b"k\n");
+        let config = parse(&["--stamp", "127.0.0.1:9", "--stamp-key-file", key.to_str().unwrap()])
+            .config()
+            .unwrap();
+        let stamp = config.stamp.unwrap();
+        assert_eq!(stamp.sender.mode, AuthMode::Authenticated);
+        assert_eq!(stamp.sender.auth_key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(config.size, 112, "the authenticated base packet");
+        assert!(!format!("{stamp:?}").contains("[107]"), "no key in Debug: {stamp:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

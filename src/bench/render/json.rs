@@ -31,6 +31,27 @@ pub const JSON_FIELDS: &[&str] = &[
     "rtt_us",
 ];
 
+/// The keys of the `stamp` object that follows [`JSON_FIELDS`] with `--stamp`
+/// (and only then), in order (docs/BENCH-JSON.md).
+pub const STAMP_JSON_FIELDS: &[&str] = &[
+    "mode",
+    "timestamp",
+    "ssid",
+    "tlvs",
+    "reflector_stateful",
+    "reflector_own_seq",
+    "forward_lost",
+    "backward_lost",
+    "unsplit_lost",
+    "auth_failed",
+    "forward_ttl",
+    "backward_ttl",
+    "forward_us",
+    "backward_us",
+    "turnaround_us",
+    "rtt_net_us",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +72,31 @@ mod tests {
         assert_eq!(json["rate"], serde_json::Value::Null);
         for key in ["min", "mean", "p50", "p90", "p99", "p999", "max"] {
             assert!(json["rtt_us"][key].is_number(), "rtt_us.{key}: {json}");
+        }
+        assert!(json.get("stamp").is_none(), "no stamp object without --stamp");
+    }
+
+    #[test]
+    fn stamp_object_has_every_field() {
+        let json = serde_json::to_value(crate::bench::report::stamp_sample()).unwrap();
+        assert_eq!(json.as_object().unwrap().len(), JSON_FIELDS.len() + 1, "{json}");
+        let stamp = json["stamp"].as_object().unwrap();
+        let keys: Vec<&str> = stamp.keys().map(String::as_str).collect();
+        let mut want = STAMP_JSON_FIELDS.to_vec();
+        want.sort_unstable();
+        let mut got = keys.clone();
+        got.sort_unstable();
+        assert_eq!(got, want, "{json}");
+        assert_eq!(json["expect"], "stamp");
+        for key in ["forward_ttl", "backward_ttl"] {
+            for k in ["min", "max", "hops_min", "hops_max"] {
+                assert!(stamp[key][k].is_number(), "{key}.{k}: {json}");
+            }
+        }
+        for key in ["forward_us", "backward_us", "turnaround_us", "rtt_net_us"] {
+            for k in ["min", "mean", "p50", "p99", "max"] {
+                assert!(stamp[key][k].is_number(), "{key}.{k}: {json}");
+            }
         }
     }
 }

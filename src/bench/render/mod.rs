@@ -9,4 +9,4 @@ mod svg;
 mod text;
 
 pub use csv::CSV_HEADER;
-pub use json::JSON_FIELDS;
+pub use json::{JSON_FIELDS, STAMP_JSON_FIELDS};

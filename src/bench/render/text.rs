@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::bench::report::Report;
+use crate::bench::report::{Report, StampReport};
 use crate::duration::human;
 
 impl fmt::Display for Report {
@@ -65,8 +65,77 @@ impl fmt::Display for Report {
                 }
             }
         }
+        if let Some(s) = &self.stamp {
+            write_stamp(f, s)?;
+            if s.mode == "authenticated"
+                && self.answered == 0
+                && self.sent > 0
+                && s.auth_failed == 0
+            {
+                writeln!(
+                    f,
+                    "no reply    a reflector that checks the key sends nothing back for a wrong one: check --stamp-key-file"
+                )?;
+            }
+        }
         Ok(())
     }
+}
+
+fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
+    write!(f, "stamp       {}, {} timestamps, ssid {}", s.mode, s.timestamp, s.ssid)?;
+    if !s.tlvs.is_empty() {
+        write!(f, ", TLVs {}", s.tlvs.join(","))?;
+    }
+    writeln!(f)?;
+    match (s.forward_lost, s.backward_lost) {
+        (Some(fwd), Some(bwd)) => writeln!(
+            f,
+            "loss split  forward {fwd}, backward {bwd}, after the last reply {} (stateful reflector)",
+            s.unsplit_lost
+        )?,
+        _ if s.unsplit_lost == 0 => writeln!(f, "loss split  none lost")?,
+        _ => writeln!(
+            f,
+            "loss split  unknown: the reflector's numbers never differed from ours (stateless, or say --stamp-stateful)"
+        )?,
+    }
+    if s.auth_failed > 0 {
+        writeln!(f, "auth failed {} replies (wrong key?)", s.auth_failed)?;
+    }
+    for (name, ttl) in [("forward", s.forward_ttl), ("back", s.backward_ttl)] {
+        match ttl {
+            Some(t) if t.min == t.max => {
+                writeln!(f, "ttl {name:<8}{} ({} hops if sent with 255)", t.min, t.hops_min)?
+            }
+            Some(t) => writeln!(
+                f,
+                "ttl {name:<8}{}-{} ({}-{} hops if sent with 255)",
+                t.min, t.max, t.hops_min, t.hops_max
+            )?,
+            None => writeln!(f, "ttl {name:<8}unknown")?,
+        }
+    }
+    let ms = |us: f64| format!("{:.3} ms", us / 1e3);
+    for (name, delay, note) in [
+        ("forward", s.forward_us, "  (one-way: needs synchronised clocks)"),
+        ("backward", s.backward_us, "  (one-way: needs synchronised clocks)"),
+        ("turnaround", s.turnaround_us, ""),
+        ("rtt net", s.rtt_net_us, "  (rtt minus turnaround)"),
+    ] {
+        match delay {
+            Some(d) => writeln!(
+                f,
+                "{name:<11} p50 {}  p99 {}  min {}  max {}{note}",
+                ms(d.p50),
+                ms(d.p99),
+                ms(d.min),
+                ms(d.max)
+            )?,
+            None => writeln!(f, "{name:<11} unknown")?,
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -79,5 +148,18 @@ mod tests {
         let table = r.to_string();
         assert!(table.contains("lost        10  (1.000%; dropped here 1, elsewhere 9)"), "{table}");
         assert!(table.contains("rtt p99     0.050 ms"), "{table}");
+        assert!(!table.contains("stamp"), "{table}");
+    }
+
+    #[test]
+    fn stamp_lines_follow_the_rtts() {
+        let table = crate::bench::report::stamp_sample().to_string();
+        assert!(table.contains("target      127.0.0.1:8080 (expect stamp)"), "{table}");
+        assert!(table.contains("stamp       unauthenticated, ntp timestamps, ssid 0"), "{table}");
+        assert!(table.contains("loss split  forward 0, backward 0"), "{table}");
+        assert!(table.contains("ttl forward 254 (1 hops if sent with 255)"), "{table}");
+        assert!(table.contains("ttl back    64 (191 hops"), "{table}");
+        assert!(table.contains("forward     p50 0.010 ms"), "{table}");
+        assert!(table.contains("turnaround  p50 0.002 ms"), "{table}");
     }
 }

@@ -1,0 +1,470 @@
+//! `shout bench --stamp` against STAMP reflectors running in this process: a
+//! thread with a UdpSocket and `shout::stamp::Reflector`, stateless or
+//! stateful, unauthenticated or authenticated, NTP or PTP, with TLVs; and
+//! reflectors that misbehave on purpose (dropping requests or replies,
+//! repeating or reordering replies, signing with the wrong key), to check
+//! every field the bench reports from what they sent back.
+
+mod common;
+
+use std::io::IoSliceMut;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use common::{Scratch, StopOnDrop};
+use serde_json::Value;
+use shout::bench::{self, BenchConfig, Load, Report, StampConfig, StampReport, STAMP_JSON_FIELDS};
+use shout::stamp::{
+    Arrival, AuthMode, Reflector, ReflectorConfig, SenderConfig, TimestampFormat, TlvRequest,
+};
+use shout::sys::{self, RecvMeta};
+
+const KEY: &[u8] = b"a shared STAMP key for the tests";
+/// The TTL the test reflectors send with: the bench must see it on the replies.
+const REFLECTOR_TTL: u32 = 77;
+
+/// How a test reflector answers, and how it misbehaves.
+#[derive(Clone, Default)]
+struct Knobs {
+    stateful: bool,
+    key: Option<Vec<u8>>,
+    format: TimestampFormat,
+    /// Never reflect the requests numbered k-1, 2k-1, ... (forward loss: a
+    /// stateful reflector does not count them).
+    drop_request_every: Option<u64>,
+    /// Reflect every request but do not send replies k-1, 2k-1, ... (backward loss).
+    drop_reply_every: Option<u64>,
+    /// Send every reply twice.
+    duplicate: bool,
+    /// Hold each even-numbered reply back until the next one has gone.
+    reorder: bool,
+    /// Spoil each reply's HMAC (a reflector with another key).
+    spoil_hmac: bool,
+    /// Listen on [::1] instead of 127.0.0.1.
+    ipv6: bool,
+}
+
+/// What the reflector did.
+#[derive(Default)]
+struct Counts {
+    requests: AtomicU64,
+    dropped_requests: AtomicU64,
+    dropped_replies: AtomicU64,
+    /// TTL of the last request, as the reflector's socket saw it.
+    last_ttl: AtomicU64,
+}
+
+/// Runs `f` with the address of a STAMP reflector thread, and its counts.
+fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
+    let sock = UdpSocket::bind(if knobs.ipv6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    if knobs.ipv6 {
+        socket2::SockRef::from(&sock).set_unicast_hops_v6(REFLECTOR_TTL).unwrap();
+    } else {
+        sock.set_ttl(REFLECTOR_TTL).unwrap();
+    }
+    sys::enable_ttl_tos(&sock, knobs.ipv6).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let config = ReflectorConfig {
+        mode: if knobs.key.is_some() { AuthMode::Authenticated } else { AuthMode::Unauthenticated },
+        auth_key: knobs.key.clone(),
+        stateful: knobs.stateful,
+        format: knobs.format,
+        ..ReflectorConfig::default()
+    };
+    let mut reflector = Reflector::new(config).unwrap();
+    let stop = AtomicBool::new(false);
+    let counts = Counts::default();
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = vec![0u8; 2048];
+            let mut held: Option<(Vec<u8>, SocketAddr)> = None;
+            let mut reflected = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut meta = [RecvMeta::default(); 1];
+                let mut bufs = [IoSliceMut::new(&mut buf)];
+                let n = match sys::recv_batch(&sock, &mut bufs, &mut meta, true) {
+                    Ok(n) => n,
+                    Err(_) => continue, // the read timeout: look at `stop`
+                };
+                if n == 0 {
+                    continue;
+                }
+                let m = meta[0];
+                let nth = counts.requests.fetch_add(1, Ordering::Relaxed);
+                counts.last_ttl.store(m.ttl.map_or(0, u64::from), Ordering::Relaxed);
+                if knobs.drop_request_every.is_some_and(|k| nth % k == k - 1) {
+                    counts.dropped_requests.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let rx =
+                    Arrival { src: m.addr, received: SystemTime::now(), ttl: m.ttl, tos: m.tos };
+                let Ok(len) = reflector.reflect(&mut buf, m.len, &rx) else {
+                    continue;
+                };
+                let mine = reflected;
+                reflected += 1;
+                if knobs.drop_reply_every.is_some_and(|k| mine % k == k - 1) {
+                    counts.dropped_replies.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if knobs.spoil_hmac {
+                    // The base packet's HMAC: octets 96..112 of the authenticated layout.
+                    buf[100] ^= 0xFF;
+                }
+                let reply = &buf[..len];
+                if knobs.reorder && mine % 2 == 0 {
+                    held = Some((reply.to_vec(), m.addr));
+                    continue;
+                }
+                let _ = sock.send_to(reply, m.addr);
+                if knobs.duplicate {
+                    let _ = sock.send_to(reply, m.addr);
+                }
+                if let Some((earlier, to)) = held.take() {
+                    let _ = sock.send_to(&earlier, to);
+                }
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        f(addr, &counts);
+    });
+}
+
+fn stamp_config(addr: SocketAddr, sender: SenderConfig, stateful: bool) -> BenchConfig {
+    let stamp = StampConfig { sender, stateful };
+    BenchConfig {
+        target: addr,
+        size: stamp.packet_len().unwrap(),
+        load: Load::Window(4),
+        duration: Duration::from_millis(400),
+        timeout: Duration::from_millis(100),
+        stamp: Some(stamp),
+        ..BenchConfig::default()
+    }
+}
+
+fn run(config: &BenchConfig) -> (Report, StampReport) {
+    let report = bench::run(config).unwrap();
+    let stamp = report.stamp.clone().expect("a stamp section with --stamp");
+    (report, stamp)
+}
+
+/// The checks every clean run passes: all answered, TTLs, delays within RTT.
+fn assert_clean(report: &Report, stamp: &StampReport) {
+    assert!(report.sent > 20, "{report:#?}");
+    assert_eq!(report.answered, report.sent, "{report:#?}");
+    assert_eq!((report.lost, report.mismatched, report.duplicated), (0, 0, 0), "{report:#?}");
+    assert_eq!(report.expect, "stamp");
+    assert_eq!(stamp.auth_failed, 0);
+    assert_eq!(stamp.unsplit_lost, 0);
+    let fwd = stamp.forward_ttl.expect("the reflector reports the TTL it saw");
+    assert_eq!(
+        (fwd.min, fwd.max, fwd.hops_min),
+        (255, 255, 0),
+        "sent with 255, no hop on loopback"
+    );
+    let back = stamp.backward_ttl.expect("the bench reads the replies' TTL");
+    assert_eq!((back.min, back.max), (REFLECTOR_TTL as u8, REFLECTOR_TTL as u8));
+    assert_eq!(back.hops_min, 255 - REFLECTOR_TTL as u8);
+    let rtt = report.rtt_us.expect("round trips");
+    assert!(rtt.min > 0.0 && rtt.p50 < 100_000.0, "{rtt:?}");
+    // One host, one clock: the one-way delays are real, and within a round trip
+    // (plus the time between taking the clocks and the sockets' calls).
+    for d in [stamp.forward_us, stamp.backward_us, stamp.turnaround_us] {
+        let d = d.expect("timestamps to compare");
+        assert!(d.min >= -1_000.0, "{d:?}");
+        assert!(d.p50 <= rtt.p50 + 2_000.0 && d.max <= rtt.max + 5_000.0, "{d:?} vs {rtt:?}");
+    }
+    let net = stamp.rtt_net_us.expect("rtt minus turnaround");
+    assert!(net.p50 <= rtt.p50 + 1.0, "{net:?} vs {rtt:?}");
+}
+
+#[test]
+fn stateless_unauthenticated_ntp() {
+    with_reflector(Knobs::default(), |addr, counts| {
+        let config = stamp_config(addr, SenderConfig::default(), false);
+        assert_eq!(config.size, 44, "the unauthenticated base packet");
+        let (report, stamp) = run(&config);
+        assert_clean(&report, &stamp);
+        assert_eq!(counts.last_ttl.load(Ordering::Relaxed), 255, "the bench sends with TTL 255");
+        assert_eq!(counts.requests.load(Ordering::Relaxed), report.sent);
+        assert_eq!((stamp.mode, stamp.timestamp, stamp.ssid), ("unauthenticated", "ntp", 0));
+        assert!(!stamp.reflector_stateful, "a stateless reflector copies our numbers");
+        assert_eq!(stamp.reflector_own_seq, 0);
+        assert_eq!((stamp.forward_lost, stamp.backward_lost), (None, None));
+    });
+}
+
+#[test]
+fn ipv6_hop_limits_both_ways() {
+    if !common::ipv6_loopback_available() {
+        eprintln!("SKIPPED: no IPv6 loopback");
+        return;
+    }
+    with_reflector(Knobs { ipv6: true, ..Knobs::default() }, |addr, counts| {
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert_clean(&report, &stamp);
+        assert_eq!(counts.last_ttl.load(Ordering::Relaxed), 255, "hop limit 255 on IPv6 too");
+    });
+}
+
+#[test]
+fn stateful_authenticated_ptp_with_tlvs_and_padding() {
+    let knobs = Knobs {
+        stateful: true,
+        key: Some(KEY.to_vec()),
+        format: TimestampFormat::Ptp,
+        ..Knobs::default()
+    };
+    with_reflector(knobs, |addr, _| {
+        let sender = SenderConfig {
+            mode: AuthMode::Authenticated,
+            auth_key: Some(KEY.to_vec()),
+            ssid: 4242,
+            format: TimestampFormat::Ptp,
+            tlvs: vec![
+                TlvRequest::TimestampInfo,
+                TlvRequest::ClassOfService { dscp: 0 },
+                TlvRequest::DirectMeasurement,
+            ],
+            size: 300,
+            ..SenderConfig::default()
+        };
+        let mut config = stamp_config(addr, sender, true);
+        config.load = Load::Rate(500.0);
+        assert_eq!(config.size, 300);
+        let (report, stamp) = run(&config);
+        assert_clean(&report, &stamp);
+        assert!(report.rate.is_some() && report.size == 300, "{report:#?}");
+        assert_eq!((stamp.mode, stamp.timestamp, stamp.ssid), ("authenticated", "ptp", 4242));
+        assert_eq!(stamp.tlvs, ["timestamp-info", "cos", "direct"]);
+        assert!(stamp.reflector_stateful);
+        assert_eq!((stamp.forward_lost, stamp.backward_lost), (Some(0), Some(0)));
+    });
+}
+
+#[test]
+fn forward_loss_is_told_from_a_stateful_reflectors_numbers() {
+    let knobs = Knobs { stateful: true, drop_request_every: Some(10), ..Knobs::default() };
+    with_reflector(knobs, |addr, counts| {
+        // Not declared stateful: its numbers show it.
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), false));
+        let dropped = counts.dropped_requests.load(Ordering::Relaxed);
+        assert!(dropped >= 2, "{report:#?}");
+        assert_eq!(report.lost, dropped, "{report:#?}");
+        assert!(stamp.reflector_stateful && stamp.reflector_own_seq > 0, "{stamp:#?}");
+        let (fwd, back) = (stamp.forward_lost.unwrap(), stamp.backward_lost.unwrap());
+        assert_eq!(back, 0, "{stamp:#?}");
+        assert_eq!(fwd + stamp.unsplit_lost, dropped, "{stamp:#?}");
+        assert!(stamp.unsplit_lost <= 1, "only a drop after the last answer: {stamp:#?}");
+    });
+}
+
+#[test]
+fn backward_loss_is_told_from_a_stateful_reflectors_numbers() {
+    let knobs = Knobs { stateful: true, drop_reply_every: Some(10), ..Knobs::default() };
+    with_reflector(knobs, |addr, counts| {
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), true));
+        let dropped = counts.dropped_replies.load(Ordering::Relaxed);
+        assert!(dropped >= 2, "{report:#?}");
+        assert_eq!(report.lost, dropped, "{report:#?}");
+        assert_eq!(stamp.reflector_own_seq, 0, "no request lost: the numbers agree");
+        let (fwd, back) = (stamp.forward_lost.unwrap(), stamp.backward_lost.unwrap());
+        assert_eq!(fwd, 0, "{stamp:#?}");
+        assert_eq!(back + stamp.unsplit_lost, dropped, "{stamp:#?}");
+        assert!(stamp.unsplit_lost <= 1, "{stamp:#?}");
+    });
+    // Without --stamp-stateful the same numbers could come from a stateless
+    // reflector: no split is claimed.
+    let knobs = Knobs { stateful: true, drop_reply_every: Some(10), ..Knobs::default() };
+    with_reflector(knobs, |addr, counts| {
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert_eq!(report.lost, counts.dropped_replies.load(Ordering::Relaxed));
+        assert_eq!((stamp.forward_lost, stamp.backward_lost), (None, None), "{stamp:#?}");
+        assert_eq!(stamp.unsplit_lost, report.lost);
+    });
+}
+
+#[test]
+fn duplicates_and_reordering_are_counted() {
+    with_reflector(Knobs { duplicate: true, ..Knobs::default() }, |addr, _| {
+        let (report, _) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert_eq!(report.answered, report.sent, "{report:#?}");
+        // Every reply came twice; the copies of the last few may come after the end.
+        let (dup, answered) = (report.duplicated, report.answered);
+        assert!(dup <= answered && dup + 4 >= answered, "{report:#?}");
+    });
+    with_reflector(Knobs { reorder: true, ..Knobs::default() }, |addr, _| {
+        let (report, _) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert!(report.lost <= 1, "only a reply held at the end: {report:#?}");
+        assert!(report.reordered * 3 >= report.answered, "{report:#?}");
+        assert_eq!(report.duplicated, 0, "{report:#?}");
+    });
+}
+
+#[test]
+fn replies_signed_with_another_key_are_mismatched_not_answered() {
+    let knobs = Knobs { key: Some(KEY.to_vec()), spoil_hmac: true, ..Knobs::default() };
+    with_reflector(knobs, |addr, counts| {
+        let sender = SenderConfig {
+            mode: AuthMode::Authenticated,
+            auth_key: Some(KEY.to_vec()),
+            ..SenderConfig::default()
+        };
+        let started = std::time::Instant::now();
+        let (report, stamp) = run(&stamp_config(addr, sender, false));
+        assert!(started.elapsed() < Duration::from_secs(3), "no hang");
+        assert_eq!(report.answered, 0, "{report:#?}");
+        assert_eq!(report.lost, report.sent);
+        assert!(report.sent > 0);
+        assert_eq!(stamp.auth_failed, counts.requests.load(Ordering::Relaxed), "{stamp:#?}");
+        assert_eq!(report.mismatched, stamp.auth_failed);
+        assert_eq!(report.rtt_us, None);
+    });
+}
+
+// ---- the binary ----
+
+fn bench(args: &[&str]) -> std::process::Output {
+    let args: Vec<&str> = ["bench"].iter().chain(args).copied().collect();
+    common::run_shout(&args, None, Duration::from_secs(10)).into_output()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "not JSON ({err}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn cli_key_file_json_plot_csv_and_checks() {
+    let scratch = Scratch::new("stamp_bench_cli");
+    scratch.write("key", &[KEY, b"\n"].concat());
+    scratch.write("wrong", b"not the key\n");
+    let key = scratch.path().join("key");
+    let wrong = scratch.path().join("wrong");
+    let (plot, csv) = (scratch.path().join("run.svg"), scratch.path().join("run.csv"));
+    let knobs = Knobs { stateful: true, key: Some(KEY.to_vec()), ..Knobs::default() };
+    with_reflector(knobs, |addr, counts| {
+        let out = bench(&[
+            "--stamp",
+            &addr.to_string(),
+            "--stamp-key-file",
+            key.to_str().unwrap(),
+            "--stamp-tlv",
+            "timestamp-info,cos=0,direct",
+            "--stamp-ssid",
+            "9",
+            "--stamp-timestamp",
+            "ptp",
+            "--window",
+            "2",
+            "-d",
+            "300ms",
+            "--json",
+            "--plot",
+            plot.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--max-loss",
+            "0",
+            "--max-p99",
+            "1s",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let report = json(&out);
+        for key in shout::bench::JSON_FIELDS {
+            assert!(report.get(key).is_some(), "{key} missing: {report}");
+        }
+        let stamp = report["stamp"].as_object().expect("a stamp object");
+        for key in STAMP_JSON_FIELDS {
+            assert!(stamp.contains_key(*key), "stamp.{key} missing: {report}");
+        }
+        assert_eq!(stamp.len(), STAMP_JSON_FIELDS.len(), "{report}");
+        assert_eq!(report["expect"], "stamp");
+        assert_eq!(stamp["mode"], "authenticated");
+        assert_eq!(stamp["timestamp"], "ptp");
+        assert_eq!(stamp["ssid"], 9);
+        assert_eq!(stamp["forward_ttl"]["min"], 255);
+        assert_eq!(stamp["backward_ttl"]["max"], REFLECTOR_TTL);
+        assert_eq!(report["lost"], 0, "{report}");
+        assert!(report["answered"].as_u64().unwrap() > 10, "{report}");
+        assert!(stamp["forward_us"]["p50"].as_f64().is_some(), "{report}");
+        let svg = std::fs::read_to_string(&plot).unwrap();
+        assert!(
+            svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("polyline"),
+            "{svg}"
+        );
+        let csv_text = std::fs::read_to_string(&csv).unwrap();
+        assert_eq!(csv_text.lines().next(), Some(shout::bench::CSV_HEADER));
+        assert!(csv_text.lines().count() > 1, "{csv_text}");
+
+        // The key is read from the file, never from the command line; a wrong
+        // one gets no answer from an authenticating reflector, and fails the
+        // loss check instead of hanging.
+        let before = counts.requests.load(Ordering::Relaxed);
+        let out = bench(&[
+            "--stamp",
+            &addr.to_string(),
+            "--stamp-key-file",
+            wrong.to_str().unwrap(),
+            "-d",
+            "200ms",
+            "-t",
+            "50ms",
+            "--max-loss",
+            "0",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(counts.requests.load(Ordering::Relaxed) > before);
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains("(expect stamp)") && table.contains("stamp       authenticated"),
+            "{table}"
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("above --max-loss"), "{out:?}");
+    });
+}
+
+#[test]
+fn cli_stamp_usage_errors_exit_2() {
+    let scratch = Scratch::new("stamp_bench_usage");
+    scratch.write("empty", b"\n");
+    let empty = scratch.path().join("empty");
+    for args in [
+        &["--stamp-ssid", "3"][..],
+        &["--stamp", "127.0.0.1:9", "--stamp-ssid", "70000"],
+        &["--stamp", "127.0.0.1:9", "--stamp-tlv", "nonsense"],
+        &["--stamp", "127.0.0.1:9", "--stamp-tlv", "cos=64"],
+        &["--stamp", "127.0.0.1:9", "--stamp-timestamp", "gps"],
+        &["--stamp", "127.0.0.1:9", "--size", "46"],
+        &["--stamp", "127.0.0.1:9", "--size", "30"],
+        &["--stamp", "127.0.0.1:9", "--stamp-key-file", empty.to_str().unwrap()],
+        &["--stamp", "127.0.0.1:9", "127.0.0.1:8"],
+        &["--stamp", "127.0.0.1:9", "--expect", "echo"],
+    ] {
+        let out = bench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert!(!out.stderr.is_empty(), "{args:?} must say why");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = bench(&["--stamp", "127.0.0.1:9", "--stamp-key-file", "/no/such/key"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/key"), "{out:?}");
+}
+
+#[test]
+fn stamp_port_is_862_when_none_is_given() {
+    // Nothing listens at 127.0.0.1:862 (a privileged port no test binds), so the
+    // error names the address the bench chose.
+    let out = bench(&["--stamp", "127.0.0.1", "-d", "200ms"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:862"), "{out:?}");
+}
