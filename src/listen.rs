@@ -76,18 +76,30 @@ pub(crate) fn slots(
         for socket in sockets {
             prepare(&socket, local, offload)?;
             if ttl_tos {
-                // What a STAMP reflector reports back; where the platform
-                // cannot tell, it reports 0 ("unknown").
-                match sys::enable_ttl_tos(&socket, local.is_ipv6()) {
-                    Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
-                    _ => {}
-                }
+                stamp_options(&socket, local.is_ipv6())?;
             }
             slots.push(Slot { socket, local, stats: Arc::default() });
         }
         local_addrs.push(local);
     }
     Ok((local_addrs, slots))
+}
+
+/// A STAMP reflector's socket options: the TTL and traffic class of each
+/// test packet are read (where the platform cannot tell, 0 says "unknown"),
+/// and replies leave with TTL 255, as STAMP senders send, so that the sender
+/// can count the hops back as 255 less the TTL it sees.
+fn stamp_options(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    match sys::enable_ttl_tos(socket, ipv6) {
+        Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
+        _ => {}
+    }
+    let sock = socket2::SockRef::from(socket);
+    if ipv6 {
+        sock.set_unicast_hops_v6(255)
+    } else {
+        sock.set_ttl(255)
+    }
 }
 
 /// Binds `workers` sockets to `addr` (a reuseport group when more than one),

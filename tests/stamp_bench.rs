@@ -346,10 +346,16 @@ fn json(out: &std::process::Output) -> Value {
 #[test]
 fn cli_key_file_json_plot_csv_and_checks() {
     let scratch = Scratch::new("stamp_bench_cli");
-    scratch.write("key", &[KEY, b"\n"].concat());
-    scratch.write("wrong", b"not the key\n");
+    // Raw bytes, all of them (hex text would be decoded): the format
+    // stamp-suite's --hmac-key-file reads too; mode 600, or it is refused.
+    scratch.write("key", KEY);
+    scratch.write("wrong", b"not the key, but as long as one");
     let key = scratch.path().join("key");
     let wrong = scratch.path().join("wrong");
+    for path in [&key, &wrong] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let (plot, csv) = (scratch.path().join("run.svg"), scratch.path().join("run.csv"));
     let knobs = Knobs { stateful: true, key: Some(KEY.to_vec()), ..Knobs::default() };
     with_reflector(knobs, |addr, counts| {

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use super::stamp::{read_key, Format};
 use super::{resolve, UsageError};
 use crate::bench::{BenchConfig, Load, StampConfig, STAMP_PORT};
-use crate::stamp::{AuthMode, SenderConfig, TimestampFormat, TlvRequest};
+use crate::stamp::{AuthMode, SenderConfig, TlvRequest};
 use crate::Expect;
 
 /// `shout bench --help`'s examples and exit codes.
@@ -66,8 +67,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PATH", requires = "stamp")]
     stamp_key_file: Option<std::path::PathBuf>,
     /// STAMP timestamp format of the test packets.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = StampTimestamp::Ntp, requires = "stamp")]
-    stamp_timestamp: StampTimestamp,
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Ntp, requires = "stamp")]
+    stamp_timestamp: Format,
     /// STAMP Session-Sender Identifier (RFC 8972), 0 for none.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "stamp")]
     stamp_ssid: u16,
@@ -98,15 +99,6 @@ pub struct BenchArgs {
     /// Exit 1 if the 99th percentile round trip is longer than this.
     #[arg(long, value_name = "DURATION", value_parser = crate::parse_duration)]
     max_p99: Option<Duration>,
-}
-
-/// `--stamp-timestamp`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum StampTimestamp {
-    /// NTP 64-bit (seconds since 1900, binary fraction).
-    Ntp,
-    /// PTPv2 truncated (seconds since 1970, nanoseconds).
-    Ptp,
 }
 
 /// One `--stamp-tlv` name.
@@ -159,26 +151,9 @@ fn resolve_stamp(addr: &str) -> Result<std::net::SocketAddr> {
     }
 }
 
-/// A STAMP HMAC key file: its bytes, less one trailing newline (so that
-/// `echo secret > key` works). An empty key is refused.
-pub fn read_stamp_key(path: &std::path::Path) -> Result<Vec<u8>> {
-    let mut key = std::fs::read(path)
-        .with_context(|| format!("reading --stamp-key-file {}", path.display()))?;
-    if key.ends_with(b"\n") {
-        key.pop();
-        if key.ends_with(b"\r") {
-            key.pop();
-        }
-    }
-    if key.is_empty() {
-        bail!(UsageError(format!("--stamp-key-file {} holds no key", path.display())));
-    }
-    Ok(key)
-}
-
 impl BenchArgs {
     fn stamp_config(&self) -> Result<StampConfig> {
-        let auth_key = self.stamp_key_file.as_deref().map(read_stamp_key).transpose()?;
+        let auth_key = self.stamp_key_file.as_deref().map(read_key).transpose()?;
         let sender = SenderConfig {
             mode: if auth_key.is_some() {
                 AuthMode::Authenticated
@@ -187,10 +162,7 @@ impl BenchArgs {
             },
             auth_key,
             ssid: self.stamp_ssid,
-            format: match self.stamp_timestamp {
-                StampTimestamp::Ntp => TimestampFormat::Ntp,
-                StampTimestamp::Ptp => TimestampFormat::Ptp,
-            },
+            format: self.stamp_timestamp.into(),
             tlvs: self.stamp_tlv.clone(),
             size: self.size.unwrap_or(0),
             ..SenderConfig::default()
@@ -356,7 +328,10 @@ mod tests {
                 TlvRequest::DirectMeasurement
             ]
         );
-        assert_eq!((stamp.sender.ssid, stamp.sender.format), (7, TimestampFormat::Ptp));
+        assert_eq!(
+            (stamp.sender.ssid, stamp.sender.format),
+            (7, crate::stamp::TimestampFormat::Ptp)
+        );
         assert!(stamp.stateful);
         assert_eq!(resolve_stamp("[::1]").unwrap(), "[::1]:862".parse().unwrap());
         assert_eq!(resolve_stamp("::1").unwrap(), "[::1]:862".parse().unwrap());
@@ -366,28 +341,25 @@ mod tests {
     }
 
     #[test]
-    fn key_files_lose_one_newline_and_must_hold_a_key() {
-        let dir = std::env::temp_dir().join(format!("shout-key-{}", std::process::id()));
+    fn a_key_file_makes_the_run_authenticated_and_stays_out_of_debug() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("shout-bench-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let file = |name: &str, bytes: &[u8]| {
-            let p = dir.join(name);
-            std::fs::write(&p, bytes).unwrap();
-            p
-        };
-        assert_eq!(read_stamp_key(&file("a", b"secret\n")).unwrap(), b"secret");
-        assert_eq!(read_stamp_key(&file("b", b"secret\r\n")).unwrap(), b"secret");
-        assert_eq!(read_stamp_key(&file("c", b"se\ncret\n\n")).unwrap(), b"se\ncret\n");
-        let err = read_stamp_key(&file("d", b"\n")).unwrap_err();
-        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
-        let key = file("e", b"k\n");
+        let key = dir.join("key");
+        std::fs::write(&key, "6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b6b\n").unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         let config = parse(&["--stamp", "127.0.0.1:9", "--stamp-key-file", key.to_str().unwrap()])
             .config()
             .unwrap();
         let stamp = config.stamp.unwrap();
         assert_eq!(stamp.sender.mode, AuthMode::Authenticated);
-        assert_eq!(stamp.sender.auth_key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(
+            stamp.sender.auth_key.as_deref(),
+            Some(&[b'k'; 16][..]),
+            "hex, as the server reads it"
+        );
         assert_eq!(config.size, 112, "the authenticated base packet");
-        assert!(!format!("{stamp:?}").contains("[107]"), "no key in Debug: {stamp:?}");
+        assert!(!format!("{stamp:?}").contains("107"), "no key in Debug: {stamp:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
