@@ -93,9 +93,13 @@ struct KeyFile(Scratch);
 
 impl KeyFile {
     fn new() -> KeyFile {
+        KeyFile::with(KEY_HEX)
+    }
+
+    fn with(hex: &str) -> KeyFile {
         use std::os::unix::fs::PermissionsExt;
         let dir = Scratch::new("stamp-interop-key");
-        dir.write("key", format!("{KEY_HEX}\n").as_bytes());
+        dir.write("key", format!("{hex}\n").as_bytes());
         std::fs::set_permissions(dir.path().join("key"), std::fs::Permissions::from_mode(0o600))
             .expect("chmod 600 the key file");
         KeyFile(dir)
@@ -409,6 +413,34 @@ fn stamp_suite_malformed_tlvs_are_answered() {
         assert_eq!(run.u64("/packets_lost"), 0, "{ctx}");
         check_summary(case, &summary, COUNT, None);
     }
+}
+
+/// An authenticated reflector answers neither stamp-suite signing with another key (counted
+/// as `stamp_auth_failed`) nor stamp-suite in unauthenticated mode (44-octet packets, shorter
+/// than the 112-octet authenticated base packet: `stamp_malformed`); stamp-suite sees every
+/// probe lost.
+#[test]
+fn stamp_suite_with_another_key_or_mode_gets_no_reply() {
+    let Some(peer) = stamp_suite("stamp_suite_with_another_key_or_mode_gets_no_reply") else {
+        return;
+    };
+    let key = KeyFile::new();
+    let other = KeyFile::with("ffeeddccbbaa99887766554433221100");
+    let case = Case { authenticated: true, stateful: false, ptp: false, tlvs: false };
+    let server = server_for(case, &key);
+    let wrong_key = run_sender(&peer, &server, case, &other, 0, &[]);
+    let open = Case { authenticated: false, ..case };
+    let wrong_mode = run_sender(&peer, &server, open, &key, 0, &[]);
+    let summary = server.stop();
+    for run in [&wrong_key, &wrong_mode] {
+        assert_eq!(run.u64("/packets_sent"), COUNT, "{}", run.text);
+        assert_eq!(run.u64("/packets_received"), 0, "{}", run.text);
+        assert_eq!(run.u64("/packets_lost"), COUNT, "{}", run.text);
+    }
+    assert_eq!(summary.get("received"), 2 * COUNT, "{summary}");
+    assert_eq!(summary.get("answered"), 0, "{summary}");
+    assert_eq!(summary.get("stamp_auth_failed"), COUNT, "{summary}");
+    assert_eq!(summary.get("stamp_malformed"), COUNT, "{summary}");
 }
 
 /// The other direction: `shout bench --stamp` (a STAMP Session-Sender) against stamp-suite's
