@@ -4,6 +4,9 @@
 //! stateless / stateful, NTP / PTP, without / with TLVs; each run checked field by field in
 //! its JSON report and `-R` per-packet lines, and against our server's `summary:` line.
 //!
+//! The runs take turns ([`exclusive`]), so that on a small machine one run's load does not
+//! show up as another's round-trip times.
+//!
 //! Skipped (with a `SKIPPED:` note) when `stamp-suite` is not on PATH, unless
 //! `SHOUT_REQUIRE_STAMP_SUITE=1`, which `.ci/run` sets: then a missing peer fails.
 //!
@@ -325,6 +328,7 @@ fn check_summary(case: Case, summary: &Summary, probes: u64, bytes_each: Option<
 /// The four cells of the matrix for one (authenticated, stateful) pair.
 fn matrix(test: &str, authenticated: bool, stateful: bool) {
     let Some(peer) = stamp_suite(test) else { return };
+    let _one_at_a_time = exclusive();
     let key = KeyFile::new();
     for case in Case::all().filter(|c| c.authenticated == authenticated && c.stateful == stateful) {
         let server = server_for(case, &key);
@@ -373,6 +377,7 @@ fn stamp_suite_sees_the_stateful_reflectors_own_sequence_numbers() {
     else {
         return;
     };
+    let _one_at_a_time = exclusive();
     let key = KeyFile::new();
     for stateful in [false, true] {
         let case = Case { authenticated: false, stateful, ptp: false, tlvs: false };
@@ -402,6 +407,7 @@ fn stamp_suite_sees_the_stateful_reflectors_own_sequence_numbers() {
 #[test]
 fn stamp_suite_malformed_tlvs_are_answered() {
     let Some(peer) = stamp_suite("stamp_suite_malformed_tlvs_are_answered") else { return };
+    let _one_at_a_time = exclusive();
     let key = KeyFile::new();
     let case = Case { authenticated: false, stateful: false, ptp: false, tlvs: false };
     for how in ["bad-length", "bad-flags"] {
@@ -424,6 +430,7 @@ fn stamp_suite_with_another_key_or_mode_gets_no_reply() {
     let Some(peer) = stamp_suite("stamp_suite_with_another_key_or_mode_gets_no_reply") else {
         return;
     };
+    let _one_at_a_time = exclusive();
     let key = KeyFile::new();
     let other = KeyFile::with("ffeeddccbbaa99887766554433221100");
     let case = Case { authenticated: true, stateful: false, ptp: false, tlvs: false };
@@ -452,6 +459,7 @@ fn stamp_suite_with_another_key_or_mode_gets_no_reply() {
 #[ignore = "needs `shout bench --stamp ADDR`, which lands on another branch"]
 fn shout_sender_against_stamp_suite_reflector() {
     let Some(peer) = stamp_suite("shout_sender_against_stamp_suite_reflector") else { return };
+    let _one_at_a_time = exclusive();
     let port = free_port();
     let mut cmd = Command::new(&peer);
     cmd.args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()]).env("NO_COLOR", "1");
