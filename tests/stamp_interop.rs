@@ -465,41 +465,103 @@ fn stamp_suite_with_another_key_or_mode_gets_no_reply() {
     assert_eq!(summary.get("stamp_malformed"), COUNT, "{summary}");
 }
 
-/// The other direction: `shout bench --stamp` (a STAMP Session-Sender) against stamp-suite's
-/// reflector, unauthenticated, for 20 probes at 100/s. Written against the intended CLI
-/// (`shout bench --stamp ADDR --json` with the existing `--rate`/`--duration`, and the
-/// `sent`/`answered`/`lost`/`rtt_us` fields of docs/BENCH-JSON.md); enable it (remove the
-/// `#[ignore]`, adjust the flags if they landed differently) when `bench --stamp` lands.
-#[test]
-#[ignore = "needs `shout bench --stamp ADDR`, which lands on another branch"]
-fn shout_sender_against_stamp_suite_reflector() {
-    let Some(peer) = stamp_suite("shout_sender_against_stamp_suite_reflector") else { return };
+/// The other direction: `shout bench --stamp` (a STAMP Session-Sender) against
+/// stamp-suite's reflector, in every cell of the matrix: 20 probes at 100/s.
+/// Checked from our JSON report (docs/BENCH-JSON.md) field by field, and from
+/// the reflector's own statistics when it is interrupted.
+fn reverse_matrix(test: &str, authenticated: bool) {
+    let Some(peer) = stamp_suite(test) else { return };
     let _one_at_a_time = exclusive();
-    let port = free_port();
-    let mut cmd = Command::new(&peer);
-    cmd.args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()]).env("NO_COLOR", "1");
-    let mut reflector = Proc::spawn(cmd);
-    reflector
-        .stderr_line(Duration::from_secs(10), |l| l.contains("Reflector listening on"))
-        .expect("stamp-suite's reflector did not say it was listening");
-    let target = format!("127.0.0.1:{port}");
-    let run = shout(
-        &["bench", "--stamp", &target, "--rate", "100", "--duration", "200ms", "--json"],
-        Duration::from_secs(20),
-    );
-    assert_eq!(run.code(), Some(0), "{run}");
-    let report: Value =
-        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"));
-    let n = |k: &str| report[k].as_u64().unwrap_or_else(|| panic!("no {k}: {run}"));
-    assert_eq!(n("sent"), COUNT, "{run}");
-    assert_eq!((n("answered"), n("lost")), (COUNT, 0), "{run}");
-    let rtt =
-        |k: &str| report["rtt_us"][k].as_f64().unwrap_or_else(|| panic!("no rtt_us.{k}: {run}"));
-    assert!(0.0 < rtt("min") && rtt("p50") < MAX_RTT_MS * 1000.0, "{run}");
-    assert!(rtt("max") < REPLY_TIMEOUT_MS * 1000.0, "{run}");
-    // Interrupted, it prints its statistics on stdout.
-    reflector.signal("INT");
-    reflector.wait(Duration::from_secs(5)).expect("stamp-suite exits within 5 s of SIGINT");
-    let out = reflector.drain_stdout().join("\n");
-    assert!(out.contains(&format!("Total packets reflected: {COUNT}")), "{out}");
+    let key = KeyFile::new();
+    for case in Case::all().filter(|c| c.authenticated == authenticated) {
+        let port = free_port();
+        let mut cmd = Command::new(&peer);
+        cmd.args(["-i", "-S", "127.0.0.1", "-o", &port.to_string()]).env("NO_COLOR", "1");
+        if case.authenticated {
+            cmd.args(["-A", "A", "--hmac-key-file", &key.path()]);
+        }
+        if case.stateful {
+            cmd.arg("--stateful-reflector");
+        }
+        if case.ptp {
+            cmd.args(["-K", "PTP"]);
+        }
+        let mut reflector = Proc::spawn(cmd);
+        reflector
+            .stderr_line(Duration::from_secs(10), |l| l.contains("Reflector listening on"))
+            .expect("stamp-suite's reflector did not say it was listening");
+        let target = format!("127.0.0.1:{port}");
+        let mut args = vec!["bench", "--stamp", &target, "--rate", "100", "--duration", "200ms"];
+        args.extend(["--timeout", "1s", "--json"]);
+        let key_path = key.path();
+        if case.authenticated {
+            args.extend(["--stamp-key-file", &key_path]);
+        }
+        if case.stateful {
+            args.push("--stamp-stateful");
+        }
+        if case.ptp {
+            args.extend(["--stamp-timestamp", "ptp"]);
+        }
+        if case.tlvs {
+            args.extend([
+                "--stamp-tlv",
+                "timestamp-info,cos,direct,follow-up",
+                "--stamp-ssid",
+                "7",
+            ]);
+        }
+        let run = shout(&args, Duration::from_secs(20));
+        assert_eq!(run.code(), Some(0), "{case:?}: {run}");
+        let report: Value =
+            serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run}"));
+        let n = |k: &str| report[k].as_u64().unwrap_or_else(|| panic!("no {k}: {run}"));
+        assert_eq!(n("sent"), COUNT, "{case:?}: {run}");
+        assert_eq!((n("answered"), n("lost"), n("mismatched")), (COUNT, 0, 0), "{case:?}: {run}");
+        assert_eq!((n("duplicated"), n("reordered")), (0, 0), "{case:?}: {run}");
+        let rtt = |k: &str| report["rtt_us"][k].as_f64().unwrap_or_else(|| panic!("{k}: {run}"));
+        assert!(0.0 < rtt("min") && rtt("p50") < MAX_RTT_MS * 1000.0, "{case:?}: {run}");
+        assert!(rtt("max") < REPLY_TIMEOUT_MS * 1000.0, "{case:?}: {run}");
+        let stamp = &report["stamp"];
+        let field = |k: &str| stamp[k].as_u64().unwrap_or_else(|| panic!("no stamp.{k}: {run}"));
+        let mode = if case.authenticated { "authenticated" } else { "unauthenticated" };
+        assert_eq!(stamp["mode"], mode, "{case:?}: {run}");
+        assert_eq!(stamp["timestamp"], if case.ptp { "ptp" } else { "ntp" }, "{run}");
+        assert_eq!(field("auth_failed"), 0, "{case:?}: {run}");
+        // The split needs the reflector's own sequence numbers (stateful); a
+        // stateless reflector copies ours, so there is none to make.
+        assert_eq!(stamp["reflector_stateful"], case.stateful, "{case:?}: {run}");
+        if case.stateful {
+            let split = (field("forward_lost"), field("backward_lost"));
+            assert_eq!(split, (0, 0), "{case:?}: {run}");
+        } else {
+            assert!(stamp["forward_lost"].is_null(), "{case:?}: {run}");
+        }
+        assert_eq!(field("unsplit_lost"), 0, "{case:?}: {run}");
+        // It saw our TTL 255 and sends its replies with 255: no hop on loopback.
+        assert_eq!(stamp["forward_ttl"]["min"], PEER_TTL, "{case:?}: {run}");
+        assert_eq!(stamp["backward_ttl"]["min"], PEER_TTL, "{case:?}: {run}");
+        // One-way delays and its turnaround are there and inside the round trip.
+        let us = |part: &str, k: &str| stamp[part][k].as_f64().unwrap_or(f64::NAN);
+        for part in ["forward_us", "backward_us", "turnaround_us"] {
+            assert!(us(part, "p50") >= 0.0, "{part} in {case:?}: {run}");
+        }
+        assert!(us("turnaround_us", "max") <= rtt("max"), "{case:?}: {run}");
+        // Interrupted, it prints its statistics on stdout.
+        reflector.signal("INT");
+        reflector.wait(Duration::from_secs(5)).expect("stamp-suite exits within 5 s of SIGINT");
+        let out = reflector.drain_stdout().join("\n");
+        assert!(out.contains(&format!("Total packets reflected: {COUNT}")), "{case:?}: {out}");
+        eprintln!("ok: shout bench --stamp against stamp-suite -i, {case:?}");
+    }
+}
+
+#[test]
+fn shout_sender_against_stamp_suite_reflector_unauthenticated() {
+    reverse_matrix("shout_sender_against_stamp_suite_reflector_unauthenticated", false);
+}
+
+#[test]
+fn shout_sender_against_stamp_suite_reflector_authenticated() {
+    reverse_matrix("shout_sender_against_stamp_suite_reflector_authenticated", true);
 }
