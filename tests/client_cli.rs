@@ -565,23 +565,28 @@ fn socat_echo_server_is_named_at_once() {
     drop(socat);
 }
 
+/// `shout client ADDR` reading its lines from a pipe, with stdout and stderr piped too.
+fn piped_client(addr: std::net::SocketAddr) -> ChildGuard {
+    use std::process::{Command, Stdio};
+    ChildGuard::new(
+        Command::new(BIN)
+            .args(client(addr, &[]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Issue 10, item 4b: a 200 MB line is reported as too large for one datagram, exit 2
 /// (as a MESSAGE argument too large), without being held in memory whole; the lines
 /// around it are still answered.
 #[test]
 fn a_200_mb_line_is_too_large_and_exits_2() {
     use std::io::Write;
-    use std::process::{Command, Stdio};
     let server = FakeServer::upper("127.0.0.1:0");
-    let mut child = ChildGuard::new(
-        Command::new(BIN)
-            .args(client(server.addr, &[]))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = piped_client(server.addr);
     let mut stdin = child.child_mut().stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
         let chunk = vec![b'z'; 1 << 20];
@@ -611,17 +616,8 @@ fn a_200_mb_line_is_too_large_and_exits_2() {
 #[test]
 fn stdout_closed_early_ends_quietly_with_success() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
     let server = FakeServer::upper("127.0.0.1:0");
-    let mut child = ChildGuard::new(
-        Command::new(BIN)
-            .args(client(server.addr, &[]))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = piped_client(server.addr);
     let mut stdin = child.child_mut().stdin.take().unwrap();
     let stdout = child.child_mut().stdout.take().unwrap();
     // More lines than a pipe buffer holds replies for, so a write must meet the closed end.

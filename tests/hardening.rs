@@ -38,16 +38,7 @@ fn fds(pid: u32) -> usize {
 /// Balances the server's summary: every datagram received is answered, failed or dropped for
 /// exactly one reason.
 fn assert_balanced(summary: &std::collections::HashMap<String, u64>) {
-    let reasons = [
-        "oversize",
-        "port_zero",
-        "denied_port",
-        "bad_source",
-        "self_loop",
-        "rate_limited",
-        "total_limited",
-    ];
-    let dropped: u64 = reasons.iter().map(|r| summary[*r]).sum();
+    let dropped: u64 = DROP_REASONS.iter().map(|r| summary[*r]).sum();
     assert_eq!(
         summary["received"],
         summary["answered"] + summary["reply_failed"] + dropped,

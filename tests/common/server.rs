@@ -180,6 +180,20 @@ impl Summary {
     }
 }
 
+/// Every reason the summary counts a datagram dropped unanswered (the server's
+/// `Refusal`s): received = answered + reply_failed + the sum of these.
+pub(crate) const DROP_REASONS: [&str; 9] = [
+    "oversize",
+    "port_zero",
+    "denied_port",
+    "bad_source",
+    "self_loop",
+    "rate_limited",
+    "total_limited",
+    "stamp_malformed",
+    "stamp_auth_failed",
+];
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.line)
