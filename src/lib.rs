@@ -7,7 +7,7 @@
 //!   receive, admit, transform, coalesce, send ([`server::reply_to`] is the one road to a reply).
 //! - [`policy`]: who gets an answer (anti-reflection defences, rate limit): admission only.
 //! - [`transform`]: what is done to each admitted datagram (uppercase or echo), in place.
-//! - `listen`: binding and preparing the server's sockets.
+//! - `sockets`: the server's sockets and the worker thread on each: bind, options, run, stop.
 //! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff;
 //!   its modes [`oneshot`](client::oneshot), [`pipe`](mod@client::pipe) and [`prompt`](client::prompt).
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
@@ -52,11 +52,11 @@ pub mod counters;
 pub mod duration;
 pub mod escape;
 mod limit;
-mod listen;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod server;
+mod sockets;
 pub mod stamp;
 pub mod sys;
 pub mod transform;

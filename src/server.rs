@@ -1,6 +1,10 @@
-//! The reply loop, top to bottom: receive a batch, admit each datagram
-//! ([`Policy::admit`]), transform it in place ([`Responder::respond`]),
-//! coalesce replies to one sender, and send them back.
+//! The reply path each worker runs, top to bottom: `Worker::run` loops over
+//! `receive` (a batch) and `answer`, which for each slot calls
+//! `respond_slot`: [`reply_to`] admits each datagram ([`Policy::admit`]) and
+//! transforms it in place ([`Responder::respond`], the seam where upper, echo
+//! and the STAMP reflector sit); then `coalesce` gathers same-size replies to
+//! one sender for one GSO send, and `send_runs`/`send_all` send them.
+//! Housekeeping (counters, warnings) comes last in the file.
 //!
 //! One worker thread per socket; with `workers > 1` each bound address gets
 //! that many `SO_REUSEPORT` sockets so the kernel spreads senders over cores.
@@ -11,8 +15,8 @@ use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, SystemTime};
+
+use std::time::SystemTime;
 
 use crate::arrivals::{Monitor, Throttle};
 use crate::counters::{Counts, WorkerStats};
@@ -23,15 +27,8 @@ use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::transform::{Arrival, Responder};
 use crate::Mode;
 
-/// The largest UDP payload over IPv4: 65,535 − 20 (IP) − 8 (UDP).
-pub const MAX_DATAGRAM_V4: usize = 65_507;
-/// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP).
-pub const MAX_DATAGRAM_V6: usize = 65_527;
+pub use crate::sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 
-/// How often a worker blocked in a receive looks at the stop flag where the
-/// platform cannot wake it (everywhere but Linux), and how often the server
-/// looks at the flags.
-pub(crate) const STOP_POLL: Duration = Duration::from_millis(50);
 /// After a one-datagram batch, receive one at a time (recvmsg) for this many
 /// calls before trying a full batch again: ping-pong traffic then pays for no
 /// batching it cannot use, and a flood is back to full batches within as many
@@ -86,8 +83,9 @@ impl Default for ServerConfig {
 }
 
 /// A bound server, ready to [`run`](Server::run); the crate documentation
-/// has an example. [`Server::bind`] and [`Server::from_sockets`] are in
-/// `listen.rs`, with the sockets they set up.
+/// has an example. [`Server::bind`], [`Server::from_sockets`] and
+/// [`Server::run`] are in `sockets.rs`, with the sockets and threads they
+/// set up; this file has the reply path each worker thread runs.
 #[derive(Debug)]
 pub struct Server {
     pub(crate) config: ServerConfig,
@@ -105,73 +103,6 @@ impl Server {
     /// Every bound address, in the order of `config.binds`.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
-    }
-
-    /// Counters so far, summed over workers, with the kernel's drop counters read now.
-    pub fn counts(&self) -> Counts {
-        self.workers.iter().fold(Counts::default(), |mut total, slot| {
-            total += slot.counts();
-            total
-        })
-    }
-
-    /// Counters per worker socket (for per-worker stats).
-    pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
-        self.workers.iter().map(|slot| (slot.local, slot.counts())).collect()
-    }
-
-    /// Answers datagrams until `stop` is set, then finishes the batch in hand and
-    /// returns the final counters. Returns an error only if a socket is lost.
-    pub fn run(&self, stop: &AtomicBool) -> io::Result<Counts> {
-        let monitor = Monitor::start(self.config.show, self.config.log_format);
-        // Raised when any worker ends early, so the others stop too: a server
-        // with a dead worker would leave that socket's share unanswered.
-        let halt = AtomicBool::new(false);
-        let result = thread::scope(|scope| {
-            let mut handles = Vec::new();
-            for (i, slot) in self.workers.iter().enumerate() {
-                let monitor = Arc::clone(&monitor);
-                let halt = &halt;
-                let spawned = thread::Builder::new()
-                    .name(format!("shout-worker-{i}"))
-                    .spawn_scoped(scope, move || {
-                        // Raises `halt` however the worker ends, a panic included.
-                        let _guard = HaltOnExit(halt);
-                        let responder = match &self.config.stamp {
-                            Some(stamp) => Responder::stamp(stamp)?,
-                            None => Responder::new(self.config.mode),
-                        };
-                        Worker::new(slot, &self.config, &self.policy, responder, monitor)
-                            .run(stop, halt)
-                    });
-                match spawned {
-                    Ok(handle) => handles.push(handle),
-                    Err(err) => {
-                        halt.store(true, Relaxed);
-                        return Err(err);
-                    }
-                }
-            }
-            // Workers block without a timeout (a timer per receive costs
-            // latency); this thread watches the flags and wakes them.
-            while !stop.load(Relaxed) && !halt.load(Relaxed) {
-                thread::sleep(STOP_POLL);
-            }
-            for slot in &self.workers {
-                sys::wake(&slot.socket);
-            }
-            let mut first_error = None;
-            for handle in handles {
-                let result =
-                    handle.join().unwrap_or_else(|_| Err(io::Error::other("a worker panicked")));
-                if let Err(err) = result {
-                    first_error.get_or_insert(err);
-                }
-            }
-            first_error.map_or(Ok(()), Err)
-        });
-        monitor.finish(Duration::from_millis(200));
-        result.map(|()| self.counts())
     }
 }
 
@@ -191,15 +122,6 @@ impl Slot {
             self.stats.set_kernel_drops(drops);
         }
         self.stats.counts()
-    }
-}
-
-/// Sets `halt` when dropped: on a worker's return and on its panic alike.
-struct HaltOnExit<'a>(&'a AtomicBool);
-
-impl Drop for HaltOnExit<'_> {
-    fn drop(&mut self) {
-        self.0.store(true, Relaxed);
     }
 }
 
@@ -243,7 +165,7 @@ fn reply<'a>(m: &RecvMeta, contents: &'a [u8], stride: usize) -> Transmit<'a> {
     }
 }
 
-struct Worker<'a> {
+pub(crate) struct Worker<'a> {
     socket: &'a UdpSocket,
     local: SocketAddr,
     stats: &'a WorkerStats,
@@ -263,7 +185,7 @@ struct Worker<'a> {
 }
 
 impl<'a> Worker<'a> {
-    fn new(
+    pub(crate) fn new(
         slot: &'a Slot,
         config: &'a ServerConfig,
         policy: &'a Policy,
@@ -286,7 +208,7 @@ impl<'a> Worker<'a> {
         }
     }
 
-    fn run(&mut self, stop: &AtomicBool, halt: &AtomicBool) -> io::Result<()> {
+    pub(crate) fn run(&mut self, stop: &AtomicBool, halt: &AtomicBool) -> io::Result<()> {
         // Zeroed, so pages the traffic never reaches are never made resident.
         let mut storage = vec![0u8; BATCH * MAX_BUF];
         let mut meta = [RecvMeta::default(); BATCH];
@@ -296,14 +218,7 @@ impl<'a> Worker<'a> {
         let mut singles = 0u32;
         while !stop.load(Relaxed) && !halt.load(Relaxed) {
             let slots = if singles > 0 { 1 } else { BATCH };
-            let received = {
-                let mut chunks = storage.chunks_exact_mut(MAX_BUF);
-                // The chunk count is BATCH by construction of `storage`.
-                let mut bufs: [IoSliceMut<'_>; BATCH] =
-                    std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
-                sys::recv_batch(self.socket, &mut bufs[..slots], &mut meta, wait)
-            };
-            match received {
+            match self.receive(&mut storage, &mut meta, slots, wait) {
                 Ok(0) => {} // woken to stop
                 Ok(n) => {
                     singles = match (slots, n) {
@@ -345,14 +260,24 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
-    /// Publishes what is kept locally: the kernel's drop count and the
-    /// datagrams not shown. Called every 1024 batches, at exit, and where the
-    /// platform has a read timeout, when idle.
-    fn refresh_drops(&mut self) {
-        if let Some(drops) = sys::socket_drops(self.socket) {
-            self.stats.set_kernel_drops(drops);
+    /// Receives up to `slots` datagrams (or GRO buffers) into `storage`, one
+    /// per `MAX_BUF` chunk; builds only the receive slots it asks for.
+    fn receive(
+        &self,
+        storage: &mut [u8],
+        meta: &mut [RecvMeta],
+        slots: usize,
+        wait: bool,
+    ) -> io::Result<usize> {
+        if slots == 1 {
+            let mut one = [IoSliceMut::new(&mut storage[..MAX_BUF])];
+            return sys::recv_batch(self.socket, &mut one, meta, wait);
         }
-        self.monitor.add_unseen(std::mem::take(&mut self.unseen));
+        let mut chunks = storage.chunks_exact_mut(MAX_BUF);
+        // The chunk count is BATCH by construction of `storage`.
+        let mut bufs: [IoSliceMut<'_>; BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
+        sys::recv_batch(self.socket, &mut bufs[..slots], meta, wait)
     }
 
     /// One received batch, start to end: each slot's datagrams admitted and
@@ -432,28 +357,6 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Publishes the count of datagrams not shown now and then: a shared
-    /// counter per batch would be a cache line bouncing between workers under
-    /// load, so only when the queue is drained or enough have gathered.
-    fn publish_unseen(&mut self, batch: usize) {
-        if batch < BATCH || self.unseen >= 4096 {
-            self.monitor.add_unseen(std::mem::take(&mut self.unseen));
-        }
-    }
-
-    /// Sends what [`coalesce`](Worker::coalesce) planned: one transmit per slot that has one.
-    fn send_runs(&mut self, storage: &[u8], meta: &[RecvMeta], runs: &[Run], counts: &mut Counts) {
-        let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
-        let mut txs = [empty; BATCH];
-        let mut ntx = 0;
-        for (i, (run, m)) in runs.iter().zip(meta).enumerate() {
-            let Some(len) = run.len else { continue };
-            txs[ntx] = reply(m, &storage[i * MAX_BUF..][..len], run.stride);
-            ntx += 1;
-        }
-        self.send_all(&txs[..ntx], counts);
-    }
-
     /// Plans the sends of a batch: for each slot, the bytes its transmit covers.
     /// A run of one-datagram replies to one sender from one source address,
     /// each as long as the first but the last (which may be shorter, as GSO
@@ -518,9 +421,17 @@ impl<'a> Worker<'a> {
         runs
     }
 
-    /// Whether `dst`'s route refused GSO with segments of `size` or larger.
-    fn gso_refused(&self, dst: SocketAddr, size: usize) -> bool {
-        self.refused.is_some_and(|(to, refused)| to == dst && size >= refused)
+    /// Sends what [`coalesce`](Worker::coalesce) planned: one transmit per slot that has one.
+    fn send_runs(&mut self, storage: &[u8], meta: &[RecvMeta], runs: &[Run], counts: &mut Counts) {
+        let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
+        let mut txs = [empty; BATCH];
+        let mut ntx = 0;
+        for (i, (run, m)) in runs.iter().zip(meta).enumerate() {
+            let Some(len) = run.len else { continue };
+            txs[ntx] = reply(m, &storage[i * MAX_BUF..][..len], run.stride);
+            ntx += 1;
+        }
+        self.send_all(&txs[..ntx], counts);
     }
 
     /// Sends every transmit, counting each as answered or failed; never gives up
@@ -592,6 +503,30 @@ impl<'a> Worker<'a> {
             }
             self.send_all(&txs[..n], counts);
         }
+    }
+
+    /// Whether `dst`'s route refused GSO with segments of `size` or larger.
+    fn gso_refused(&self, dst: SocketAddr, size: usize) -> bool {
+        self.refused.is_some_and(|(to, refused)| to == dst && size >= refused)
+    }
+
+    /// Publishes the count of datagrams not shown now and then: a shared
+    /// counter per batch would be a cache line bouncing between workers under
+    /// load, so only when the queue is drained or enough have gathered.
+    fn publish_unseen(&mut self, batch: usize) {
+        if batch < BATCH || self.unseen >= 4096 {
+            self.monitor.add_unseen(std::mem::take(&mut self.unseen));
+        }
+    }
+
+    /// Publishes what is kept locally: the kernel's drop count and the
+    /// datagrams not shown. Called every 1024 batches, at exit, and where the
+    /// platform has a read timeout, when idle.
+    fn refresh_drops(&mut self) {
+        if let Some(drops) = sys::socket_drops(self.socket) {
+            self.stats.set_kernel_drops(drops);
+        }
+        self.monitor.add_unseen(std::mem::take(&mut self.unseen));
     }
 
     fn warn(&mut self, what: std::fmt::Arguments<'_>) {

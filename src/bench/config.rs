@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::probe::{self, Format};
 use super::stamp::StampFormat;
-use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::stamp::{Sender, SenderConfig};
+use crate::sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::Expect;
 
 /// STAMP's well-known port (RFC 8762), for `--stamp ADDR` without a port.

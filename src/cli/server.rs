@@ -13,7 +13,7 @@ use super::stamp::{ReflectorArgs, STAMP_PORT};
 use super::{resolve, resolve_all, UsageError};
 use crate::logging::{self, LogFormat};
 use crate::metrics::{self, MetricsEndpoint};
-use crate::server::MAX_DATAGRAM_V6;
+use crate::sys::MAX_DATAGRAM_V6;
 use crate::{Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
 /// `shout server`'s arguments.

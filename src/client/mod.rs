@@ -31,7 +31,7 @@ pub use oneshot::one_shot;
 pub use pipe::pipe;
 pub use prompt::interactive;
 
-use crate::server::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
+use crate::sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::Mode;
 
 /// Above this many bytes a datagram may be fragmented on real networks

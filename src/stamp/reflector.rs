@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use super::auth::{Key, KeyError};
-use super::packet::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, HMAC_LEN};
+use super::packet::{
+    get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, Layout, HMAC_LEN,
+};
 use super::session::{SessionKey, SessionTable};
 use super::timestamp::{ErrorEstimate, Timestamp, TimestampFormat};
 use super::tlv::{self, kind, TlvFlags, HEADER_LEN};
@@ -226,24 +228,13 @@ impl Reflector {
         self.reply_dscp = None;
         let pkt = buf.get_mut(..len).ok_or(StampDrop::BadLength)?;
         let l = self.cfg.mode.layout();
-        if len < l.len {
-            return Err(StampDrop::Short);
-        }
-        if let Some(at) = l.hmac {
-            // Checked before anything else is read, let alone state touched.
-            let key = self.key.as_ref().ok_or(StampDrop::Auth)?;
-            if !key.verify(&[&pkt[..at]], &pkt[at..at + HMAC_LEN]) {
-                return Err(StampDrop::Auth);
-            }
-        }
-        let sender_seq = get_u32(pkt, l.seq);
-        let sender_ts = get_u64(pkt, l.timestamp);
-        let sender_ee = get_u16(pkt, l.error_estimate);
-        let ssid = get_u16(pkt, l.ssid);
-
-        let key = SessionKey { src: rx.src, ssid };
-        let session = self.sessions.as_mut().and_then(|t| t.touch(key, rx.received));
-        let (seq, counters, previous) = match session {
+        self.check(pkt, l)?;
+        let sender = SenderFields::read(pkt, l);
+        // One lookup: the session stays borrowed until its last reflected
+        // packet is noted below (only other fields of `self` are read meanwhile).
+        let key = SessionKey { src: rx.src, ssid: sender.ssid };
+        let mut session = self.sessions.as_mut().and_then(|t| t.touch(key, rx.received));
+        let (seq, counters, previous) = match session.as_deref_mut() {
             Some(s) => {
                 let seq = s.next_seq;
                 s.next_seq = s.next_seq.wrapping_add(1);
@@ -252,25 +243,15 @@ impl Reflector {
                 (seq, Some((s.received, s.transmitted)), s.last_reflected)
             }
             // Stateless, or a full table: the sender's number comes back.
-            None => (sender_seq, None, None),
+            None => (sender.seq, None, None),
         };
 
         let (base, area) = pkt.split_at_mut(l.len);
-        base.fill(0);
-        put_u32(base, l.seq, seq);
-        put_u16(base, l.error_estimate, self.error_estimate.0);
-        put_u16(base, l.ssid, ssid);
-        let t2 = Timestamp::from_system_time(self.cfg.format, rx.received);
-        put_u64(base, l.receive_timestamp, t2.raw);
-        put_u32(base, l.sender_seq, sender_seq);
-        put_u64(base, l.sender_timestamp, sender_ts);
-        put_u16(base, l.sender_error_estimate, sender_ee);
-        base[l.sender_ttl] = rx.ttl.unwrap_or(0);
-
+        sender.write_base(base, l, seq, self.error_estimate, self.cfg.format, rx);
         let ctx = TlvContext {
             key: self.key.as_ref(),
             mode: self.cfg.mode,
-            request_seq: sender_seq.to_be_bytes(),
+            request_seq: sender.seq.to_be_bytes(),
             tos: rx.tos,
             allowed_dscp: self.cfg.allowed_dscp,
             sync_source: self.cfg.sync_source,
@@ -283,20 +264,85 @@ impl Reflector {
 
         let t3 = Timestamp::from_system_time(self.cfg.format, clock());
         put_u64(base, l.timestamp, t3.raw);
-        if counters.is_some() {
-            if let Some(s) = self.sessions.as_mut().and_then(|t| t.touch(key, rx.received)) {
-                s.last_reflected = Some((seq, t3.raw));
-            }
+        if let Some(s) = session {
+            s.last_reflected = Some((seq, t3.raw));
         }
-        if let (Some(at), Some(k)) = (sign_at, self.key.as_ref()) {
-            let tag = k.tag(&[&seq.to_be_bytes(), &area[..at]]);
-            area[at + HEADER_LEN..at + HEADER_LEN + HMAC_LEN].copy_from_slice(&tag);
-        }
-        if let (Some(at), Some(k)) = (l.hmac, self.key.as_ref()) {
-            let tag = k.tag(&[&base[..at]]);
-            base[at..at + HMAC_LEN].copy_from_slice(&tag);
+        if let Some(k) = self.key.as_ref() {
+            sign(k, l, seq, base, area, sign_at);
         }
         Ok(len)
+    }
+
+    /// The checks made before anything is read, let alone state touched: the
+    /// packet is at least the mode's base packet, and its HMAC holds.
+    fn check(&self, pkt: &[u8], l: &Layout) -> Result<(), StampDrop> {
+        if pkt.len() < l.len {
+            return Err(StampDrop::Short);
+        }
+        if let Some(at) = l.hmac {
+            let key = self.key.as_ref().ok_or(StampDrop::Auth)?;
+            if !key.verify(&[&pkt[..at]], &pkt[at..at + HMAC_LEN]) {
+                return Err(StampDrop::Auth);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Session-Sender's fields that come back in the reflected packet.
+struct SenderFields {
+    seq: u32,
+    timestamp: u64,
+    error_estimate: u16,
+    ssid: u16,
+}
+
+impl SenderFields {
+    fn read(pkt: &[u8], l: &Layout) -> SenderFields {
+        SenderFields {
+            seq: get_u32(pkt, l.seq),
+            timestamp: get_u64(pkt, l.timestamp),
+            error_estimate: get_u16(pkt, l.error_estimate),
+            ssid: get_u16(pkt, l.ssid),
+        }
+    }
+
+    /// Writes the reflected base packet over the test packet (RFC 8762
+    /// §4.3): every MBZ octet zeroed, the transmit timestamp and HMAC left
+    /// for later.
+    fn write_base(
+        &self,
+        base: &mut [u8],
+        l: &Layout,
+        seq: u32,
+        error_estimate: ErrorEstimate,
+        format: TimestampFormat,
+        rx: &Arrival,
+    ) {
+        base.fill(0);
+        put_u32(base, l.seq, seq);
+        put_u16(base, l.error_estimate, error_estimate.0);
+        put_u16(base, l.ssid, self.ssid);
+        let t2 = Timestamp::from_system_time(format, rx.received);
+        put_u64(base, l.receive_timestamp, t2.raw);
+        put_u32(base, l.sender_seq, self.seq);
+        put_u64(base, l.sender_timestamp, self.timestamp);
+        put_u16(base, l.sender_error_estimate, self.error_estimate);
+        base[l.sender_ttl] = rx.ttl.unwrap_or(0);
+    }
+}
+
+/// Signs the reply: the HMAC TLV at `sign_at` (RFC 8972 §4.8, over the
+/// sequence number and the TLVs before it), then the base packet's HMAC in
+/// authenticated mode (RFC 8762 §4.4), which covers the timestamps.
+fn sign(key: &Key, l: &Layout, seq: u32, base: &mut [u8], area: &mut [u8], sign_at: Option<usize>) {
+    if let Some(at) = sign_at {
+        let tag = key.tag(&[&seq.to_be_bytes(), &area[..at]]);
+        area[at + HEADER_LEN..at + HEADER_LEN + HMAC_LEN].copy_from_slice(&tag);
+    }
+    if let Some(at) = l.hmac {
+        let tag = key.tag(&[&base[..at]]);
+        base[at..at + HMAC_LEN].copy_from_slice(&tag);
     }
 }
 

@@ -18,6 +18,11 @@ mod fallback;
 #[cfg(not(target_os = "linux"))]
 pub use fallback::*;
 
+/// The largest UDP payload over IPv4: 65,535 − 20 (IP) − 8 (UDP).
+pub const MAX_DATAGRAM_V4: usize = 65_507;
+/// The largest UDP payload over IPv6 without jumbograms: 65,535 − 8 (UDP).
+pub const MAX_DATAGRAM_V6: usize = 65_527;
+
 /// Datagrams handled per system call.
 pub const BATCH: usize = 32;
 

@@ -1,26 +1,102 @@
-//! The server's sockets: [`Server::bind`] binds each address (a
-//! `SO_REUSEPORT` group of one socket per worker), [`Server::from_sockets`]
-//! adopts sockets made elsewhere, and every served socket gets its options
-//! (receive buffer, GRO, `IP_PKTINFO`, and for STAMP the TTL and traffic class).
+//! The server's sockets and the worker thread on each: [`Server::bind`]
+//! binds each address (a `SO_REUSEPORT` group of one socket per worker),
+//! [`Server::from_sockets`] adopts sockets made elsewhere, every served
+//! socket gets its options (receive buffer, GRO, `IP_PKTINFO`, and for STAMP
+//! the TTL and traffic class), and [`Server::run`] starts a worker on each
+//! and stops them. What a worker does with a datagram is in `server.rs`.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::arrivals::Monitor;
+use crate::counters::Counts;
 use crate::policy::Policy;
-#[cfg(not(target_os = "linux"))]
-use crate::server::STOP_POLL;
-use crate::server::{Server, ServerConfig, Slot};
+use crate::server::{Server, ServerConfig, Slot, Worker};
 use crate::stamp::STAMP_PORT;
 use crate::sys;
 use crate::transform::Responder;
 
+/// How often a worker blocked in a receive looks at the stop flag where the
+/// platform cannot wake it (everywhere but Linux), and how often the server
+/// looks at the flags.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(50);
 /// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
 const RECV_BUFFER: usize = 4 << 20;
 
 impl Server {
+    /// Counters so far, summed over workers, with the kernel's drop counters read now.
+    pub fn counts(&self) -> Counts {
+        self.workers.iter().fold(Counts::default(), |mut total, slot| {
+            total += slot.counts();
+            total
+        })
+    }
+
+    /// Counters per worker socket (for per-worker stats).
+    pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
+        self.workers.iter().map(|slot| (slot.local, slot.counts())).collect()
+    }
+
+    /// Answers datagrams until `stop` is set, then finishes the batch in hand and
+    /// returns the final counters. Returns an error only if a socket is lost.
+    pub fn run(&self, stop: &AtomicBool) -> io::Result<Counts> {
+        let monitor = Monitor::start(self.config.show, self.config.log_format);
+        // Raised when any worker ends early, so the others stop too: a server
+        // with a dead worker would leave that socket's share unanswered.
+        let halt = AtomicBool::new(false);
+        let result = thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (i, slot) in self.workers.iter().enumerate() {
+                let monitor = Arc::clone(&monitor);
+                let halt = &halt;
+                let spawned = thread::Builder::new()
+                    .name(format!("shout-worker-{i}"))
+                    .spawn_scoped(scope, move || {
+                        // Raises `halt` however the worker ends, a panic included.
+                        let _guard = HaltOnExit(halt);
+                        let responder = match &self.config.stamp {
+                            Some(stamp) => Responder::stamp(stamp)?,
+                            None => Responder::new(self.config.mode),
+                        };
+                        Worker::new(slot, &self.config, &self.policy, responder, monitor)
+                            .run(stop, halt)
+                    });
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(err) => {
+                        halt.store(true, Relaxed);
+                        return Err(err);
+                    }
+                }
+            }
+            // Workers block without a timeout (a timer per receive costs
+            // latency); this thread watches the flags and wakes them.
+            while !stop.load(Relaxed) && !halt.load(Relaxed) {
+                thread::sleep(STOP_POLL);
+            }
+            for slot in &self.workers {
+                sys::wake(&slot.socket);
+            }
+            let mut first_error = None;
+            for handle in handles {
+                let result =
+                    handle.join().unwrap_or_else(|_| Err(io::Error::other("a worker panicked")));
+                if let Err(err) = result {
+                    first_error.get_or_insert(err);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        monitor.finish(Duration::from_millis(200));
+        result.map(|()| self.counts())
+    }
+
     /// Binds every address in `config.binds`, `config.workers` sockets each.
     pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
         if config.binds.is_empty() {
@@ -51,14 +127,24 @@ impl Server {
     fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
         let mut policy_config = config.policy.clone();
         if let Some(stamp) = &config.stamp {
-            Responder::stamp(stamp)?; // a bad key fails here, not in a worker
-                                      // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
+            // A bad key fails here, not in a worker.
+            Responder::stamp(stamp)?;
+            // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
             policy_config.allow_ports.push(STAMP_PORT);
         }
         let (local_addrs, workers) = slots(groups, config.offload, config.stamp.is_some())?;
         let mut policy = Policy::new(&policy_config, config.max_datagram);
         policy.set_own_addrs(&local_addrs);
         Ok(Server { config, policy, local_addrs, workers })
+    }
+}
+
+/// Sets `halt` when dropped: on a worker's return and on its panic alike.
+struct HaltOnExit<'a>(&'a AtomicBool);
+
+impl Drop for HaltOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
     }
 }
 
