@@ -6,7 +6,45 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::policy::Refusal;
+/// Why a datagram was not answered: each reason is a counter of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Longer than `--max-datagram`.
+    Oversize,
+    /// Source port 0: cannot be answered, and only forged packets have it.
+    PortZero,
+    /// A denied source port (privileged ports, known reflectors).
+    DeniedPort,
+    /// A broadcast, multicast or unspecified source address.
+    BadSource,
+    /// From the server's own address and port: answering would loop forever.
+    SelfLoop,
+    /// Over the per-source rate limit.
+    RateLimited,
+    /// Within its own limit, but over the total cap on limited replies.
+    TotalLimited,
+    /// Not a STAMP test packet the reflector can answer at its size (shorter
+    /// than the mode's base packet).
+    StampMalformed,
+    /// A STAMP test packet whose HMAC does not check (authenticated mode).
+    StampAuth,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::Oversize => "oversize",
+            Refusal::PortZero => "port_zero",
+            Refusal::DeniedPort => "denied_port",
+            Refusal::BadSource => "bad_source",
+            Refusal::SelfLoop => "self_loop",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::TotalLimited => "total_limited",
+            Refusal::StampMalformed => "stamp_malformed",
+            Refusal::StampAuth => "stamp_auth_failed",
+        })
+    }
+}
 
 /// Declares [`Counts`] and its atomic twin [`WorkerStats`] from one field list,
 /// so the two can never disagree.

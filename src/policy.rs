@@ -6,10 +6,10 @@
 //! two meet in [`crate::server::reply_to`], the only road from a request to a
 //! reply.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+pub use crate::counters::Refusal;
 use crate::limit::{canonical, Limiter, Over};
 pub use crate::limit::{Prefix, RateLimit, Tick, MAX_TABLE};
 
@@ -17,46 +17,6 @@ pub use crate::limit::{Prefix, RateLimit, Tick, MAX_TABLE};
 /// WS-Discovery (3702), mDNS (5353) and memcached (11211), all UDP services
 /// that answer and so can be played against an echo server.
 pub const REFLECTOR_PORTS: [u16; 4] = [1900, 3702, 5353, 11211];
-
-/// Why a datagram was not answered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// Longer than `--max-datagram`.
-    Oversize,
-    /// Source port 0: cannot be answered, and only forged packets have it.
-    PortZero,
-    /// A denied source port (privileged ports, known reflectors).
-    DeniedPort,
-    /// A broadcast, multicast or unspecified source address.
-    BadSource,
-    /// From the server's own address and port: answering would loop forever.
-    SelfLoop,
-    /// Over the per-source rate limit.
-    RateLimited,
-    /// Within its own limit, but over the total cap on limited replies.
-    TotalLimited,
-    /// Not a STAMP test packet the reflector can answer at its size (shorter
-    /// than the mode's base packet).
-    StampMalformed,
-    /// A STAMP test packet whose HMAC does not check (authenticated mode).
-    StampAuth,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::Oversize => "oversize",
-            Refusal::PortZero => "port_zero",
-            Refusal::DeniedPort => "denied_port",
-            Refusal::BadSource => "bad_source",
-            Refusal::SelfLoop => "self_loop",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::TotalLimited => "total_limited",
-            Refusal::StampMalformed => "stamp_malformed",
-            Refusal::StampAuth => "stamp_auth_failed",
-        })
-    }
-}
 
 /// The defences, as configured.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,7 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use crate::policy::Refusal;
+use crate::counters::Refusal;
 use crate::stamp::{self, Reflector, ReflectorConfig, StampDrop};
 
 /// What the server does to a datagram before sending it back.
