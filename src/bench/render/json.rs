@@ -50,6 +50,7 @@ pub const STAMP_JSON_FIELDS: &[&str] = &[
     "backward_us",
     "turnaround_us",
     "rtt_net_us",
+    "tlv_results",
 ];
 
 #[cfg(test)]
