@@ -99,5 +99,14 @@ mod tests {
                 assert!(stamp[key][k].is_number(), "{key}.{k}: {json}");
             }
         }
+        let t = &stamp["tlv_results"];
+        assert_eq!((&t["replies"], &t["hmac_failed"]), (&10.into(), &0.into()), "{json}");
+        let want = serde_json::json!([
+            {"name": "timestamp-info", "type": 3, "returned": 10, "unrecognized": 0,
+             "malformed": 0, "integrity_failed": 0},
+            {"name": "raw", "type": 200, "returned": 9, "unrecognized": 9,
+             "malformed": 0, "integrity_failed": 0},
+        ]);
+        assert_eq!(t["types"], want, "{json}");
     }
 }
