@@ -103,9 +103,6 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
     if s.auth_failed > 0 {
         writeln!(f, "auth failed {} replies (wrong key?)", s.auth_failed)?;
     }
-    if let Some(t) = &s.tlv_results {
-        write_tlvs(f, t)?;
-    }
     for (name, ttl) in [("forward", s.forward_ttl), ("back", s.backward_ttl)] {
         match ttl {
             Some(t) if t.min == t.max => {
@@ -137,6 +134,9 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             )?,
             None => writeln!(f, "{name:<11} unknown")?,
         }
+    }
+    if let Some(t) = &s.tlv_results {
+        write_tlvs(f, t)?;
     }
     Ok(())
 }
