@@ -431,6 +431,81 @@ fn replies_signed_with_another_key_are_mismatched_not_answered() {
 
 // ---- the binary ----
 
+/// `shout bench --stamp` against the real `shout server --mode stamp` (spawned
+/// as in tests/stamp_server.rs), stateless, stateful, and authenticated (with
+/// an HMAC TLV): it knows every TLV the bench can send, so each comes back
+/// on every reply with U cleared and neither M nor I. It refuses every DSCP a
+/// Class of Service TLV asks for (docs/STAMP.md) and says so with the TLV's RP
+/// field, which is not one of the flags: shown below on a reply read directly.
+#[test]
+fn shout_server_answers_every_tlv_unflagged() {
+    let scratch = Scratch::new("stamp_bench_server_tlvs");
+    scratch.write("key", KEY);
+    let key = scratch.path().join("key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let key = key.to_str().unwrap();
+    let all = "timestamp-info,cos=46,direct,access-report,follow-up";
+    let names = ["timestamp-info", "cos", "direct", "access-report", "follow-up"];
+    for extra in [&[][..], &["--stamp-stateful"], &["--stamp-key-file", key]] {
+        let mut args = vec!["--mode", "stamp", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let server = common::Server::start(&args);
+        let target = server.addr().to_string();
+        let mut bench_args = vec!["--stamp", &target, "--stamp-tlv", all, "--json"];
+        bench_args.extend(["--rate", "200", "-d", "200ms", "-t", "1s"]);
+        if extra.contains(&key) {
+            // Authenticated mode on both ends, one key file: the bench adds an
+            // HMAC TLV after its TLVs, which the server checks and signs back.
+            bench_args.extend(["--stamp-key-file", key]);
+        }
+        let out = bench(&bench_args);
+        assert!(out.status.success(), "{extra:?}: {out:?}");
+        let report = json(&out);
+        let answered = report["answered"].as_u64().unwrap();
+        assert!(answered >= 20 && report["lost"] == 0, "{extra:?}: {report}");
+        let t = &report["stamp"]["tlv_results"];
+        assert_eq!((&t["replies"], &t["hmac_failed"]), (&answered.into(), &0.into()), "{report}");
+        let types = t["types"].as_array().expect("one result per TLV type sent");
+        let got: Vec<&str> = types.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(got, names, "{report}");
+        for r in types {
+            assert_eq!(r["returned"], answered, "{extra:?}: {r}");
+            for flag in ["unrecognized", "malformed", "integrity_failed"] {
+                assert_eq!(r[flag], 0, "{flag}, {extra:?}: {r}");
+            }
+        }
+        let summary = server.stop();
+        assert_eq!(summary.get("answered"), summary.get("received"), "{summary}");
+    }
+    // The refusal is the Class of Service TLV's RP field (RFC 8972 §4.4), its
+    // flags octet clear: not U, M or I.
+    let server = common::Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+    let cfg = SenderConfig {
+        tlvs: vec![TlvRequest::ClassOfService { dscp: 46 }],
+        ..SenderConfig::default()
+    };
+    let sender = shout::stamp::Sender::new(cfg).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; sender.packet_len()];
+    let n = sender.build_test_packet(1, SystemTime::now(), &mut buf).unwrap();
+    sock.send_to(&buf[..n], server.addr()).unwrap();
+    let mut reply = [0u8; 2048];
+    let len = sock.recv(&mut reply).expect("a reply within 2 s");
+    let r = sender.parse_reflected(&reply[..len]).unwrap();
+    let tlvs: Vec<_> = r.tlvs().map(Result::unwrap).collect();
+    assert_eq!(tlvs.len(), 1, "{tlvs:?}");
+    assert_eq!(tlvs[0].flags.0 & 0xE0, 0, "U, M and I clear: {tlvs:?}");
+    match tlvs[0].decode() {
+        Ok(shout::stamp::TlvValue::ClassOfService { dscp1: 46, rp: 1, .. }) => {}
+        other => panic!("a refused DSCP1 46 with RP 1: {other:?}"),
+    }
+    server.stop();
+}
+
 fn bench(args: &[&str]) -> std::process::Output {
     let args: Vec<&str> = ["bench"].iter().chain(args).copied().collect();
     common::run_shout(&args, None, Duration::from_secs(10)).into_output()
