@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use common::{Scratch, StopOnDrop};
 use serde_json::Value;
-use shout::bench::{self, BenchConfig, Load, Report, StampConfig, StampReport, STAMP_JSON_FIELDS};
+use shout::bench::{
+    self, BenchConfig, Load, Report, StampConfig, StampReport, TlvResult, STAMP_JSON_FIELDS,
+};
 use shout::stamp::{
     Arrival, AuthMode, Reflector, ReflectorConfig, SenderConfig, TimestampFormat, TlvRequest,
 };
@@ -42,6 +44,10 @@ struct Knobs {
     reorder: bool,
     /// Spoil each reply's HMAC (a reflector with another key).
     spoil_hmac: bool,
+    /// With `key`: unauthenticated base packets, the key only for HMAC TLVs.
+    key_for_tlvs_only: bool,
+    /// Flip the last octet of each reply (inside a trailing HMAC TLV).
+    spoil_last_octet: bool,
     /// Listen on [::1] instead of 127.0.0.1.
     ipv6: bool,
 }
@@ -68,7 +74,11 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
     sys::enable_ttl_tos(&sock, knobs.ipv6).unwrap();
     let addr = sock.local_addr().unwrap();
     let config = ReflectorConfig {
-        mode: if knobs.key.is_some() { AuthMode::Authenticated } else { AuthMode::Unauthenticated },
+        mode: if knobs.key.is_some() && !knobs.key_for_tlvs_only {
+            AuthMode::Authenticated
+        } else {
+            AuthMode::Unauthenticated
+        },
         auth_key: knobs.key.clone(),
         stateful: knobs.stateful,
         format: knobs.format,
@@ -113,6 +123,9 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
                 if knobs.spoil_hmac {
                     // The base packet's HMAC: octets 96..112 of the authenticated layout.
                     buf[100] ^= 0xFF;
+                }
+                if knobs.spoil_last_octet {
+                    buf[len - 1] ^= 0xFF;
                 }
                 let reply = &buf[..len];
                 if knobs.reorder && mine % 2 == 0 {
@@ -195,6 +208,7 @@ fn stateless_unauthenticated_ntp() {
         assert!(!stamp.reflector_stateful, "a stateless reflector copies our numbers");
         assert_eq!(stamp.reflector_own_seq, 0);
         assert_eq!((stamp.forward_lost, stamp.backward_lost), (None, None));
+        assert_eq!(stamp.tlv_results, None, "no TLVs sent, none to report on");
     });
 }
 
@@ -243,6 +257,95 @@ fn stateful_authenticated_ptp_with_tlvs_and_padding() {
         assert_eq!(stamp.tlvs, ["timestamp-info", "cos", "direct"]);
         assert!(stamp.reflector_stateful);
         assert_eq!((stamp.forward_lost, stamp.backward_lost), (Some(0), Some(0)));
+        // Every TLV processed on every reply: U cleared, no M, no I.
+        let t = stamp.tlv_results.expect("TLVs sent: a TLV result");
+        assert_eq!((t.replies, t.hmac_failed), (report.answered, 0), "{t:#?}");
+        let got: Vec<(&str, u8, u64, [u64; 3])> = t.types.iter().map(summary).collect();
+        let n = report.answered;
+        let want =
+            [("timestamp-info", 3, n, [0; 3]), ("cos", 4, n, [0; 3]), ("direct", 5, n, [0; 3])];
+        assert_eq!(got, want, "{t:#?}");
+    });
+}
+
+/// A TLV type's result as (name, type, returned, [U, M, I]).
+fn summary(r: &TlvResult) -> (&'static str, u8, u64, [u64; 3]) {
+    (r.name, r.kind, r.returned, [r.unrecognized, r.malformed, r.integrity_failed])
+}
+
+#[test]
+fn the_report_tells_which_tlvs_the_reflector_knew() {
+    with_reflector(Knobs::default(), |addr, counts| {
+        let sender = SenderConfig {
+            tlvs: vec![
+                TlvRequest::TimestampInfo,
+                // Type 200 is unassigned: the reflector leaves the sender's U flag set.
+                TlvRequest::Raw { kind: 200, len: 8 },
+                TlvRequest::FollowUpTelemetry,
+                // Access Report has 4 octets, not 2: malformed, marked M. The
+                // reflector copies what follows a malformed TLV untouched, so it goes last.
+                TlvRequest::Raw { kind: 6, len: 2 },
+            ],
+            ..SenderConfig::default()
+        };
+        let (report, stamp) = run(&stamp_config(addr, sender, false));
+        assert_clean(&report, &stamp);
+        let n = report.answered;
+        assert_eq!(counts.requests.load(Ordering::Relaxed), report.sent);
+        let t = stamp.tlv_results.expect("TLVs sent: a TLV result");
+        assert_eq!((t.replies, t.hmac_failed), (n, 0), "{t:#?}");
+        let got: Vec<_> = t.types.iter().map(summary).collect();
+        let want = [
+            ("timestamp-info", 3, n, [0, 0, 0]),
+            ("raw", 200, n, [n, 0, 0]),
+            ("follow-up", 7, n, [0, 0, 0]),
+            ("raw", 6, n, [0, n, 0]),
+        ];
+        assert_eq!(got, want, "{t:#?}");
+        let table = report.to_string();
+        assert!(
+            table.contains(&format!(
+                "tlv timestamp-info back on {n} of {n} replies, none flagged\n"
+            )),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!(
+                "tlv type 200 back on {n} of {n} replies: {n} unrecognized (U)\n"
+            )),
+            "{table}"
+        );
+        assert!(
+            table.contains(&format!("tlv type 6  back on {n} of {n} replies: {n} malformed (M)\n")),
+            "{table}"
+        );
+    });
+}
+
+#[test]
+fn replies_whose_hmac_tlv_fails_are_counted_not_used() {
+    let knobs = Knobs {
+        key: Some(KEY.to_vec()),
+        key_for_tlvs_only: true,
+        spoil_last_octet: true,
+        ..Knobs::default()
+    };
+    with_reflector(knobs, |addr, counts| {
+        let sender = SenderConfig {
+            auth_key: Some(KEY.to_vec()),
+            tlvs: vec![TlvRequest::TimestampInfo],
+            ..SenderConfig::default()
+        };
+        let (report, stamp) = run(&stamp_config(addr, sender, false));
+        assert_eq!(report.answered, 0, "{report:#?}");
+        let replies = counts.requests.load(Ordering::Relaxed);
+        assert!(replies > 0);
+        let t = stamp.tlv_results.expect("TLVs sent: a TLV result");
+        assert_eq!((t.replies, t.hmac_failed), (0, replies), "{t:#?}");
+        assert_eq!(stamp.auth_failed, replies, "also an authentication failure");
+        assert_eq!(report.mismatched, replies);
+        assert_eq!(summary(&t.types[0]), ("timestamp-info", 3, 0, [0; 3]), "not counted");
+        assert!(report.to_string().contains(&format!("tlv hmac    failed on {replies} replies")));
     });
 }
 
@@ -328,6 +431,81 @@ fn replies_signed_with_another_key_are_mismatched_not_answered() {
 
 // ---- the binary ----
 
+/// `shout bench --stamp` against the real `shout server --mode stamp` (spawned
+/// as in tests/stamp_server.rs), stateless, stateful, and authenticated (with
+/// an HMAC TLV): it knows every TLV the bench can send, so each comes back
+/// on every reply with U cleared and neither M nor I. It refuses every DSCP a
+/// Class of Service TLV asks for (docs/STAMP.md) and says so with the TLV's RP
+/// field, which is not one of the flags: shown below on a reply read directly.
+#[test]
+fn shout_server_answers_every_tlv_unflagged() {
+    let scratch = Scratch::new("stamp_bench_server_tlvs");
+    scratch.write("key", KEY);
+    let key = scratch.path().join("key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let key = key.to_str().unwrap();
+    let all = "timestamp-info,cos=46,direct,access-report,follow-up";
+    let names = ["timestamp-info", "cos", "direct", "access-report", "follow-up"];
+    for extra in [&[][..], &["--stamp-stateful"], &["--stamp-key-file", key]] {
+        let mut args = vec!["--mode", "stamp", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let server = common::Server::start(&args);
+        let target = server.addr().to_string();
+        let mut bench_args = vec!["--stamp", &target, "--stamp-tlv", all, "--json"];
+        bench_args.extend(["--rate", "200", "-d", "200ms", "-t", "1s"]);
+        if extra.contains(&key) {
+            // Authenticated mode on both ends, one key file: the bench adds an
+            // HMAC TLV after its TLVs, which the server checks and signs back.
+            bench_args.extend(["--stamp-key-file", key]);
+        }
+        let out = bench(&bench_args);
+        assert!(out.status.success(), "{extra:?}: {out:?}");
+        let report = json(&out);
+        let answered = report["answered"].as_u64().unwrap();
+        assert!(answered >= 20 && report["lost"] == 0, "{extra:?}: {report}");
+        let t = &report["stamp"]["tlv_results"];
+        assert_eq!((&t["replies"], &t["hmac_failed"]), (&answered.into(), &0.into()), "{report}");
+        let types = t["types"].as_array().expect("one result per TLV type sent");
+        let got: Vec<&str> = types.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(got, names, "{report}");
+        for r in types {
+            assert_eq!(r["returned"], answered, "{extra:?}: {r}");
+            for flag in ["unrecognized", "malformed", "integrity_failed"] {
+                assert_eq!(r[flag], 0, "{flag}, {extra:?}: {r}");
+            }
+        }
+        let summary = server.stop();
+        assert_eq!(summary.get("answered"), summary.get("received"), "{summary}");
+    }
+    // The refusal is the Class of Service TLV's RP field (RFC 8972 §4.4), its
+    // flags octet clear: not U, M or I.
+    let server = common::Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+    let cfg = SenderConfig {
+        tlvs: vec![TlvRequest::ClassOfService { dscp: 46 }],
+        ..SenderConfig::default()
+    };
+    let sender = shout::stamp::Sender::new(cfg).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; sender.packet_len()];
+    let n = sender.build_test_packet(1, SystemTime::now(), &mut buf).unwrap();
+    sock.send_to(&buf[..n], server.addr()).unwrap();
+    let mut reply = [0u8; 2048];
+    let len = sock.recv(&mut reply).expect("a reply within 2 s");
+    let r = sender.parse_reflected(&reply[..len]).unwrap();
+    let tlvs: Vec<_> = r.tlvs().map(Result::unwrap).collect();
+    assert_eq!(tlvs.len(), 1, "{tlvs:?}");
+    assert_eq!(tlvs[0].flags.0 & 0xE0, 0, "U, M and I clear: {tlvs:?}");
+    match tlvs[0].decode() {
+        Ok(shout::stamp::TlvValue::ClassOfService { dscp1: 46, rp: 1, .. }) => {}
+        other => panic!("a refused DSCP1 46 with RP 1: {other:?}"),
+    }
+    server.stop();
+}
+
 fn bench(args: &[&str]) -> std::process::Output {
     let args: Vec<&str> = ["bench"].iter().chain(args).copied().collect();
     common::run_shout(&args, None, Duration::from_secs(10)).into_output()
@@ -403,6 +581,18 @@ fn cli_key_file_json_plot_csv_and_checks() {
         assert_eq!(report["lost"], 0, "{report}");
         assert!(report["answered"].as_u64().unwrap() > 10, "{report}");
         assert!(stamp["forward_us"]["p50"].as_f64().is_some(), "{report}");
+        let answered = &report["answered"];
+        let t = &stamp["tlv_results"];
+        assert_eq!((&t["replies"], &t["hmac_failed"]), (answered, &0.into()), "{report}");
+        let types = t["types"].as_array().expect("types: one per TLV sent");
+        let names: Vec<&str> = types.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["timestamp-info", "cos", "direct"], "{report}");
+        for r in types {
+            assert_eq!(&r["returned"], answered, "{report}");
+            for flag in ["unrecognized", "malformed", "integrity_failed"] {
+                assert_eq!(r[flag], 0, "{flag}: {report}");
+            }
+        }
         let svg = std::fs::read_to_string(&plot).unwrap();
         assert!(
             svg.starts_with("<?xml") && svg.contains("<svg") && svg.contains("polyline"),
@@ -435,6 +625,7 @@ fn cli_key_file_json_plot_csv_and_checks() {
             table.contains("(expect stamp)") && table.contains("stamp       authenticated"),
             "{table}"
         );
+        assert!(!table.contains("\ntlv "), "no TLVs sent, no TLV lines: {table}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("above --max-loss"), "{out:?}");
     });
 }

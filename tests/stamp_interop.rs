@@ -537,6 +537,24 @@ fn reverse_matrix(test: &str, authenticated: bool) {
             assert!(us(part, "p50") >= 0.0, "{part} in {case:?}: {run}");
         }
         assert!(us("turnaround_us", "max") <= rtt("max"), "{case:?}: {run}");
+        // It knows every TLV we send: each came back on all 20 replies with
+        // the U flag cleared, and none was malformed or failed its HMAC check.
+        let tlvs = &stamp["tlv_results"];
+        if case.tlvs {
+            assert_eq!(tlvs["replies"], COUNT, "{case:?}: {run}");
+            assert_eq!(tlvs["hmac_failed"], 0, "{case:?}: {run}");
+            let types = tlvs["types"].as_array().unwrap_or_else(|| panic!("types: {run}"));
+            let names: Vec<&str> = types.iter().filter_map(|t| t["name"].as_str()).collect();
+            assert_eq!(names, ["timestamp-info", "cos", "direct", "follow-up"], "{run}");
+            for t in types {
+                assert_eq!(t["returned"], COUNT, "{case:?}: {t}: {run}");
+                for flag in ["unrecognized", "malformed", "integrity_failed"] {
+                    assert_eq!(t[flag], 0, "{flag} in {case:?}: {t}: {run}");
+                }
+            }
+        } else {
+            assert!(tlvs.is_null(), "no TLVs sent, no TLV result: {case:?}: {run}");
+        }
         // Interrupted, it prints its statistics on stdout.
         reflector.signal("INT");
         reflector.wait(Duration::from_secs(5)).expect("stamp-suite exits within 5 s of SIGINT");

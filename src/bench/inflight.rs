@@ -214,9 +214,14 @@ impl Tracker {
             match self.rules.format.read(payload, self.next_seq) {
                 Ok(echo) => echo,
                 Err(why) => {
-                    if let (Unusable::Auth, Some(st)) = (why, self.stamp.as_mut()) {
+                    if let (Unusable::Auth | Unusable::TlvAuth, Some(st)) =
+                        (why, self.stamp.as_mut())
+                    {
                         if now_ns >= self.rules.measure_from_ns {
                             st.auth_failed += 1;
+                            if why == Unusable::TlvAuth {
+                                st.tlvs.hmac_failed += 1;
+                            }
                         }
                     }
                     return self.mismatch(now_ns);

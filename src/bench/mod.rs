@@ -93,7 +93,7 @@ pub use config::{
 };
 pub use record::{Interval, Percentile, Timeline, MAX_INTERVALS};
 pub use render::{CSV_HEADER, JSON_FIELDS, STAMP_JSON_FIELDS};
-pub use report::{Delay, Report, Rtt, StampReport, SCHEMA};
+pub use report::{Delay, Report, Rtt, StampReport, TlvResult, TlvResults, SCHEMA};
 
 use inflight::Tally;
 use loops::{FlowResult, Live, Run};
@@ -216,7 +216,7 @@ fn merge(config: &BenchConfig, run: &Run<'_>, results: Vec<FlowResult>) -> io::R
     let rtt = rtt.ok_or_else(|| io::Error::other("no flow ran"))?;
     let measured = Duration::from_nanos(sent_until_ns.saturating_sub(run.measure_from_ns));
     let mut report = Report::new(config, tally, &rtt, drops, measured);
-    report.stamp = stamp.map(|st| StampReport::new(config, &st));
+    report.stamp = stamp.map(|st| StampReport::new(config, &st, report.answered));
     if let (Some(merger), Some(counts)) = (run.timeline.as_ref(), intervals) {
         report.timeline = Some(merger.timeline(&counts, clock::nanos(measured), &rtt));
     }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::config::{BenchConfig, Load};
 use super::inflight::Tally;
 use super::record::Timeline;
-use super::stamp::{Range, Signed, StampTally, SEND_TTL};
+use super::stamp::{Range, Signed, StampTally, TlvTally, SEND_TTL};
 use crate::duration::human;
 use crate::stamp::{AuthMode, TimestampFormat, TlvRequest};
 use crate::Expect;
@@ -125,6 +125,66 @@ pub struct StampReport {
     pub turnaround_us: Option<Delay>,
     /// Round trip minus the reflector's turnaround, per probe.
     pub rtt_net_us: Option<Delay>,
+    /// What the reflector did with the TLVs of [`tlvs`](StampReport::tlvs);
+    /// `None` when none were sent.
+    pub tlv_results: Option<TlvResults>,
+}
+
+/// With `--stamp-tlv`: what came back of the TLVs sent (RFC 8972 §4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TlvResults {
+    /// Answered replies looked at (as `answered`, measured ones only).
+    pub replies: u64,
+    /// Replies whose HMAC TLV did not match our key: not answered, their TLVs
+    /// not counted (also in `auth_failed`).
+    pub hmac_failed: u64,
+    /// One entry per TLV type sent, in the order of [`tlvs`](StampReport::tlvs).
+    pub types: Vec<TlvResult>,
+}
+
+/// One TLV type sent, and what the replies did with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TlvResult {
+    /// Its name, as in [`StampReport::tlvs`].
+    pub name: &'static str,
+    /// Its type code.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// Replies that carried a TLV of this type back.
+    pub returned: u64,
+    /// Of those, replies where the reflector left or set the U flag: it did
+    /// not process the type.
+    pub unrecognized: u64,
+    /// Of those, replies with the M flag: the reflector found it malformed.
+    pub malformed: u64,
+    /// Of those, replies with the I flag: the TLVs failed the reflector's
+    /// HMAC check.
+    pub integrity_failed: u64,
+}
+
+impl TlvResults {
+    fn new(sent: &[TlvRequest], answered: u64, t: &TlvTally) -> Option<TlvResults> {
+        if sent.is_empty() {
+            return None;
+        }
+        let mut types: Vec<TlvResult> = Vec::with_capacity(sent.len());
+        for req in sent {
+            let kind = tlv_kind(req);
+            if types.iter().any(|r| r.kind == kind) {
+                continue;
+            }
+            let c = t.by_kind[usize::from(kind)];
+            types.push(TlvResult {
+                name: tlv_name(req),
+                kind,
+                returned: c.carried,
+                unrecognized: c.unrecognized,
+                malformed: c.malformed,
+                integrity_failed: c.integrity_failed,
+            });
+        }
+        Some(TlvResults { replies: answered, hmac_failed: t.hmac_failed, types })
+    }
 }
 
 /// Lowest and highest TTL seen, and the hop counts they mean when the packets
@@ -180,8 +240,20 @@ fn tlv_name(t: &TlvRequest) -> &'static str {
     }
 }
 
+fn tlv_kind(t: &TlvRequest) -> u8 {
+    use crate::stamp::tlv::kind;
+    match *t {
+        TlvRequest::TimestampInfo => kind::TIMESTAMP_INFO,
+        TlvRequest::ClassOfService { .. } => kind::CLASS_OF_SERVICE,
+        TlvRequest::DirectMeasurement => kind::DIRECT_MEASUREMENT,
+        TlvRequest::AccessReport { .. } => kind::ACCESS_REPORT,
+        TlvRequest::FollowUpTelemetry => kind::FOLLOW_UP_TELEMETRY,
+        TlvRequest::Raw { kind, .. } => kind,
+    }
+}
+
 impl StampReport {
-    pub(super) fn new(config: &BenchConfig, st: &StampTally) -> StampReport {
+    pub(super) fn new(config: &BenchConfig, st: &StampTally, answered: u64) -> StampReport {
         let (sender, declared) = config
             .stamp
             .as_ref()
@@ -214,6 +286,7 @@ impl StampReport {
             backward_us: Delay::from_signed(&st.backward),
             turnaround_us: Delay::from_signed(&st.turnaround),
             rtt_net_us: Delay::from_signed(&st.net_rtt),
+            tlv_results: TlvResults::new(&sender.tlvs, answered, &st.tlvs),
         }
     }
 }
@@ -357,8 +430,11 @@ pub(crate) fn sample(sent: u64, answered: u64, rtts_ns: &[u64]) -> Report {
 #[cfg(test)]
 pub(crate) fn stamp_sample() -> Report {
     use super::stamp::StampEcho;
+    use crate::stamp::TlvFlags;
     let mut config = BenchConfig::default();
-    config.stamp = Some(super::config::StampConfig::default());
+    let mut stamp = super::config::StampConfig::default();
+    stamp.sender.tlvs = vec![TlvRequest::TimestampInfo, TlvRequest::Raw { kind: 200, len: 4 }];
+    config.stamp = Some(stamp);
     let mut st = StampTally::default();
     for seq in 0..10u64 {
         let t = 1_000_000_000 + seq as i64 * 1_000;
@@ -368,13 +444,23 @@ pub(crate) fn stamp_sample() -> Report {
             t2_ns: Some(t + 10_000),
             t3_ns: Some(t + 12_000),
             forward_ttl: 254,
+            tlvs: {
+                // Timestamp Information processed; type 200 unknown (U), and
+                // missing from the last reply.
+                let mut m = super::stamp::TlvMarks::default();
+                m.note(3, TlvFlags(0));
+                if seq < 9 {
+                    m.note(200, TlvFlags(TlvFlags::U));
+                }
+                m
+            },
         };
         st.on_answer(seq, 25_000, &e, Some(64), t + 20_000);
     }
     st.split(0, 10);
     let mut r = sample(10, 10, &[25_000; 10]);
     r.expect = "stamp";
-    r.stamp = Some(StampReport::new(&config, &st));
+    r.stamp = Some(StampReport::new(&config, &st, 10));
     r
 }
 

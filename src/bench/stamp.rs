@@ -9,6 +9,10 @@
 //! delays, turnaround, TTLs, and the first and last sequence numbers of both
 //! ends, from which [`StampTally::split`] splits the loss by direction.
 //!
+//! With `--stamp-tlv`, [`TlvMarks`] notes which TLV types each reply carried
+//! back and with which of the flags U, M, I (RFC 8972 §4), and [`TlvTally`]
+//! counts them per type in fixed arrays: nothing is allocated per reply.
+//!
 //! Probes go out with TTL (hop limit) 255, as STAMP senders do, so the
 //! reflector's report of the TTL it saw gives the forward hop count.
 
@@ -16,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::stamp::{ParseError, Sender, TlvIntegrity};
+use crate::stamp::{ParseError, Sender, TlvFlags, TlvIntegrity};
 
 /// The TTL (hop limit) probes are sent with: hops = 255 - TTL received.
 pub(crate) const SEND_TTL: u8 = 255;
@@ -41,6 +45,108 @@ pub(crate) struct StampEcho {
     pub(crate) t3_ns: Option<i64>,
     /// The TTL our packet arrived at the reflector with; 0 when it did not say.
     pub(crate) forward_ttl: u8,
+    /// The TLV types it carried back and their flags (empty unless we sent TLVs).
+    pub(crate) tlvs: TlvMarks,
+}
+
+/// Sets of TLV types (one bit per type octet) a reply carried back: all of
+/// them, and those with the U, M and I flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TlvMarks {
+    carried: [u64; 4],
+    unrecognized: [u64; 4],
+    malformed: [u64; 4],
+    integrity_failed: [u64; 4],
+}
+
+fn set(bits: &mut [u64; 4], kind: u8) {
+    bits[usize::from(kind >> 6)] |= 1 << (kind & 63);
+}
+
+impl TlvMarks {
+    /// Notes one TLV of type `kind` with `flags`.
+    pub(crate) fn note(&mut self, kind: u8, flags: TlvFlags) {
+        set(&mut self.carried, kind);
+        if flags.unrecognized() {
+            set(&mut self.unrecognized, kind);
+        }
+        if flags.malformed() {
+            set(&mut self.malformed, kind);
+        }
+        if flags.integrity_failed() {
+            set(&mut self.integrity_failed, kind);
+        }
+    }
+
+    /// The types in a set, in ascending order (set bits only).
+    fn kinds(bits: [u64; 4]) -> impl Iterator<Item = u8> {
+        bits.into_iter().enumerate().flat_map(|(w, mut word)| {
+            std::iter::from_fn(move || {
+                let bit = word.trailing_zeros();
+                (word != 0).then(|| {
+                    word &= word - 1;
+                    (w as u32 * 64 + bit) as u8
+                })
+            })
+        })
+    }
+}
+
+/// Per TLV type: how many replies carried it back, and how many of those had
+/// each flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TlvCount {
+    pub(crate) carried: u64,
+    pub(crate) unrecognized: u64,
+    pub(crate) malformed: u64,
+    pub(crate) integrity_failed: u64,
+}
+
+/// The TLVs of all answered replies, counted by type (a fixed array: no
+/// allocation per reply), and the replies whose HMAC TLV failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TlvTally {
+    /// Indexed by the type octet.
+    pub(crate) by_kind: [TlvCount; 256],
+    /// Replies whose HMAC TLV did not match our key (not answered: their
+    /// TLVs cannot be trusted, RFC 8972 §4.8).
+    pub(crate) hmac_failed: u64,
+}
+
+impl Default for TlvTally {
+    fn default() -> Self {
+        TlvTally { by_kind: [TlvCount::default(); 256], hmac_failed: 0 }
+    }
+}
+
+impl TlvTally {
+    fn on_answer(&mut self, m: &TlvMarks) {
+        if m.carried == [0; 4] {
+            return;
+        }
+        for k in TlvMarks::kinds(m.carried) {
+            self.by_kind[usize::from(k)].carried += 1;
+        }
+        for k in TlvMarks::kinds(m.unrecognized) {
+            self.by_kind[usize::from(k)].unrecognized += 1;
+        }
+        for k in TlvMarks::kinds(m.malformed) {
+            self.by_kind[usize::from(k)].malformed += 1;
+        }
+        for k in TlvMarks::kinds(m.integrity_failed) {
+            self.by_kind[usize::from(k)].integrity_failed += 1;
+        }
+    }
+
+    fn add(&mut self, o: &TlvTally) {
+        for (a, b) in self.by_kind.iter_mut().zip(o.by_kind.iter()) {
+            a.carried += b.carried;
+            a.unrecognized += b.unrecognized;
+            a.malformed += b.malformed;
+            a.integrity_failed += b.integrity_failed;
+        }
+        self.hmac_failed += o.hmac_failed;
+    }
 }
 
 /// Why a datagram is no usable reflected packet.
@@ -48,8 +154,10 @@ pub(crate) struct StampEcho {
 pub(crate) enum Unusable {
     /// Too short, or another session's (SSID).
     Mismatch,
-    /// Its HMAC (base packet or HMAC TLV) does not match our key.
+    /// Its base packet's HMAC does not match our key.
     Auth,
+    /// Its HMAC TLV does not match our key.
+    TlvAuth,
 }
 
 /// Nanoseconds since the Unix epoch, saturating.
@@ -78,7 +186,7 @@ impl StampFormat {
             ParseError::Short { .. } => Unusable::Mismatch,
         })?;
         if r.tlv_integrity == TlvIntegrity::Invalid {
-            return Err(Unusable::Auth);
+            return Err(Unusable::TlvAuth);
         }
         if r.ssid != self.sender.config().ssid {
             return Err(Unusable::Mismatch);
@@ -90,8 +198,24 @@ impl StampFormat {
             t2_ns: ns(r.receive_timestamp),
             t3_ns: ns(r.timestamp),
             forward_ttl: r.sender_ttl,
+            tlvs: self.marks(&r),
         };
         Ok((widen(r.sender_seq, next_seq), echo))
+    }
+}
+
+impl StampFormat {
+    /// The TLV types `r` carried back and their flags, when we sent TLVs. A
+    /// truncated TLV ends the walk: what follows it cannot be read.
+    #[inline]
+    fn marks(&self, r: &crate::stamp::Reflected<'_>) -> TlvMarks {
+        let mut m = TlvMarks::default();
+        if !self.sender.config().tlvs.is_empty() {
+            for t in r.tlvs().map_while(Result::ok) {
+                m.note(t.kind, t.flags);
+            }
+        }
+        m
     }
 }
 
@@ -215,6 +339,8 @@ pub(crate) struct StampTally {
     pub(crate) backward_ttl: Range,
     /// Replies that failed the HMAC check (not in `answered`: mismatched).
     pub(crate) auth_failed: u64,
+    /// What came back of the TLVs we sent.
+    pub(crate) tlvs: Box<TlvTally>,
     /// Replies whose reflector sequence number differs from ours: the
     /// reflector keeps its own count (stateful).
     pub(crate) own_seq: u64,
@@ -257,6 +383,7 @@ impl StampTally {
         if let Some(ttl) = reply_ttl {
             self.backward_ttl.note(ttl);
         }
+        self.tlvs.on_answer(&e.tlvs);
         if u64::from(e.reflector_seq) != seq & 0xFFFF_FFFF {
             self.own_seq += 1;
         }
@@ -297,6 +424,7 @@ impl StampTally {
         self.forward_ttl.add(o.forward_ttl);
         self.backward_ttl.add(o.backward_ttl);
         self.auth_failed += o.auth_failed;
+        self.tlvs.add(&o.tlvs);
         self.own_seq += o.own_seq;
         self.forward_lost += o.forward_lost;
         self.backward_lost += o.backward_lost;
@@ -359,8 +487,74 @@ mod tests {
         assert_eq!(other.read(&buf[..len], seq + 3), Err(Unusable::Mismatch), "another SSID");
     }
 
+    #[test]
+    fn reflected_tlvs_are_marked_and_counted_by_type() {
+        use crate::stamp::{Arrival, Reflector, ReflectorConfig, SenderConfig, TlvRequest};
+        let key = b"0123456789abcdef".to_vec();
+        let tlvs = vec![
+            TlvRequest::TimestampInfo,
+            TlvRequest::Raw { kind: 99, len: 4 },
+            TlvRequest::Raw { kind: 200, len: 0 },
+        ];
+        let cfg = SenderConfig { auth_key: Some(key.clone()), tlvs, ..SenderConfig::default() };
+        let format = StampFormat { sender: Sender::new(cfg).unwrap() };
+        let rcfg = ReflectorConfig { auth_key: Some(key), ..ReflectorConfig::default() };
+        let mut reflector = Reflector::new(rcfg).unwrap();
+        let rx = Arrival {
+            src: "127.0.0.1:4000".parse().unwrap(),
+            received: SystemTime::now(),
+            ttl: Some(64),
+            tos: None,
+        };
+        let len = format.sender.packet_len();
+        let mut buf = vec![0u8; len];
+        format.fill(&mut buf, 0);
+        let n = reflector.reflect(&mut buf, len, &rx).unwrap();
+        let (_, e) = format.read(&buf[..n], 1).unwrap();
+        let mut tally = StampTally::default();
+        tally.on_answer(0, 1_000, &e, None, 0);
+        tally.on_answer(1, 1_000, &e, None, 0);
+        let c = |k: u8| count(&tally, k);
+        assert_eq!(c(3), TlvCount { carried: 2, ..TlvCount::default() }, "processed");
+        for k in [99, 200] {
+            assert_eq!(c(k), TlvCount { carried: 2, unrecognized: 2, ..TlvCount::default() });
+        }
+        assert_eq!(c(8).carried, 2, "the HMAC TLV came back too");
+        assert_eq!(c(4), TlvCount::default(), "not sent, not carried");
+        // A flipped bit in a TLV breaks the reflector's HMAC TLV.
+        buf[44 + 5] ^= 1;
+        assert_eq!(format.read(&buf[..n], 1), Err(Unusable::TlvAuth));
+        let mut marks = TlvMarks::default();
+        marks.note(0, TlvFlags(TlvFlags::M | TlvFlags::I));
+        marks.note(255, TlvFlags(TlvFlags::I));
+        tally.on_answer(2, 1_000, &StampEcho { tlvs: marks, ..e }, None, 0);
+        assert_eq!(
+            count(&tally, 0),
+            TlvCount { carried: 1, malformed: 1, integrity_failed: 1, ..TlvCount::default() }
+        );
+        assert_eq!(
+            count(&tally, 255),
+            TlvCount { carried: 1, integrity_failed: 1, ..TlvCount::default() }
+        );
+        let mut sum = StampTally::default();
+        sum.add(&tally);
+        sum.add(&tally);
+        assert_eq!(count(&sum, 3).carried, 4, "flows add up");
+    }
+
+    fn count(t: &StampTally, k: u8) -> TlvCount {
+        t.tlvs.by_kind[usize::from(k)]
+    }
+
     fn echo(reflector_seq: u32) -> StampEcho {
-        StampEcho { reflector_seq, t1_ns: None, t2_ns: None, t3_ns: None, forward_ttl: 0 }
+        StampEcho {
+            reflector_seq,
+            t1_ns: None,
+            t2_ns: None,
+            t3_ns: None,
+            forward_ttl: 0,
+            tlvs: TlvMarks::default(),
+        }
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub const STAMP_JSON_FIELDS: &[&str] = &[
     "backward_us",
     "turnaround_us",
     "rtt_net_us",
+    "tlv_results",
 ];
 
 #[cfg(test)]
@@ -98,5 +99,14 @@ mod tests {
                 assert!(stamp[key][k].is_number(), "{key}.{k}: {json}");
             }
         }
+        let t = &stamp["tlv_results"];
+        assert_eq!((&t["replies"], &t["hmac_failed"]), (&10.into(), &0.into()), "{json}");
+        let want = serde_json::json!([
+            {"name": "timestamp-info", "type": 3, "returned": 10, "unrecognized": 0,
+             "malformed": 0, "integrity_failed": 0},
+            {"name": "raw", "type": 200, "returned": 9, "unrecognized": 9,
+             "malformed": 0, "integrity_failed": 0},
+        ]);
+        assert_eq!(t["types"], want, "{json}");
     }
 }

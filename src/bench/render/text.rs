@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::bench::report::{Report, StampReport};
+use crate::bench::report::{Report, StampReport, TlvResults};
 use crate::duration::human;
 
 impl fmt::Display for Report {
@@ -135,6 +135,36 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             None => writeln!(f, "{name:<11} unknown")?,
         }
     }
+    if let Some(t) = &s.tlv_results {
+        write_tlvs(f, t)?;
+    }
+    Ok(())
+}
+
+/// One line per TLV type sent: how many replies brought it back, and flagged how.
+fn write_tlvs(f: &mut fmt::Formatter<'_>, t: &TlvResults) -> fmt::Result {
+    for r in &t.types {
+        let name = if r.name == "raw" { format!("type {}", r.kind) } else { r.name.to_owned() };
+        write!(f, "tlv {name:<7} back on {} of {} replies", r.returned, t.replies)?;
+        let flags = [
+            ("unrecognized (U)", r.unrecognized),
+            ("malformed (M)", r.malformed),
+            ("integrity failed (I)", r.integrity_failed),
+        ];
+        if flags.iter().all(|&(_, n)| n == 0) {
+            writeln!(f, ", none flagged")?;
+        } else {
+            let mut sep = ": ";
+            for (name, n) in flags.into_iter().filter(|&(_, n)| n > 0) {
+                write!(f, "{sep}{n} {name}")?;
+                sep = ", ";
+            }
+            writeln!(f)?;
+        }
+    }
+    if t.hmac_failed > 0 {
+        writeln!(f, "tlv hmac    failed on {} replies: their TLVs not counted", t.hmac_failed)?;
+    }
     Ok(())
 }
 
@@ -161,5 +191,14 @@ mod tests {
         assert!(table.contains("ttl back    64 (191 hops"), "{table}");
         assert!(table.contains("forward     p50 0.010 ms"), "{table}");
         assert!(table.contains("turnaround  p50 0.002 ms"), "{table}");
+        assert!(
+            table.contains("tlv timestamp-info back on 10 of 10 replies, none flagged\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("tlv type 200 back on 9 of 10 replies: 9 unrecognized (U)\n"),
+            "{table}"
+        );
+        assert!(!table.contains("tlv hmac"), "{table}");
     }
 }
