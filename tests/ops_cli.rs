@@ -25,10 +25,7 @@ const START_TIMEOUT: Duration = common::STARTUP_TIMEOUT;
 fn server(args: &[&str]) -> (Proc, SocketAddr) {
     let mut cmd = Command::new(BIN);
     cmd.args(["server", "--bind", "127.0.0.1:0"]).args(args);
-    // Hermetic: no socket activation or readiness socket from the test's own environment.
-    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"] {
-        cmd.env_remove(var);
-    }
+    common::hermetic(&mut cmd);
     let mut proc = Proc::spawn(cmd);
     let (_, addrs) = proc.listening(1, START_TIMEOUT);
     (proc, addrs[0])

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::stamp::{read_key, Format};
+use super::stamp::{auth, Format};
 use super::{resolve, UsageError};
 use crate::bench::{BenchConfig, Load, StampConfig, STAMP_PORT};
-use crate::stamp::{AuthMode, SenderConfig, TlvRequest};
+use crate::stamp::{SenderConfig, TlvRequest};
 use crate::Expect;
 
 /// `shout bench --help`'s examples and exit codes.
@@ -153,13 +153,9 @@ fn resolve_stamp(addr: &str) -> Result<std::net::SocketAddr> {
 
 impl BenchArgs {
     fn stamp_config(&self) -> Result<StampConfig> {
-        let auth_key = self.stamp_key_file.as_deref().map(read_key).transpose()?;
+        let (mode, auth_key) = auth(self.stamp_key_file.as_deref())?;
         let sender = SenderConfig {
-            mode: if auth_key.is_some() {
-                AuthMode::Authenticated
-            } else {
-                AuthMode::Unauthenticated
-            },
+            mode,
             auth_key,
             ssid: self.stamp_ssid,
             format: self.stamp_timestamp.into(),
@@ -277,6 +273,7 @@ mod tests {
     use clap::{Args, FromArgMatches};
 
     use super::*;
+    use crate::stamp::AuthMode;
 
     fn parse(args: &[&str]) -> BenchArgs {
         let command = BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{color_wanted, resolve_all, UsageError};
+use super::{color_wanted, duration_in, resolve_all, UsageError};
 use crate::client::{self, Client, ClientConfig, Expect, Output};
 
 /// `shout client`'s arguments.
@@ -44,12 +44,7 @@ pub struct ClientArgs {
 /// A client timeout: from 1 ms (less would retransmit faster than any network
 /// answers) to an hour.
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let d = crate::parse_duration(text)?;
-    if (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&d) {
-        Ok(d)
-    } else {
-        Err(format!("{text:?} is out of range: use 1ms to 1h"))
-    }
+    duration_in(text, Duration::from_millis(1), Duration::from_secs(3600), "1ms to 1h")
 }
 
 impl ClientArgs {

@@ -32,6 +32,22 @@ Exit codes:
   1  some request unanswered, no server, or a socket error
   2  usage error, including a message too large for one datagram";
 
+/// Parses a duration flag that must lie within `min..=max`; the error names
+/// the range as `range` says it (`"1ms to 24h"`).
+pub(crate) fn duration_in(
+    text: &str,
+    min: std::time::Duration,
+    max: std::time::Duration,
+    range: &str,
+) -> Result<std::time::Duration, String> {
+    let d = crate::parse_duration(text)?;
+    if (min..=max).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!("{text:?} is out of range: use {range}"))
+    }
+}
+
 /// An error that is the user's input, not the network's: exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

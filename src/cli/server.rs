@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::stamp::{ReflectorArgs, STAMP_PORT};
-use super::{resolve, resolve_all, UsageError};
+use super::{duration_in, resolve, resolve_all, UsageError};
 use crate::logging::{self, LogFormat};
 use crate::metrics::{self, MetricsEndpoint};
 use crate::sys::MAX_DATAGRAM_V6;
@@ -175,12 +175,7 @@ fn parse_burst(text: &str) -> Result<u32, String> {
 
 /// A stats interval: from 1 ms to a day (SIGUSR1 prints a line at any time).
 fn parse_stats_interval(text: &str) -> Result<Duration, String> {
-    let d = crate::parse_duration(text)?;
-    if (Duration::from_millis(1)..=Duration::from_secs(24 * 3600)).contains(&d) {
-        Ok(d)
-    } else {
-        Err(format!("{text:?} is out of range: use 1ms to 24h"))
-    }
+    duration_in(text, Duration::from_millis(1), Duration::from_secs(24 * 3600), "1ms to 24h")
 }
 
 /// A rate, or `off`.

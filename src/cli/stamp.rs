@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use super::duration_in;
 use super::UsageError;
 pub use crate::stamp::STAMP_PORT;
 use crate::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
@@ -79,6 +80,13 @@ fn hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// The mode a key file gives: authenticated with its key, else unauthenticated.
+pub fn auth(key_file: Option<&Path>) -> Result<(AuthMode, Option<Vec<u8>>)> {
+    let key = key_file.map(read_key).transpose()?;
+    let mode = if key.is_some() { AuthMode::Authenticated } else { AuthMode::Unauthenticated };
+    Ok((mode, key))
+}
+
 /// The reflector's flags (they apply with `--mode stamp`).
 #[derive(clap::Args, Debug)]
 #[command(next_help_heading = "STAMP reflector (--mode stamp; docs/STAMP.md)")]
@@ -104,24 +112,15 @@ pub struct ReflectorArgs {
 }
 
 fn parse_idle(text: &str) -> Result<Duration, String> {
-    let d = crate::parse_duration(text)?;
-    if (Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&d) {
-        Ok(d)
-    } else {
-        Err(format!("{text:?} is out of range: use 1s to 24h"))
-    }
+    duration_in(text, Duration::from_secs(1), Duration::from_secs(24 * 3600), "1s to 24h")
 }
 
 impl ReflectorArgs {
     /// The reflector these flags describe; the key is read here.
     pub fn config(&self) -> Result<ReflectorConfig> {
-        let auth_key = self.stamp_key_file.as_deref().map(read_key).transpose()?;
+        let (mode, auth_key) = auth(self.stamp_key_file.as_deref())?;
         Ok(ReflectorConfig {
-            mode: if auth_key.is_some() {
-                AuthMode::Authenticated
-            } else {
-                AuthMode::Unauthenticated
-            },
+            mode,
             auth_key,
             stateful: self.stamp_stateful,
             format: self.stamp_timestamp.into(),

@@ -51,7 +51,9 @@ pub(super) enum Next {
     Stop,
 }
 
-pub(super) struct Session<'a, O: Write, D: Write> {
+/// One run of requests (one-shot, pipe or prompt): the client, where replies
+/// and diagnostics go, and the tally.
+pub(super) struct Exchange<'a, O: Write, D: Write> {
     pub(super) client: &'a mut Client,
     pub(super) output: Output,
     pub(super) out: O,
@@ -59,9 +61,9 @@ pub(super) struct Session<'a, O: Write, D: Write> {
     pub(super) tally: Tally,
 }
 
-impl<'a, O: Write, D: Write> Session<'a, O, D> {
+impl<'a, O: Write, D: Write> Exchange<'a, O, D> {
     pub(super) fn new(client: &'a mut Client, output: Output, out: O, diag: D) -> Self {
-        Session { client, output, out, diag, tally: Tally::default() }
+        Exchange { client, output, out, diag, tally: Tally::default() }
     }
 
     /// Sends one message; prints the reply or the reason there is none.

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::exchange::{finish, line, Next, Output, Session, Tally};
+use super::exchange::{finish, line, Exchange, Next, Output, Tally};
 use crate::client::Client;
 
 /// Sends each message as one datagram and prints each reply on its own line.
@@ -13,7 +13,7 @@ pub fn one_shot<M: AsRef<[u8]>>(
     out: impl Write,
     diag: impl Write,
 ) -> io::Result<Tally> {
-    let mut s = Session::new(client, output, out, diag);
+    let mut s = Exchange::new(client, output, out, diag);
     let result = (|| {
         for message in messages {
             if let Next::Stop = s.exchange(message.as_ref(), line)? {

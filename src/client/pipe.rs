@@ -2,7 +2,7 @@
 
 use std::io::{self, BufRead, Write};
 
-use super::exchange::{finish, line, Next, Output, Session, Tally};
+use super::exchange::{finish, line, Exchange, Next, Output, Tally};
 use crate::client::Client;
 
 /// One datagram per input line; lines are stripped and empty ones skipped,
@@ -19,7 +19,7 @@ pub fn pipe(
 ) -> io::Result<Tally> {
     // Room for the largest datagram plus surrounding whitespace worth stripping.
     let limit = client.max_message() + 64;
-    let mut s = Session::new(client, output, out, diag);
+    let mut s = Exchange::new(client, output, out, diag);
     let mut buf = Vec::new();
     let mut number = 0u64;
     let result = (|| loop {

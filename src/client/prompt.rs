@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use super::exchange::{Next, Output, Session, Tally};
+use super::exchange::{Exchange, Next, Output, Tally};
 use crate::client::Client;
 use crate::duration::human;
 use crate::escape;
@@ -46,7 +46,7 @@ pub fn interactive(
     }
     let (dim, reset) = output.paint("\x1b[2m");
     let (red, _) = output.paint("\x1b[31m");
-    let mut s = Session::new(client, output, io::stdout(), io::stderr());
+    let mut s = Exchange::new(client, output, io::stdout(), io::stderr());
     loop {
         interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
         let text = match editor.readline(PROMPT) {

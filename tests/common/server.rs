@@ -59,6 +59,14 @@ pub(crate) fn parse_kv_as<T: std::str::FromStr>(line: &str) -> HashMap<String, T
         .collect()
 }
 
+/// No socket activation or readiness socket from the test's own environment
+/// reaches a server a test starts.
+pub(crate) fn hermetic(cmd: &mut Command) {
+    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET"] {
+        cmd.env_remove(var);
+    }
+}
+
 impl ServerProc {
     /// Spawns `shout server ARGS` and reads one `listening on` line per `--bind` in ARGS
     /// (one if there is none).
@@ -69,6 +77,7 @@ impl ServerProc {
     pub(crate) fn spawn_with(args: &[&str], stderr_mode: Stderr) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.arg("server").args(args);
+        hermetic(&mut cmd);
         Self::from_command(cmd, args.iter().filter(|a| **a == "--bind").count().max(1), stderr_mode)
     }
 
