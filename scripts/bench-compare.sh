@@ -10,7 +10,9 @@
 # (default 64), GSO_WINDOW (default 256), GSO_SIZES (default 32), SERVERS (the
 # servers of every cell, default "shout naive_std naive_tokio python"; add
 # shout_stamp for the STAMP reflector, measured by `shout bench --stamp` in the
-# cells of 44 B and more, STAMP's smallest packet), RSS_FLOOD (default 60s).
+# cells of 44 B and more, STAMP's smallest packet), RSS_FLOOD (default 60s),
+# PACED_RATE (probes/s: adds a "paced" cell per size, open loop at that rate,
+# the same offered load for every server; off by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,7 @@ GSO_WINDOW=${GSO_WINDOW:-256}
 GSO_SIZES=${GSO_SIZES:-32}
 read -r -a SERVERS <<<"${SERVERS:-shout naive_std naive_tokio python}"
 STAMP_MIN=44
+PACED_RATE=${PACED_RATE:-}
 
 TMP=$(mktemp -d)
 PIDS=()
@@ -165,6 +168,7 @@ CELLS=()
 for size in $SIZES; do
     CELLS+=("$size flood")
     CELLS+=("$size pingpong")
+    [[ -n $PACED_RATE ]] && CELLS+=("$size paced")
     for g in $GSO_SIZES; do
         [[ $g == "$size" ]] && CELLS+=("$size gso")
     done
@@ -197,6 +201,9 @@ for cell in "${CELLS[@]}"; do
         # The bench spins too, so its own wake-ups do not blur the servers' latency.
         pingpong) args=(--size "$size" --window 1 --busy-poll); name="$size B pingpong" ;;
         gso) args=(--size "$size" --window "$GSO_WINDOW" --gso); name="$size B gso w$GSO_WINDOW" ;;
+        # The same offered load for every server: CPU per answer compares at
+        # equal batching, whatever each bench mode's own ceiling is.
+        paced) args=(--size "$size" --rate "$PACED_RATE"); name="$size B paced ${PACED_RATE}/s" ;;
     esac
     mapfile -t servers < <(cell_servers "$size" "$mode")
     for run in $(seq "$RUNS"); do
