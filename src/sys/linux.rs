@@ -203,31 +203,36 @@ pub fn recv_batch(
     for i in 0..got {
         // SAFETY: headers below `n` were initialised above (and `got` <= `n`).
         let hdr = unsafe { hdrs[i].assume_init_ref() };
-        let len = hdr.msg_len as usize;
-        // Copy only the bytes the kernel wrote: the rest of the slot is uninitialised.
-        let mut storage = zeroed_storage();
-        let written =
-            (hdr.msg_hdr.msg_namelen as usize).min(mem::size_of::<libc::sockaddr_storage>());
-        // SAFETY: the kernel wrote `written` bytes at the start of `names[i]`;
-        // `storage` has room for them and does not overlap it.
-        unsafe {
-            ptr::copy_nonoverlapping(
-                names[i].as_ptr().cast::<u8>(),
-                (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
-                written,
-            )
-        };
-        // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` is the
-        // length the kernel reported for it.
-        let addr = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) };
-        meta[i] = RecvMeta {
-            addr: RecvMeta::sender(&addr),
-            len,
-            truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-            ..parse_cmsgs(&hdr.msg_hdr, len)
-        };
+        meta[i] = decode(hdr, &names[i]);
     }
     Ok(got)
+}
+
+/// What one received header says: the sender the kernel wrote into `name`,
+/// the length, truncation, and the control messages.
+fn decode(hdr: &libc::mmsghdr, name: &MaybeUninit<libc::sockaddr_storage>) -> RecvMeta {
+    let len = hdr.msg_len as usize;
+    // Copy only the bytes the kernel wrote: the rest of the slot is uninitialised.
+    let mut storage = zeroed_storage();
+    let written = (hdr.msg_hdr.msg_namelen as usize).min(mem::size_of::<libc::sockaddr_storage>());
+    // SAFETY: the kernel wrote `written` bytes at the start of `name`;
+    // `storage` has room for them and does not overlap it.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            name.as_ptr().cast::<u8>(),
+            (&mut storage as *mut libc::sockaddr_storage).cast::<u8>(),
+            written,
+        )
+    };
+    // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` is the
+    // length the kernel reported for it.
+    let addr = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) };
+    RecvMeta {
+        addr: RecvMeta::sender(&addr),
+        len,
+        truncated: hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+        ..parse_cmsgs(&hdr.msg_hdr, len)
+    }
 }
 
 fn zeroed_storage() -> libc::sockaddr_storage {
