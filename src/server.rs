@@ -285,8 +285,9 @@ impl<'a> Worker<'a> {
     fn answer(&mut self, storage: &mut [u8], meta: &[RecvMeta]) {
         let mut counts = Counts::default();
         let now = self.policy.now();
-        let received =
-            if self.responder.wants_clock() { SystemTime::now() } else { SystemTime::UNIX_EPOCH };
+        // Read from the clock only where the kernel gave no receive time.
+        let clock = self.responder.wants_clock() && meta.iter().any(|m| m.received.is_none());
+        let received = if clock { SystemTime::now() } else { SystemTime::UNIX_EPOCH };
         // Bytes of each slot that are answered: whole replies, packed from the start.
         let mut reply_len = [None::<usize>; BATCH];
         for ((m, buf), reply) in
@@ -328,6 +329,8 @@ impl<'a> Worker<'a> {
             counts.add_drop(Refusal::Oversize, total);
             return None;
         }
+        // The kernel's receive time where the socket gives it (STAMP's T2).
+        let received = m.received.map_or(received, |t| SystemTime::UNIX_EPOCH + t);
         let arrival = Arrival { src: m.addr, dst: m.dst, ttl: m.ttl, tos: m.tos, received };
         let stride = m.stride.max(1);
         let (mut start, mut kept) = (0, None::<usize>);

@@ -171,14 +171,17 @@ pub(crate) fn slots(
     Ok((local_addrs, slots))
 }
 
-/// A STAMP reflector's socket options: the TTL and traffic class of each
-/// test packet are read (where the platform cannot tell, 0 says "unknown"),
-/// and replies leave with TTL 255, as STAMP senders send, so that the sender
-/// can count the hops back as 255 less the TTL it sees.
+/// A STAMP reflector's socket options: each test packet's TTL and traffic
+/// class are read (where the platform cannot tell, 0 says "unknown"), and its
+/// kernel receive time (where there is none, the batch's arrival is read from
+/// the clock); replies leave with TTL 255, as STAMP senders send, so that the
+/// sender can count the hops back as 255 less the TTL it sees.
 fn stamp_options(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
-    match sys::enable_ttl_tos(socket, ipv6) {
-        Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
-        _ => {}
+    for enabled in [sys::enable_ttl_tos(socket, ipv6), sys::enable_rx_timestamps(socket)] {
+        match enabled {
+            Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
+            _ => {}
+        }
     }
     let sock = socket2::SockRef::from(socket);
     if ipv6 {

@@ -155,6 +155,38 @@ fn stateless_replies_copy_the_senders_fields_and_add_the_reflectors() {
     }
 }
 
+/// T2 is the kernel's receive time (`SO_TIMESTAMPNS`), not the moment the
+/// reflector got round to reading: a test packet that waits 150 ms in the
+/// queue of a stopped server comes back with T2 near our send and T3 - T2
+/// holding the wait.
+#[test]
+fn the_receive_timestamp_is_taken_on_arrival_not_on_reading() {
+    let server = Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+    let sock = client();
+    let s = sender(SenderConfig::default());
+    // Linux turns host-wide receive stamping on a moment after the first
+    // socket asks (a deferred switch); until then it stamps at the read.
+    exchange(&sock, server.addr(), &s, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal("STOP");
+    let mut buf = vec![0u8; s.packet_len()];
+    let t1 = SystemTime::now();
+    let n = s.build_test_packet(1, t1, &mut buf).expect("buffer fits");
+    sock.send_to(&buf[..n], server.addr()).expect("send_to");
+    std::thread::sleep(Duration::from_millis(150));
+    server.signal("CONT");
+    let (reply, _) = recv_within(&sock, RECV_TIMEOUT).expect("the reply after SIGCONT");
+    let r = parsed(&s, &reply);
+    let t2 = r.receive_timestamp.to_system_time().expect("T2 is a time");
+    let t3 = r.timestamp.to_system_time().expect("T3 is a time");
+    let arrival = t2.duration_since(t1).unwrap_or_default();
+    let held = t3.duration_since(t2).unwrap_or_default();
+    assert!(arrival < Duration::from_millis(50), "T2 {arrival:?} after T1: read time, not arrival");
+    assert!(held >= Duration::from_millis(100), "T3 - T2 = {held:?}: the queue wait is lost");
+    let summary = server.stop();
+    assert_eq!(summary.get("answered"), 2, "{summary}");
+}
+
 /// `--stamp-clock-synchronized` sets the S bit (RFC 8762 §4.2.1, RFC 4656 §4.1.2).
 #[test]
 fn the_s_bit_follows_the_flag() {

@@ -24,6 +24,11 @@ pub fn enable_pktinfo(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
 }
 
+/// Receive timestamps are read on Linux only.
+pub fn enable_rx_timestamps(_sock: &UdpSocket) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
 /// TTL and traffic class are read on Linux only.
 pub fn enable_ttl_tos(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())

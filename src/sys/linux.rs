@@ -12,8 +12,9 @@ use socket2::SockAddr;
 use super::{RecvMeta, Transmit, BATCH};
 
 /// Room for the control messages we use: UDP_GRO or UDP_SEGMENT, plus
-/// IP(V6)_PKTINFO, the TTL or hop limit and the traffic class, with margin.
-const CMSG_LEN: usize = 128;
+/// IP(V6)_PKTINFO, the TTL or hop limit, the traffic class and the receive
+/// timestamp, with margin.
+const CMSG_LEN: usize = 192;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
@@ -88,6 +89,15 @@ pub fn enable_ttl_tos(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
         setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVTTL, 1)?;
         setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVTOS, 1)
     }
+}
+
+/// Asks the kernel to stamp each datagram with the time it was received
+/// (`SO_TIMESTAMPNS`): a STAMP reflector's receive timestamp, taken before
+/// the datagram waited in the socket's queue. (For the first moments after
+/// the first socket asks, Linux stamps at the read instead: it turns host-wide
+/// stamping on through a deferred switch.)
+pub fn enable_rx_timestamps(sock: &UdpSocket) -> io::Result<()> {
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
 /// Wakes every thread blocked receiving on `sock`, now and from then on:
@@ -282,6 +292,14 @@ fn parse_cmsgs(hdr: &libc::msghdr, len: usize) -> RecvMeta {
                     meta.ttl = value;
                 }
             }
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) if fits::<libc::timespec>(c) => {
+                // SAFETY: checked above: the message holds a `timespec`, possibly unaligned.
+                let ts = unsafe { ptr::read_unaligned(data.cast::<libc::timespec>()) };
+                if let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec))
+                {
+                    meta.received = Some(std::time::Duration::new(secs, nanos));
+                }
+            }
             (libc::IPPROTO_IP, libc::IP_TOS) if fits::<u8>(c) => {
                 // SAFETY: checked above: the message holds at least one byte.
                 meta.tos = Some(unsafe { *data });
@@ -442,6 +460,34 @@ mod tests {
             assert_eq!(recv_batch(&rx, &mut bufs, &mut meta, true).unwrap(), 1);
             assert_eq!((meta[0].ttl, meta[0].tos), (Some(17), Some(0xb8)), "{bind}");
         }
+    }
+
+    #[test]
+    fn receive_timestamps_arrive_when_asked_for() {
+        use std::time::SystemTime;
+        let (rx, tx) =
+            (UdpSocket::bind("127.0.0.1:0").unwrap(), UdpSocket::bind("127.0.0.1:0").unwrap());
+        rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 16];
+        let mut meta = [RecvMeta::default(); 1];
+        tx.send_to(b"before", rx.local_addr().unwrap()).unwrap();
+        recv_batch(&rx, &mut [IoSliceMut::new(&mut buf)], &mut meta, true).unwrap();
+        assert_eq!(meta[0].received, None, "not asked for");
+        enable_rx_timestamps(&rx).unwrap();
+        // The kernel turns receive stamping on for the host a moment later
+        // (a deferred static key); until then it stamps at the read instead.
+        std::thread::sleep(Duration::from_millis(200));
+        let since = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        let sent = since(SystemTime::now());
+        tx.send_to(b"stamped", rx.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(20)); // it waits in the queue
+        let read = since(SystemTime::now());
+        recv_batch(&rx, &mut [IoSliceMut::new(&mut buf)], &mut meta, true).unwrap();
+        let at = meta[0].received.expect("a kernel receive timestamp");
+        assert!(
+            sent <= at && at <= read,
+            "{sent:?} <= {at:?} <= {read:?}: taken on arrival, not on reading"
+        );
     }
 
     #[test]

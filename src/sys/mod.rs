@@ -48,6 +48,9 @@ pub struct RecvMeta {
     pub ttl: Option<u8>,
     /// The traffic class byte it arrived with (DSCP and ECN), where asked for.
     pub tos: Option<u8>,
+    /// When the kernel received it, since the Unix epoch, where asked for
+    /// ([`enable_rx_timestamps`]).
+    pub received: Option<std::time::Duration>,
 }
 
 impl RecvMeta {
@@ -68,6 +71,7 @@ impl Default for RecvMeta {
             dst: None,
             ttl: None,
             tos: None,
+            received: None,
         }
     }
 }
