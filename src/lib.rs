@@ -55,6 +55,7 @@ mod limit;
 pub mod logging;
 pub mod metrics;
 pub mod policy;
+pub mod probe;
 pub mod server;
 mod sockets;
 pub mod stamp;
