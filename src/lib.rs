@@ -18,8 +18,7 @@
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
 //! - [`duration`]: `200ms`-style durations.
-//! - [`cli`]: the command line: arguments, their configs, the glue around each run.
-//! - `sys`: batched socket I/O, the only `unsafe` code.
+//! - `sys`: batched socket I/O, the only `unsafe` code; private to the crate.
 //!
 //! # Example
 //! A server on a free port, answering one datagram:
@@ -46,7 +45,6 @@
 
 pub mod arrivals;
 pub mod bench;
-pub mod cli;
 pub mod client;
 pub mod counters;
 pub mod duration;
@@ -59,7 +57,10 @@ pub mod probe;
 pub mod server;
 mod sockets;
 pub mod stamp;
-pub mod sys;
+// Its items are `pub` inside a private module, so crate-private; the few that this
+// crate's own integration tests drive directly are re-exported by `test_seam`.
+#[allow(unreachable_pub)]
+mod sys;
 pub mod transform;
 
 pub use client::{Client, ClientConfig, Expect, Reply, RequestError};
@@ -68,4 +69,12 @@ pub use duration::parse_duration;
 pub use escape::escape;
 pub use policy::{PolicyConfig, Prefix, RateLimit};
 pub use server::{Server, ServerConfig};
+pub use sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 pub use transform::Mode;
+
+/// Not part of the API: the batched socket calls that this crate's own
+/// integration tests drive directly (a GRO client, a reflector with TTLs).
+#[doc(hidden)]
+pub mod test_seam {
+    pub use crate::sys::{enable_gro, enable_ttl_tos, recv_batch, RecvMeta, BATCH, MAX_BUF};
+}

@@ -1,5 +1,9 @@
-//! The `shout` command line: parse, dispatch, exit code. The work is in
-//! `shout::cli`, where the library's tests reach it.
+//! The `shout` command line: parse, dispatch, exit code. Each subcommand's
+//! arguments and the glue around its run are in [`cli`]; the work is in the
+//! `shout` library, which needs none of the command-line crates.
+
+// A binary has no API: `pub` in its modules only says "used by main".
+#![allow(unreachable_pub)]
 
 use std::io;
 use std::process::ExitCode;
@@ -7,7 +11,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use shout::cli::{self, BenchArgs, ClientArgs, ServerArgs, EXIT_CODES};
+mod cli;
+
+use cli::{BenchArgs, ClientArgs, ServerArgs, EXIT_CODES};
 
 /// A UDP uppercase server, a client that never hangs, and a load tool.
 #[derive(Parser, Debug)]

@@ -1,7 +1,7 @@
 //! `shout bench` run as a child process against servers in this process: shout's
 //! own (every probe answered) and a wrong one (lowercase garbage).
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output, Stdio};

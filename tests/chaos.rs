@@ -4,7 +4,7 @@
 //! stderr; never a wrong line or two lines for one request; the exit code says which; and
 //! the server takes every datagram the proxy sent it and goes on answering.
 
-mod common;
+use crate::common;
 
 #[allow(dead_code)]
 #[path = "../examples/chaos_proxy.rs"]

@@ -1,6 +1,6 @@
 //! `shout client` driven as a child process against in-process fake servers on loopback.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::net::{SocketAddr, UdpSocket};

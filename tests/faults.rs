@@ -6,7 +6,7 @@
 //! stderr and return when the machine lacks them. Traffic stays on loopback or inside network
 //! namespaces the tests create; every load is bounded in count and in time.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
@@ -169,13 +169,11 @@ fn refused_sources_get_no_reply_and_are_counted() {
         recv_within(&allowed, Duration::from_secs(2)).expect("allowed source answered");
     assert_eq!((reply.as_slice(), from), (&b"ALLOWED"[..], SocketAddr::V4(addr)));
 
-    thread::sleep(Duration::from_millis(300));
-    for (port, sock) in &refused {
-        sock.set_nonblocking(true).expect("nonblocking");
-        let mut buf = [0u8; 64];
-        let got = sock.recv_from(&mut buf);
-        assert!(got.is_err(), "source port {port} was answered: {got:?}");
-    }
+    let names: Vec<String> =
+        refused.iter().map(|(port, _)| format!("source port {port}")).collect();
+    let socks: Vec<(&str, &UdpSocket)> =
+        names.iter().map(String::as_str).zip(refused.iter().map(|(_, sock)| sock)).collect();
+    assert_silent(&socks, SILENCE);
     let mut seen = sniffer.finish();
     let SocketAddr::V4(allowed_addr) = allowed.local_addr().expect("local addr") else {
         unreachable!("bound to IPv4")
@@ -721,6 +719,7 @@ fn server_restarted_on_the_same_port_while_a_client_retries() {
 /// after the flood is within 2 MiB of its RSS after 1 s of it, a probe is answered within 1 s
 /// of the end, and its summary's `kernel_drops` equals the drops column of `/proc/net/udp`.
 #[test]
+#[ignore = "a 10 s flood: run by .ci/run extended"]
 fn overload_leaves_the_server_up_flat_and_counting() {
     let _cpus = exclusive();
     const FLOOD: Duration = Duration::from_secs(10);

@@ -1,6 +1,6 @@
 //! Interoperability with plain Python UDP programs of the original tutorial's kind.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::net::SocketAddr;

@@ -5,7 +5,7 @@
 //! Every read has a timeout and every child process is killed by PID and reaped on drop
 //! (the `common` harness).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

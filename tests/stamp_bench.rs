@@ -5,7 +5,7 @@
 //! repeating or reordering replies, signing with the wrong key), to check
 //! every field the bench reports from what they sent back.
 
-mod common;
+use crate::common;
 
 use std::io::IoSliceMut;
 use std::net::{SocketAddr, UdpSocket};
@@ -21,7 +21,7 @@ use shout::bench::{
 use shout::stamp::{
     Arrival, AuthMode, Reflector, ReflectorConfig, SenderConfig, TimestampFormat, TlvRequest,
 };
-use shout::sys::{self, RecvMeta};
+use shout::test_seam::{self as sys, RecvMeta};
 
 const KEY: &[u8] = b"a shared STAMP key for the tests";
 /// The TTL the test reflectors send with: the bench must see it on the replies.

@@ -13,7 +13,7 @@
 //! The other direction, `shout bench --stamp` against stamp-suite's reflector, is
 //! [`shout_sender_against_stamp_suite_reflector`], ignored until `bench --stamp` lands.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;

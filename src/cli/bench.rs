@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 
 use super::stamp::{auth, Format};
 use super::{resolve, UsageError};
-use crate::bench::{BenchConfig, Load, StampConfig, STAMP_PORT};
-use crate::stamp::{SenderConfig, TlvRequest};
-use crate::Expect;
+use shout::bench::{BenchConfig, Load, StampConfig, STAMP_PORT};
+use shout::stamp::{SenderConfig, TlvRequest};
+use shout::Expect;
 
 /// `shout bench --help`'s examples and exit codes.
 pub const HELP: &str = "\
@@ -49,13 +49,13 @@ pub struct BenchArgs {
     #[arg(long, short, value_name = "N", default_value_t = 1)]
     flows: usize,
     /// How long to send and count (e.g. 10s, 500ms, 2m).
-    #[arg(long, short, value_name = "DURATION", default_value = "10s", value_parser = crate::parse_duration)]
+    #[arg(long, short, value_name = "DURATION", default_value = "10s", value_parser = shout::parse_duration)]
     duration: Duration,
     /// Send this long first without counting.
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = crate::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = shout::parse_duration)]
     warmup: Duration,
     /// Give up on a probe after this long (its reply, if any, counts as late).
-    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = crate::parse_duration)]
+    #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = shout::parse_duration)]
     timeout: Duration,
     /// Which replies count: upper (shout, the original), echo, or any reply carrying the probe's header.
     #[arg(long, default_value = "upper", conflicts_with = "stamp")]
@@ -97,7 +97,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PCT")]
     max_loss: Option<f64>,
     /// Exit 1 if the 99th percentile round trip is longer than this.
-    #[arg(long, value_name = "DURATION", value_parser = crate::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = shout::parse_duration)]
     max_p99: Option<Duration>,
 }
 
@@ -226,7 +226,7 @@ fn measure(args: BenchArgs) -> Result<ExitCode> {
     let stop = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
         .context("installing the Ctrl-C handler")?;
-    let report = match crate::bench::run_until(&config, &stop) {
+    let report = match shout::bench::run_until(&config, &stop) {
         Ok(report) => report,
         Err(err) => {
             // Empty files would only look like a run that measured nothing.
@@ -273,7 +273,7 @@ mod tests {
     use clap::{Args, FromArgMatches};
 
     use super::*;
-    use crate::stamp::AuthMode;
+    use shout::stamp::AuthMode;
 
     fn parse(args: &[&str]) -> BenchArgs {
         let command = BenchArgs::augment_args(clap::Command::new("bench").no_binary_name(true));
@@ -327,7 +327,7 @@ mod tests {
         );
         assert_eq!(
             (stamp.sender.ssid, stamp.sender.format),
-            (7, crate::stamp::TimestampFormat::Ptp)
+            (7, shout::stamp::TimestampFormat::Ptp)
         );
         assert!(stamp.stateful);
         assert_eq!(resolve_stamp("[::1]").unwrap(), "[::1]:862".parse().unwrap());

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::{color_wanted, duration_in, resolve_all, UsageError};
-use crate::client::{self, Client, ClientConfig, Expect, Output};
+use shout::client::{self, Client, ClientConfig, Expect, Output};
 
 /// `shout client`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -80,7 +80,11 @@ fn talk(args: ClientArgs) -> Result<ExitCode> {
     } else if io::stdin().is_terminal() {
         let interrupt = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
-        client::interactive(&mut client, interrupt, Output { color: color_wanted(), ..output })?
+        let mut editor = Editor::open()?;
+        let output = Output { color: color_wanted(), ..output };
+        let tally = client::interactive(&mut client, interrupt, output, &mut editor);
+        editor.save();
+        tally?
     } else {
         client::pipe(
             &mut client,
@@ -110,6 +114,49 @@ fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
 #[cfg(not(unix))]
 fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
     s.to_string_lossy().into_owned().into_bytes()
+}
+
+/// The prompt's line editor (rustyline), with its history in the shout folder
+/// of the data directory: `$XDG_DATA_HOME/shout/history` or the platform's equivalent.
+struct Editor {
+    editor: rustyline::DefaultEditor,
+    history: Option<std::path::PathBuf>,
+}
+
+impl Editor {
+    fn open() -> Result<Editor> {
+        let mut editor = rustyline::DefaultEditor::new().context("opening the terminal")?;
+        let history = dirs::data_dir().map(|d| d.join("shout").join("history"));
+        if let Some(path) = &history {
+            let _ = editor.load_history(path);
+        }
+        Ok(Editor { editor, history })
+    }
+
+    /// Keeps the history for the next session; failing to is not worth an error.
+    fn save(&mut self) {
+        if let Some(path) = &self.history {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let _ = self.editor.save_history(path);
+        }
+    }
+}
+
+impl client::LineSource for Editor {
+    fn read_line(&mut self, prompt: &str) -> io::Result<Option<String>> {
+        use rustyline::error::ReadlineError;
+        match self.editor.readline(prompt) {
+            Ok(text) => Ok(Some(text)),
+            Err(ReadlineError::Eof | ReadlineError::Interrupted) => Ok(None),
+            Err(err) => Err(io::Error::other(err)),
+        }
+    }
+
+    fn remember(&mut self, line: &str) {
+        let _ = self.editor.add_history_entry(line);
+    }
 }
 
 #[cfg(test)]

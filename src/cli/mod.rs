@@ -1,7 +1,7 @@
-//! The command line's work, where the library's tests can reach it: each
+//! The command line, in the binary: each
 //! subcommand's arguments (clap derive; the doc comments are the help text),
-//! how they become a [`ServerConfig`](crate::ServerConfig),
-//! [`ClientConfig`](crate::ClientConfig) or [`BenchConfig`](crate::bench::BenchConfig),
+//! how they become a [`ServerConfig`](shout::ServerConfig),
+//! [`ClientConfig`](shout::ClientConfig) or [`BenchConfig`](shout::bench::BenchConfig),
 //! and the glue around a run (signals, stats lines, the summary, exit codes).
 //! `main.rs` only parses and dispatches.
 //!
@@ -40,7 +40,7 @@ pub(crate) fn duration_in(
     max: std::time::Duration,
     range: &str,
 ) -> Result<std::time::Duration, String> {
-    let d = crate::parse_duration(text)?;
+    let d = shout::parse_duration(text)?;
     if (min..=max).contains(&d) {
         Ok(d)
     } else {
@@ -91,12 +91,6 @@ pub fn color_wanted() -> bool {
 }
 
 /// Every address `addr` names, in the resolver's order, without repeats.
-///
-/// ```
-/// let addrs = shout::cli::resolve_all("127.0.0.1:8080").unwrap();
-/// assert_eq!(addrs, ["127.0.0.1:8080".parse().unwrap()]);
-/// assert!(shout::cli::resolve_all("no port").is_err());
-/// ```
 pub fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
     let resolved = addr.to_socket_addrs().map_err(|err| {
         UsageError(format!("invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"))
@@ -116,4 +110,16 @@ pub fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
 /// The first address `addr` names.
 pub fn resolve(addr: &str) -> Result<SocketAddr> {
     resolve_all(addr).map(|addrs| addrs[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_all_takes_host_and_port_and_refuses_a_missing_port() {
+        let addrs = resolve_all("127.0.0.1:8080").unwrap();
+        assert_eq!(addrs, ["127.0.0.1:8080".parse().unwrap()]);
+        assert!(resolve_all("no port").is_err());
+    }
 }

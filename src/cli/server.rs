@@ -11,10 +11,10 @@ use anyhow::{Context, Result};
 
 use super::stamp::{ReflectorArgs, STAMP_PORT};
 use super::{duration_in, resolve, resolve_all, UsageError};
-use crate::logging::{self, LogFormat};
-use crate::metrics::{self, MetricsEndpoint};
-use crate::sys::MAX_DATAGRAM_V6;
-use crate::{Mode, PolicyConfig, RateLimit, Server, ServerConfig};
+use shout::logging::{self, LogFormat};
+use shout::metrics::{self, MetricsEndpoint};
+use shout::MAX_DATAGRAM_V6;
+use shout::{Mode, PolicyConfig, RateLimit, Server, ServerConfig};
 
 /// `shout server`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -98,7 +98,7 @@ pub struct DefenceArgs {
     rate_limit_total: Rate,
     /// Never rate-limit sources in this prefix (e.g. 192.0.2.0/24, 2001:db8::7). Repeatable.
     #[arg(long, value_name = "PREFIX")]
-    rate_limit_exempt: Vec<crate::Prefix>,
+    rate_limit_exempt: Vec<shout::Prefix>,
     /// IPv4 sources sharing this prefix share a bucket.
     #[arg(long, value_name = "BITS", default_value_t = 32, value_parser = clap::value_parser!(u8).range(0..=32))]
     limit_prefix_v4: u8,
@@ -125,7 +125,7 @@ pub struct DefenceArgs {
 impl DefenceArgs {
     /// The defences as the server takes them.
     pub fn policy(&self) -> PolicyConfig {
-        let mut deny_ports = crate::policy::REFLECTOR_PORTS.to_vec();
+        let mut deny_ports = shout::policy::REFLECTOR_PORTS.to_vec();
         deny_ports.extend(&self.deny_port);
         PolicyConfig {
             deny_privileged_ports: !self.allow_privileged_ports,
@@ -147,7 +147,7 @@ impl DefenceArgs {
 }
 
 fn parse_table_size(text: &str) -> Result<usize, String> {
-    let max = crate::policy::MAX_TABLE;
+    let max = shout::policy::MAX_TABLE;
     match text.parse::<usize>() {
         Ok(n) if (4..=max).contains(&n) => Ok(n),
         _ => Err(format!("{text:?} is not a table size from 4 to {max}")),
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!((limit.rate, limit.burst), (100.0, 100));
         assert_eq!((limit.v4_prefix, limit.v6_prefix, limit.include_loopback), (32, 64, false));
         assert!(config.policy.deny_privileged_ports && config.policy.deny_bad_sources);
-        assert!(crate::policy::REFLECTOR_PORTS
+        assert!(shout::policy::REFLECTOR_PORTS
             .iter()
             .all(|p| config.policy.deny_ports.contains(p)));
     }

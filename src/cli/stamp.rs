@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 
 use super::duration_in;
 use super::UsageError;
-pub use crate::stamp::STAMP_PORT;
-use crate::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
+pub use shout::stamp::STAMP_PORT;
+use shout::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
 
 /// The shortest key accepted: 16 octets, as RFC 8762 §4.4 keys are at least.
 const MIN_KEY: usize = 16;

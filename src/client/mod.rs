@@ -29,7 +29,7 @@ pub mod prompt;
 pub use exchange::{Output, Tally};
 pub use oneshot::one_shot;
 pub use pipe::pipe;
-pub use prompt::interactive;
+pub use prompt::{interactive, LineSource};
 
 use crate::sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
 use crate::Mode;

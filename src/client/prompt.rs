@@ -1,4 +1,5 @@
-//! Interactive mode: the `>>: ` prompt with line editing and history.
+//! Interactive mode: the `>>: ` prompt. The line editor and its history are
+//! the binary's ([`LineSource`]), so the library needs no terminal crate.
 
 use std::io::{self, Write};
 use std::sync::atomic::AtomicBool;
@@ -21,13 +22,16 @@ round-trip time. Empty lines are skipped; surrounding whitespace is stripped.
   ::text        send \":text\" (a line starting with a colon)
 History is kept in the shout folder of your data directory.";
 
-/// Where the interactive history lives: `$XDG_DATA_HOME/shout/history` or the
-/// platform's equivalent.
-pub fn history_path() -> Option<std::path::PathBuf> {
-    dirs::data_dir().map(|d| d.join("shout").join("history"))
+/// Where the prompt's lines come from: a line editor with history in the
+/// `shout` binary, anything that yields lines in a test.
+pub trait LineSource {
+    /// Shows `prompt` and reads one line; `None` at the end (Ctrl-D, Ctrl-C).
+    fn read_line(&mut self, prompt: &str) -> io::Result<Option<String>>;
+    /// A line that was sent or obeyed, for the history.
+    fn remember(&mut self, _line: &str) {}
 }
 
-/// The interactive loop: prompt, strip, skip empty lines, show each reply with
+/// The interactive loop over `lines`: prompt, strip, skip empty lines, show each reply with
 /// its sender and round-trip time. Ctrl-D, Ctrl-C or `:quit` ends it.
 /// `color` dims the reply details and reddens errors (callers decide: only on a
 /// terminal, never with `NO_COLOR`).
@@ -35,30 +39,20 @@ pub fn interactive(
     client: &mut Client,
     interrupt: Arc<AtomicBool>,
     output: Output,
+    lines: &mut impl LineSource,
 ) -> io::Result<Tally> {
-    use rustyline::error::ReadlineError;
-
     client.set_interrupt(Arc::clone(&interrupt));
-    let mut editor = rustyline::DefaultEditor::new().map_err(io::Error::other)?;
-    let history = history_path();
-    if let Some(path) = &history {
-        let _ = editor.load_history(path);
-    }
     let (dim, reset) = output.paint("\x1b[2m");
     let (red, _) = output.paint("\x1b[31m");
     let mut s = Exchange::new(client, output, io::stdout(), io::stderr());
     loop {
         interrupt.store(false, std::sync::atomic::Ordering::Relaxed);
-        let text = match editor.readline(PROMPT) {
-            Ok(text) => text,
-            Err(ReadlineError::Eof | ReadlineError::Interrupted) => break,
-            Err(err) => return Err(io::Error::other(err)),
-        };
+        let Some(text) = lines.read_line(PROMPT)? else { break };
         let line = text.trim();
         if line.is_empty() {
             continue;
         }
-        let _ = editor.add_history_entry(line);
+        lines.remember(line);
         let message = match line.strip_prefix(':') {
             Some(rest) if rest.starts_with(':') => rest,
             Some("help" | "h" | "?") => {
@@ -91,12 +85,6 @@ pub fn interactive(
             Err(err) if err.kind() == io::ErrorKind::BrokenPipe => break,
             Err(err) => return Err(err),
         }
-    }
-    if let Some(path) = &history {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = editor.save_history(path);
     }
     Ok(s.tally)
 }

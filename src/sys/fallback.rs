@@ -83,6 +83,9 @@ pub fn recv_connected(sock: &UdpSocket, buf: &mut [u8], wait: bool) -> io::Resul
 /// Sends the first transmit (never with GSO).
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let Some(tx) = txs.first() else { return Ok(0) };
+    // No destination address is ever read here (`enable_pktinfo` is refused), so
+    // nothing asks to answer from one: the kernel picks the source.
+    debug_assert!(tx.src.is_none(), "a source address needs IP_PKTINFO");
     sock.send_to(tx.contents, tx.dst).map(|_| 1)
 }
 

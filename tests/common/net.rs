@@ -133,6 +133,34 @@ pub(crate) fn recv_within(sock: &UdpSocket, timeout: Duration) -> Option<(Vec<u8
     None
 }
 
+/// How long a test listens to be sure that nothing (more) arrives.
+pub(crate) const SILENCE: Duration = Duration::from_millis(300);
+
+/// Asserts that no datagram arrives on any of `socks` for `quiet`: a reply that
+/// must never come fails the test the moment it arrives, instead of a bare sleep
+/// followed by one look. `what` names each socket in the failure.
+pub(crate) fn assert_silent(socks: &[(&str, &UdpSocket)], quiet: Duration) {
+    let deadline = Instant::now() + quiet;
+    let mut buf = vec![0u8; 65_536];
+    for (_, sock) in socks {
+        sock.set_nonblocking(true).expect("nonblocking");
+    }
+    loop {
+        for (what, sock) in socks {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                panic!("{what}: expected silence, got {n} B from {from}: {:?}", &buf[..n.min(64)]);
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for (_, sock) in socks {
+        sock.set_nonblocking(false).expect("blocking");
+    }
+}
+
 /// A small deterministic PRNG (xorshift64*): reproducible payloads without a dependency.
 pub(crate) struct Rng(u64);
 
