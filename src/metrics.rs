@@ -33,7 +33,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::counters::Counts;
+use crate::counters::{Counts, Refusal};
 
 /// Connections open at once; one more evicts the oldest still sending its head.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -289,9 +289,6 @@ pub fn prometheus(workers: &[(SocketAddr, Counts)], answers_per_sec: f64) -> Str
     text
 }
 
-/// Reads one counter.
-type Field = fn(&Counts) -> u64;
-
 #[derive(Debug)]
 struct Snapshot {
     workers: Vec<(SocketAddr, Counts)>,
@@ -332,17 +329,6 @@ impl Collector for Snapshot {
             |c| c.kernel_drops,
         )?;
         // One family, a label per reason: `sum by (reason)` gives the policy's drops.
-        let reasons: [(&str, Field); 9] = [
-            ("oversize", |c| c.oversize),
-            ("port_zero", |c| c.port_zero),
-            ("denied_port", |c| c.denied_port),
-            ("bad_source", |c| c.bad_source),
-            ("self_loop", |c| c.self_loop),
-            ("rate_limited", |c| c.rate_limited),
-            ("total_limited", |c| c.total_limited),
-            ("stamp_malformed", |c| c.stamp_malformed),
-            ("stamp_auth_failed", |c| c.stamp_auth_failed),
-        ];
         let counter = ConstCounter::new(0u64);
         let mut metric = e.encode_descriptor(
             "dropped_datagrams",
@@ -350,14 +336,14 @@ impl Collector for Snapshot {
             None,
             counter.metric_type(),
         )?;
-        for (reason, value) in reasons {
+        for &reason in Refusal::ALL {
             for (worker, (addr, counts)) in self.workers.iter().enumerate() {
                 let labels = [
                     ("worker", worker.to_string()),
                     ("addr", addr.to_string()),
-                    ("reason", reason.to_string()),
+                    ("reason", reason.name().to_string()),
                 ];
-                ConstCounter::new(value(counts)).encode(metric.encode_family(&labels)?)?;
+                ConstCounter::new(counts.drops(reason)).encode(metric.encode_family(&labels)?)?;
             }
         }
         let gauge = ConstGauge::new(self.answers_per_sec);
