@@ -60,6 +60,9 @@ const BACKLOG: i32 = 1024;
 /// connection is read at least once before a flood of newer ones can evict it.
 const ACCEPTS_PER_ROUND: usize = MAX_CONNECTIONS / 2;
 
+/// Bytes read from a connection at a time.
+const READ_BUF: usize = 4096;
+
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The `/metrics` endpoint (no TLS stack; put a proxy in front for that).
@@ -95,7 +98,7 @@ impl MetricsEndpoint {
     /// Answers scrapes with `render()` until `stop` is set.
     pub fn serve(&self, stop: &AtomicBool, render: impl Fn() -> String) {
         let mut conns: Vec<Conn> = Vec::with_capacity(MAX_CONNECTIONS);
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
             let now = Instant::now();
             let mut busy = false;

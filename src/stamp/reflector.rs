@@ -11,7 +11,7 @@ use super::auth::{Key, KeyError};
 use super::packet::{
     get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, Layout, HMAC_LEN,
 };
-use super::session::{SessionKey, SessionTable};
+use super::session::{SessionKey, SessionTable, DEFAULT_SESSIONS};
 use super::timestamp::{ErrorEstimate, Timestamp, TimestampFormat};
 use super::tlv::{self, kind, TlvFlags, HEADER_LEN};
 
@@ -81,7 +81,7 @@ impl Default for ReflectorConfig {
             error_bound: Duration::from_secs(1),
             sync_source: sync_source::LOCAL_FREE_RUNNING,
             timestamp_method: timestamp_method::SW_LOCAL,
-            session_capacity: 4096,
+            session_capacity: DEFAULT_SESSIONS,
             session_idle: Duration::from_secs(60),
             allowed_dscp: 0,
         }
