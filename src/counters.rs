@@ -2,75 +2,100 @@
 //!
 //! Workers count into plain locals and publish once per batch with relaxed
 //! atomic adds, so counting costs nothing per datagram and never takes a lock.
+//!
+//! The drop reasons are one table (the `drops` list below): each line makes a
+//! [`Refusal`] variant, its name (its `Display`, its counter in [`Counts`],
+//! the summary and stats lines, the JSON log, the `reason` label of
+//! `/metrics`) and, where one helps, a hint for the summary. A new reason is
+//! one line there.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Why a datagram was not answered: each reason is a counter of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// Longer than `--max-datagram`.
-    Oversize,
-    /// Source port 0: cannot be answered, and only forged packets have it.
-    PortZero,
-    /// A denied source port (privileged ports, known reflectors).
-    DeniedPort,
-    /// A broadcast, multicast or unspecified source address.
-    BadSource,
-    /// From the server's own address and port: answering would loop forever.
-    SelfLoop,
-    /// Over the per-source rate limit.
-    RateLimited,
-    /// Within its own limit, but over the total cap on limited replies.
-    TotalLimited,
-    /// Not a STAMP test packet the reflector can answer at its size (shorter
-    /// than the mode's base packet).
-    StampMalformed,
-    /// A STAMP test packet whose HMAC does not check (authenticated mode).
-    StampAuth,
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Refusal::Oversize => "oversize",
-            Refusal::PortZero => "port_zero",
-            Refusal::DeniedPort => "denied_port",
-            Refusal::BadSource => "bad_source",
-            Refusal::SelfLoop => "self_loop",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::TotalLimited => "total_limited",
-            Refusal::StampMalformed => "stamp_malformed",
-            Refusal::StampAuth => "stamp_auth_failed",
-        })
-    }
-}
-
-/// Declares [`Counts`] and its atomic twin [`WorkerStats`] from one field list,
-/// so the two can never disagree.
+/// Declares [`Refusal`], [`Counts`] and its atomic twin [`WorkerStats`] from
+/// one field list, so they can never disagree. The fields come in the order
+/// given: the `before` ones, one per drop reason, then the `after` ones.
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
+    (
+        before { $($(#[$bdoc:meta])* $before:ident,)* }
+        drops { $($(#[$rdoc:meta])* $variant:ident => $drop:ident $(, hint $hint:literal)?;)* }
+        after { $($(#[$adoc:meta])* $after:ident,)* }
+    ) => {
+        /// Why a datagram was not answered: each reason is a counter of its own.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Refusal {
+            $($(#[$rdoc])* $variant,)*
+        }
+
+        impl Refusal {
+            /// Every reason, in the order of the counters.
+            pub const ALL: &'static [Refusal] = &[$(Refusal::$variant,)*];
+
+            /// The counter's name: `rate_limited`, `stamp_malformed`, ...
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Refusal::$variant => stringify!($drop),)*
+                }
+            }
+
+            /// What an operator who sees this counter grow may want to know,
+            /// for the few reasons where a flag changes it.
+            pub fn hint(self) -> Option<&'static str> {
+                match self {
+                    $(Refusal::$variant => None $(.or(Some($hint)))?,)*
+                }
+            }
+        }
+
         /// Everything a server counts, as plain numbers.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct Counts {
-            $($(#[$doc])* pub $name: u64,)*
+            $($(#[$bdoc])* pub $before: u64,)*
+            $(
+                #[doc = concat!("Dropped unanswered: see [`Refusal::", stringify!($variant), "`].")]
+                pub $drop: u64,
+            )*
+            $($(#[$adoc])* pub $after: u64,)*
         }
 
         impl Counts {
             /// Field names and values, in a fixed order.
             pub fn fields(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name),)*]
+                vec![
+                    $((stringify!($before), self.$before),)*
+                    $((stringify!($drop), self.$drop),)*
+                    $((stringify!($after), self.$after),)*
+                ]
             }
-        }
 
-        impl Counts {
+            /// Datagrams dropped for `reason`.
+            pub fn drops(&self, reason: Refusal) -> u64 {
+                match reason {
+                    $(Refusal::$variant => self.$drop,)*
+                }
+            }
+
+            /// Counts `n` datagrams dropped for `reason`.
+            pub fn add_drop(&mut self, reason: Refusal, n: u64) {
+                *match reason {
+                    $(Refusal::$variant => &mut self.$drop,)*
+                } += n;
+            }
+
+            /// Datagrams dropped by policy (every reason but kernel drops and failures).
+            pub fn dropped(&self) -> u64 {
+                0 $(+ self.$drop)*
+            }
+
             /// Emits the counters as one `tracing` event (for JSON logs).
             pub fn trace(&self, event: &'static str, answers_per_sec: f64) {
                 tracing::info!(
                     target: "shout",
                     event,
                     answers_per_sec = (!answers_per_sec.is_nan()).then_some(answers_per_sec),
-                    $($name = self.$name,)*
+                    $($before = self.$before,)*
+                    $($drop = self.$drop,)*
+                    $($after = self.$after,)*
                     "{event}"
                 );
             }
@@ -78,7 +103,9 @@ macro_rules! counters {
 
         impl std::ops::AddAssign for Counts {
             fn add_assign(&mut self, rhs: Counts) {
-                $(self.$name += rhs.$name;)*
+                $(self.$before += rhs.$before;)*
+                $(self.$drop += rhs.$drop;)*
+                $(self.$after += rhs.$after;)*
             }
         }
 
@@ -87,88 +114,84 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         #[repr(align(128))]
         pub struct WorkerStats {
-            $($name: AtomicU64,)*
+            $($before: AtomicU64,)*
+            $($drop: AtomicU64,)*
+            $($after: AtomicU64,)*
         }
 
         impl WorkerStats {
             /// Adds a batch's local counts (`kernel_drops` is a gauge: see
             /// [`set_kernel_drops`](WorkerStats::set_kernel_drops)).
             pub fn add(&self, c: &Counts) {
-                $(if c.$name != 0 && stringify!($name) != "kernel_drops" {
-                    self.$name.fetch_add(c.$name, Relaxed);
+                $(if c.$before != 0 {
+                    self.$before.fetch_add(c.$before, Relaxed);
+                })*
+                $(if c.$drop != 0 {
+                    self.$drop.fetch_add(c.$drop, Relaxed);
+                })*
+                $(if c.$after != 0 && stringify!($after) != "kernel_drops" {
+                    self.$after.fetch_add(c.$after, Relaxed);
                 })*
             }
 
             /// A snapshot.
             pub fn counts(&self) -> Counts {
-                Counts { $($name: self.$name.load(Relaxed),)* }
+                Counts {
+                    $($before: self.$before.load(Relaxed),)*
+                    $($drop: self.$drop.load(Relaxed),)*
+                    $($after: self.$after.load(Relaxed),)*
+                }
             }
         }
     };
 }
 
 counters! {
-    /// Datagrams received (answered or not).
-    received,
-    /// Replies sent.
-    answered,
-    /// Payload bytes received.
-    bytes_received,
-    /// Payload bytes sent back.
-    bytes_answered,
-    /// Dropped unanswered: longer than `--max-datagram`.
-    oversize,
-    /// Dropped unanswered: source port 0.
-    port_zero,
-    /// Dropped unanswered: a denied source port.
-    denied_port,
-    /// Dropped unanswered: broadcast, multicast or unspecified source.
-    bad_source,
-    /// Dropped unanswered: from the server's own address and port.
-    self_loop,
-    /// Dropped unanswered: over the per-source rate limit.
-    rate_limited,
-    /// Dropped unanswered: over the total cap on limited replies (`--rate-limit-total`).
-    total_limited,
-    /// Dropped unanswered (STAMP mode): not a test packet of the mode's size.
-    stamp_malformed,
-    /// Dropped unanswered (STAMP mode): the HMAC does not check.
-    stamp_auth_failed,
-    /// Replies the kernel refused (peer gone, firewall, unanswerable source).
-    reply_failed,
-    /// Receive errors that did not end the server (e.g. ICMP errors reported late).
-    recv_errors,
-    /// Datagrams the kernel dropped because a receive queue was full.
-    kernel_drops,
+    before {
+        /// Datagrams received (answered or not).
+        received,
+        /// Replies sent.
+        answered,
+        /// Payload bytes received.
+        bytes_received,
+        /// Payload bytes sent back.
+        bytes_answered,
+    }
+    drops {
+        /// Longer than `--max-datagram`.
+        Oversize => oversize;
+        /// Source port 0: cannot be answered, and only forged packets have it.
+        PortZero => port_zero;
+        /// A denied source port (privileged ports, known reflectors).
+        DeniedPort => denied_port;
+        /// A broadcast, multicast or unspecified source address.
+        BadSource => bad_source;
+        /// From the server's own address and port: answering would loop forever.
+        SelfLoop => self_loop;
+        /// Over the per-source rate limit.
+        RateLimited => rate_limited;
+        /// Within its own limit, but over the total cap on limited replies
+        /// (`--rate-limit-total`).
+        TotalLimited => total_limited;
+        /// Not a STAMP test packet the reflector can answer at its size (shorter
+        /// than the mode's base packet).
+        StampMalformed => stamp_malformed;
+        /// A STAMP test packet whose HMAC does not check (authenticated mode).
+        StampAuth => stamp_auth_failed;
+    }
+    after {
+        /// Replies the kernel refused (peer gone, firewall, unanswerable source).
+        reply_failed,
+        /// Receive errors that did not end the server (e.g. ICMP errors reported late).
+        recv_errors,
+        /// Datagrams the kernel dropped because a receive queue was full.
+        kernel_drops,
+    }
 }
 
-impl Counts {
-    /// Counts `n` datagrams dropped for `reason`.
-    pub fn add_drop(&mut self, reason: Refusal, n: u64) {
-        *match reason {
-            Refusal::Oversize => &mut self.oversize,
-            Refusal::PortZero => &mut self.port_zero,
-            Refusal::DeniedPort => &mut self.denied_port,
-            Refusal::BadSource => &mut self.bad_source,
-            Refusal::SelfLoop => &mut self.self_loop,
-            Refusal::RateLimited => &mut self.rate_limited,
-            Refusal::TotalLimited => &mut self.total_limited,
-            Refusal::StampMalformed => &mut self.stamp_malformed,
-            Refusal::StampAuth => &mut self.stamp_auth_failed,
-        } += n;
-    }
-
-    /// Datagrams dropped by policy (every reason but kernel drops and failures).
-    pub fn dropped(&self) -> u64 {
-        self.oversize
-            + self.port_zero
-            + self.denied_port
-            + self.bad_source
-            + self.self_loop
-            + self.rate_limited
-            + self.total_limited
-            + self.stamp_malformed
-            + self.stamp_auth_failed
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -218,5 +241,28 @@ mod tests {
         assert!(line.starts_with("received=5 answered=4 "), "{line}");
         assert!(line.contains(" rate_limited=2 total_limited=3 "), "{line}");
         assert!(line.ends_with("kernel_drops=7"), "{line}");
+    }
+
+    #[test]
+    fn each_reason_is_one_counter_under_its_name() {
+        for &reason in Refusal::ALL {
+            let mut c = Counts::default();
+            c.add_drop(reason, 3);
+            assert_eq!((c.drops(reason), c.dropped()), (3, 3), "{reason}");
+            let named: Vec<_> = c.fields().into_iter().filter(|&(_, v)| v != 0).collect();
+            assert_eq!(named, [(reason.name(), 3)]);
+            assert_eq!(reason.to_string(), reason.name());
+        }
+    }
+
+    #[test]
+    fn the_summary_fields_keep_their_order() {
+        let names: Vec<_> = Counts::default().fields().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            names.join(" "),
+            "received answered bytes_received bytes_answered oversize port_zero denied_port \
+             bad_source self_loop rate_limited total_limited stamp_malformed stamp_auth_failed \
+             reply_failed recv_errors kernel_drops"
+        );
     }
 }

@@ -3,18 +3,19 @@
 //! pieces to embed either.
 //!
 //! # Layout
-//! - [`server`]: [`Server::bind`] / [`Server::run`], and the reply path read top to bottom:
-//!   receive, admit, transform, coalesce, send ([`server::reply_to`] is the one road to a reply).
+//! - [`server`]: [`Server::bind`] / [`Server::run`]: the sockets, their options, a worker
+//!   thread on each, stop; its `worker` part is the per-datagram path read top to bottom:
+//!   receive, admit, transform, send ([`server::reply_to`] is the one road to a reply), and
+//!   its `gso` part the send step's UDP GSO fallback.
 //! - [`policy`]: who gets an answer (anti-reflection defences, rate limit): admission only.
 //! - [`transform`]: what is done to each admitted datagram (uppercase or echo), in place.
-//! - `sockets`: the server's sockets and the worker thread on each: bind, options, run, stop.
 //! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff;
 //!   its modes [`oneshot`](client::oneshot), [`pipe`](mod@client::pipe) and [`prompt`](client::prompt).
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
 //! - [`counters`]: what the server counts, per worker, without locks.
 //! - [`logging`]: summary and interval lines on stderr (text or JSON).
 //! - [`metrics`]: the Prometheus `/metrics` endpoint, bounded in threads, fds and time.
-//! - [`arrivals`]: arriving datagrams shown on stderr, sampled, off the reply path.
+//! - [`monitor`]: arriving datagrams and warnings shown on stderr, sampled, off the reply path.
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
 //! - [`duration`]: `200ms`-style durations.
@@ -43,7 +44,6 @@
 //! });
 //! ```
 
-pub mod arrivals;
 pub mod bench;
 pub mod client;
 pub mod counters;
@@ -52,10 +52,10 @@ pub mod escape;
 mod limit;
 pub mod logging;
 pub mod metrics;
+pub mod monitor;
 pub mod policy;
 pub mod probe;
 pub mod server;
-mod sockets;
 pub mod stamp;
 // Its items are `pub` inside a private module, so crate-private; the few that this
 // crate's own integration tests drive directly are re-exported by `test_seam`.

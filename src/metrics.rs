@@ -33,7 +33,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::counters::Counts;
+use crate::counters::{Counts, Refusal};
 
 /// Connections open at once; one more evicts the oldest still sending its head.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -59,6 +59,9 @@ const BACKLOG: i32 = 1024;
 /// Connections accepted per round: fewer than [`MAX_CONNECTIONS`], so a new
 /// connection is read at least once before a flood of newer ones can evict it.
 const ACCEPTS_PER_ROUND: usize = MAX_CONNECTIONS / 2;
+
+/// Bytes read from a connection at a time.
+const READ_BUF: usize = 4096;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -95,7 +98,7 @@ impl MetricsEndpoint {
     /// Answers scrapes with `render()` until `stop` is set.
     pub fn serve(&self, stop: &AtomicBool, render: impl Fn() -> String) {
         let mut conns: Vec<Conn> = Vec::with_capacity(MAX_CONNECTIONS);
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
             let now = Instant::now();
             let mut busy = false;
@@ -289,9 +292,6 @@ pub fn prometheus(workers: &[(SocketAddr, Counts)], answers_per_sec: f64) -> Str
     text
 }
 
-/// Reads one counter.
-type Field = fn(&Counts) -> u64;
-
 #[derive(Debug)]
 struct Snapshot {
     workers: Vec<(SocketAddr, Counts)>,
@@ -332,17 +332,6 @@ impl Collector for Snapshot {
             |c| c.kernel_drops,
         )?;
         // One family, a label per reason: `sum by (reason)` gives the policy's drops.
-        let reasons: [(&str, Field); 9] = [
-            ("oversize", |c| c.oversize),
-            ("port_zero", |c| c.port_zero),
-            ("denied_port", |c| c.denied_port),
-            ("bad_source", |c| c.bad_source),
-            ("self_loop", |c| c.self_loop),
-            ("rate_limited", |c| c.rate_limited),
-            ("total_limited", |c| c.total_limited),
-            ("stamp_malformed", |c| c.stamp_malformed),
-            ("stamp_auth_failed", |c| c.stamp_auth_failed),
-        ];
         let counter = ConstCounter::new(0u64);
         let mut metric = e.encode_descriptor(
             "dropped_datagrams",
@@ -350,14 +339,14 @@ impl Collector for Snapshot {
             None,
             counter.metric_type(),
         )?;
-        for (reason, value) in reasons {
+        for &reason in Refusal::ALL {
             for (worker, (addr, counts)) in self.workers.iter().enumerate() {
                 let labels = [
                     ("worker", worker.to_string()),
                     ("addr", addr.to_string()),
-                    ("reason", reason.to_string()),
+                    ("reason", reason.name().to_string()),
                 ];
-                ConstCounter::new(value(counts)).encode(metric.encode_family(&labels)?)?;
+                ConstCounter::new(counts.drops(reason)).encode(metric.encode_family(&labels)?)?;
             }
         }
         let gauge = ConstGauge::new(self.answers_per_sec);

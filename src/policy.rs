@@ -59,10 +59,16 @@ impl PolicyConfig {
     }
 }
 
+/// The first port that needs no privilege to bind: ports below are refused
+/// as sources unless allowed.
+const FIRST_UNPRIVILEGED: u16 = 1024;
+/// 64-bit words in a bitmap with one bit per port.
+const PORT_WORDS: usize = (u16::MAX as usize + 1) / 64;
+
 /// The compiled policy of one server: shared by its workers.
 #[derive(Debug)]
 pub struct Policy {
-    denied: Box<[u64; 1024]>,
+    denied: Box<[u64; PORT_WORDS]>,
     /// Every address the server is bound to: a datagram from any of them is a loop.
     own: Vec<SocketAddr>,
     deny_bad_sources: bool,
@@ -75,7 +81,7 @@ impl Policy {
     /// Compiles `config` for a server answering datagrams of at most
     /// `max_datagram` bytes.
     pub fn new(config: &PolicyConfig, max_datagram: usize) -> Policy {
-        let mut denied = Box::new([0u64; 1024]);
+        let mut denied = Box::new([0u64; PORT_WORDS]);
         let mut set = |port: u16, on: bool| {
             let (word, bit) = (usize::from(port) / 64, port % 64);
             if on {
@@ -85,7 +91,7 @@ impl Policy {
             }
         };
         if config.deny_privileged_ports {
-            (1..1024).for_each(|p| set(p, true));
+            (1..FIRST_UNPRIVILEGED).for_each(|p| set(p, true));
         }
         config.deny_ports.iter().for_each(|&p| set(p, true));
         config.allow_ports.iter().for_each(|&p| set(p, false));

@@ -1,44 +1,44 @@
-//! The reply path each worker runs, top to bottom: `Worker::run` loops over
-//! `receive` (a batch) and `answer`, which for each slot calls
-//! `respond_slot`: [`reply_to`] admits each datagram ([`Policy::admit`]) and
-//! transforms it in place ([`Responder::respond`], the seam where upper, echo
-//! and the STAMP reflector sit); then `coalesce` gathers same-size replies to
-//! one sender for one GSO send, and `send_runs`/`send_all` send them.
-//! Housekeeping (counters, warnings) comes last in the file.
+//! The server: [`Server::bind`] binds each address (a `SO_REUSEPORT` group
+//! of one socket per worker), [`Server::from_sockets`] adopts sockets made
+//! elsewhere, every served socket gets its options (receive buffer, GRO,
+//! `IP_PKTINFO`, and for STAMP the TTL and traffic class), and
+//! [`Server::run`] starts a worker thread on each socket and stops them.
 //!
-//! One worker thread per socket; with `workers > 1` each bound address gets
-//! that many `SO_REUSEPORT` sockets so the kernel spreads senders over cores.
-//! Per-datagram failures are counted and warned about at a limited rate; only
-//! losing a socket ends [`Server::run`].
+//! What a worker does with each datagram (receive, admit, transform, send)
+//! is `worker.rs`, read top to bottom in call order; `gso.rs` is the send
+//! step's memory of which routes refuse UDP GSO.
 
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
 
-use std::time::SystemTime;
+use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::arrivals::{Monitor, Throttle};
 use crate::counters::{Counts, WorkerStats};
 use crate::logging::LogFormat;
-use crate::policy::{Policy, PolicyConfig, Refusal, Tick};
-use crate::stamp::ReflectorConfig;
-use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF};
-use crate::transform::{Arrival, Responder};
+use crate::monitor::Monitor;
+use crate::policy::{Policy, PolicyConfig};
+use crate::stamp::{ReflectorConfig, STAMP_PORT};
+use crate::sys;
+use crate::transform::Responder;
 use crate::Mode;
 
-pub use crate::sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
+mod gso;
+mod worker;
 
-/// After a one-datagram batch, receive one at a time (recvmsg) for this many
-/// calls before trying a full batch again: ping-pong traffic then pays for no
-/// batching it cannot use, and a flood is back to full batches within as many
-/// datagrams.
-const SINGLE_RUN: u32 = 16;
-/// GSO sends refused in a row before GSO is turned off. A refusal may be one
-/// route's (a segment over its MTU, a device without checksum offload), and
-/// that destination is then not tried again; refusals from this many
-/// destinations with no success between mean the host refuses GSO.
-const GSO_GIVE_UP: u32 = 64;
+pub use crate::sys::{MAX_DATAGRAM_V4, MAX_DATAGRAM_V6};
+pub use worker::reply_to;
+use worker::Worker;
+
+/// How often a worker blocked in a receive looks at the stop flag where the
+/// platform cannot wake it (everywhere but Linux), and how often the server
+/// looks at the flags.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(50);
+/// Socket receive buffer asked for; the kernel caps it at `net.core.rmem_max`.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// How a server is set up.
 #[derive(Clone, Debug)]
@@ -83,15 +83,13 @@ impl Default for ServerConfig {
 }
 
 /// A bound server, ready to [`run`](Server::run); the crate documentation
-/// has an example. [`Server::bind`], [`Server::from_sockets`] and
-/// [`Server::run`] are in `sockets.rs`, with the sockets and threads they
-/// set up; this file has the reply path each worker thread runs.
+/// has an example.
 #[derive(Debug)]
 pub struct Server {
     pub(crate) config: ServerConfig,
     pub(crate) policy: Policy,
     pub(crate) local_addrs: Vec<SocketAddr>,
-    pub(crate) workers: Vec<Slot>,
+    pub(crate) sockets: Vec<WorkerSocket>,
 }
 
 impl Server {
@@ -106,16 +104,16 @@ impl Server {
     }
 }
 
-/// One served socket and what its worker counts.
+/// One served socket and what the worker thread on it counts.
 #[derive(Debug)]
-pub(crate) struct Slot {
+pub(crate) struct WorkerSocket {
     pub(crate) socket: UdpSocket,
     /// The address it is bound to, with the real port.
     pub(crate) local: SocketAddr,
     pub(crate) stats: Arc<WorkerStats>,
 }
 
-impl Slot {
+impl WorkerSocket {
     /// The worker's counters, with the kernel's drop counter read now.
     pub(crate) fn counts(&self) -> Counts {
         if let Some(drops) = sys::socket_drops(&self.socket) {
@@ -125,414 +123,242 @@ impl Slot {
     }
 }
 
-/// The only road from a request to a reply: the policy admits the datagram,
-/// then the responder rewrites it in place. On `Ok` the reply *is* the
-/// request's own buffer, so it can never be longer than the request, and one
-/// request yields at most one reply; on `Err` the payload is left untouched
-/// when the policy refused it. The property tests and the `handler` fuzz
-/// target hold it to that.
-#[inline]
-pub fn reply_to<'p>(
-    policy: &Policy,
-    responder: &mut Responder,
-    arrival: &Arrival,
-    local: SocketAddr,
-    payload: &'p mut [u8],
-    now: Tick,
-) -> Result<&'p [u8], Refusal> {
-    policy.admit(arrival.src, local, arrival.dst, payload.len(), now)?;
-    responder.respond(payload, arrival)?;
-    Ok(payload)
+impl Server {
+    /// Counters so far, summed over workers, with the kernel's drop counters read now.
+    pub fn counts(&self) -> Counts {
+        self.sockets.iter().fold(Counts::default(), |mut total, socket| {
+            total += socket.counts();
+            total
+        })
+    }
+
+    /// Counters per worker socket (for per-worker stats).
+    pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
+        self.sockets.iter().map(|socket| (socket.local, socket.counts())).collect()
+    }
+
+    /// Answers datagrams until `stop` is set, then finishes the batch in hand and
+    /// returns the final counters. Returns an error only if a socket is lost.
+    pub fn run(&self, stop: &AtomicBool) -> io::Result<Counts> {
+        let monitor = Monitor::start(self.config.show, self.config.log_format);
+        // Raised when any worker ends early, so the others stop too: a server
+        // with a dead worker would leave that socket's share unanswered.
+        let halt = AtomicBool::new(false);
+        let result = thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (i, socket) in self.sockets.iter().enumerate() {
+                let monitor = Arc::clone(&monitor);
+                let halt = &halt;
+                let spawned = thread::Builder::new()
+                    .name(format!("shout-worker-{i}"))
+                    .spawn_scoped(scope, move || {
+                        // Raises `halt` however the worker ends, a panic included.
+                        let _guard = HaltOnExit(halt);
+                        let responder = match &self.config.stamp {
+                            Some(stamp) => Responder::stamp(stamp)?,
+                            None => Responder::new(self.config.mode),
+                        };
+                        Worker::new(socket, &self.config, &self.policy, responder, monitor)
+                            .serve(stop, halt)
+                    });
+                match spawned {
+                    Ok(handle) => handles.push(handle),
+                    Err(err) => {
+                        halt.store(true, Relaxed);
+                        return Err(err);
+                    }
+                }
+            }
+            // Workers block without a timeout (a timer per receive costs
+            // latency); this thread watches the flags and wakes them.
+            while !stop.load(Relaxed) && !halt.load(Relaxed) {
+                thread::sleep(STOP_POLL);
+            }
+            for socket in &self.sockets {
+                sys::wake(&socket.socket);
+            }
+            let mut first_error = None;
+            for handle in handles {
+                let result =
+                    handle.join().unwrap_or_else(|_| Err(io::Error::other("a worker panicked")));
+                if let Err(err) = result {
+                    first_error.get_or_insert(err);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        monitor.finish(Duration::from_millis(200));
+        result.map(|()| self.counts())
+    }
+
+    /// Binds every address in `config.binds`, `config.workers` sockets each.
+    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
+        if config.binds.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
+        }
+        config.workers = config.workers.max(1);
+        let groups = config
+            .binds
+            .iter()
+            .map(|&addr| bind_group(addr, config.workers))
+            .collect::<io::Result<_>>()?;
+        Server::assemble(config, groups)
+    }
+
+    /// Serves sockets made elsewhere (systemd socket activation, a test
+    /// harness): one worker each; `config.binds` and `config.workers` are
+    /// ignored. The sockets should be bound UDP sockets.
+    pub fn from_sockets(config: ServerConfig, sockets: Vec<UdpSocket>) -> io::Result<Server> {
+        if sockets.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
+        }
+        for socket in &sockets {
+            adopt(socket)?;
+        }
+        Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
+    }
+
+    fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
+        let mut policy_config = config.policy.clone();
+        if let Some(stamp) = &config.stamp {
+            // A bad key fails here, not in a worker.
+            Responder::stamp(stamp)?;
+            // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
+            policy_config.allow_ports.push(STAMP_PORT);
+        }
+        let (local_addrs, sockets) =
+            prepare_sockets(groups, config.offload, config.stamp.is_some())?;
+        let mut policy = Policy::new(&policy_config, config.max_datagram);
+        policy.set_own_addrs(&local_addrs);
+        Ok(Server { config, policy, local_addrs, sockets })
+    }
 }
 
-/// What one receive slot sends (see [`Worker::coalesce`]).
-#[derive(Clone, Copy, Default)]
-struct Run {
-    /// Bytes sent from the slot's buffer; `None` when nothing is.
-    len: Option<usize>,
-    /// Where the bytes are cut into datagrams.
-    stride: usize,
-}
+/// Sets `halt` when dropped: on a worker's return and on its panic alike.
+struct HaltOnExit<'a>(&'a AtomicBool);
 
-/// The transmit answering `m` with `contents`, cut every `stride` bytes.
-fn reply<'a>(m: &RecvMeta, contents: &'a [u8], stride: usize) -> Transmit<'a> {
-    Transmit {
-        dst: m.addr,
-        contents,
-        segment_size: (contents.len() > stride).then_some(stride),
-        // Never answer *from* a multicast group a request was sent to.
-        src: m.dst.filter(|ip| !ip.is_multicast()),
+impl Drop for HaltOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
     }
 }
 
-pub(crate) struct Worker<'a> {
-    socket: &'a UdpSocket,
-    local: SocketAddr,
-    stats: &'a WorkerStats,
-    config: &'a ServerConfig,
-    policy: &'a Policy,
-    responder: Responder,
-    monitor: Arc<Monitor>,
-    gso: bool,
-    /// The last destination whose route refused a GSO send, with the segment
-    /// size refused: its replies that large now go out one by one at once.
-    refused: Option<(SocketAddr, usize)>,
-    /// GSO sends refused in a row (see [`GSO_GIVE_UP`]).
-    refusals: u32,
-    warnings: Throttle,
-    /// Datagrams not shown, published to the monitor now and then.
-    unseen: u64,
+/// Prepares each group of sockets bound to one address: the addresses, in
+/// order, and every socket with its counters.
+fn prepare_sockets(
+    groups: Vec<Vec<UdpSocket>>,
+    offload: bool,
+    ttl_tos: bool,
+) -> io::Result<(Vec<SocketAddr>, Vec<WorkerSocket>)> {
+    let mut local_addrs = Vec::new();
+    let mut prepared = Vec::new();
+    for sockets in groups {
+        let local = sockets[0].local_addr()?;
+        for socket in sockets {
+            prepare(&socket, local, offload)?;
+            if ttl_tos {
+                stamp_options(&socket, local.is_ipv6())?;
+            }
+            prepared.push(WorkerSocket { socket, local, stats: Arc::default() });
+        }
+        local_addrs.push(local);
+    }
+    Ok((local_addrs, prepared))
 }
 
-impl<'a> Worker<'a> {
-    pub(crate) fn new(
-        slot: &'a Slot,
-        config: &'a ServerConfig,
-        policy: &'a Policy,
-        responder: Responder,
-        monitor: Arc<Monitor>,
-    ) -> Self {
-        Worker {
-            socket: &slot.socket,
-            local: slot.local,
-            stats: &slot.stats,
-            config,
-            policy,
-            responder,
-            monitor,
-            gso: config.offload && sys::gso_supported(&slot.socket),
-            refused: None,
-            refusals: 0,
-            warnings: Throttle::default(),
-            unseen: 0,
+/// A STAMP reflector's socket options: each test packet's TTL and traffic
+/// class are read (where the platform cannot tell, 0 says "unknown"), and its
+/// kernel receive time (where there is none, the batch's arrival is read from
+/// the clock); replies leave with TTL 255, as STAMP senders send, so that the
+/// sender can count the hops back as 255 less the TTL it sees.
+fn stamp_options(socket: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    for enabled in [sys::enable_ttl_tos(socket, ipv6), sys::enable_rx_timestamps(socket)] {
+        match enabled {
+            Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
+            _ => {}
         }
     }
+    let sock = socket2::SockRef::from(socket);
+    if ipv6 {
+        sock.set_unicast_hops_v6(255)
+    } else {
+        sock.set_ttl(255)
+    }
+}
 
-    pub(crate) fn run(&mut self, stop: &AtomicBool, halt: &AtomicBool) -> io::Result<()> {
-        // Zeroed, so pages the traffic never reaches are never made resident.
-        let mut storage = vec![0u8; BATCH * MAX_BUF];
-        let mut meta = [RecvMeta::default(); BATCH];
-        let wait = !self.config.busy_poll;
-        let mut batches = 0u32;
-        // Receives left in one-at-a-time mode (see SINGLE_RUN).
-        let mut singles = 0u32;
-        while !stop.load(Relaxed) && !halt.load(Relaxed) {
-            let slots = if singles > 0 { 1 } else { BATCH };
-            match self.receive(&mut storage, &mut meta, slots, wait) {
-                Ok(0) => {} // woken to stop
-                Ok(n) => {
-                    singles = match (slots, n) {
-                        (BATCH, 1) => SINGLE_RUN,
-                        (1, _) => singles - 1,
-                        _ => 0,
-                    };
-                    self.answer(&mut storage, &meta[..n]);
-                    batches = batches.wrapping_add(1);
-                    if batches % 1024 == 0 {
-                        self.refresh_drops();
-                    }
-                }
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if wait {
-                        self.refresh_drops();
-                    } else {
-                        std::hint::spin_loop();
-                    }
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if sys::is_transient(&err) => {
-                    self.stats.add(&Counts { recv_errors: 1, ..Counts::default() });
-                    self.warn(format_args!("receive error (ignored): {err}"));
-                }
-                Err(err) => {
-                    self.refresh_drops();
-                    return Err(err);
-                }
-            }
-        }
-        self.refresh_drops();
-        self.warnings.finish(&self.monitor);
-        Ok(())
+/// Binds `workers` sockets to `addr` (a reuseport group when more than one),
+/// all on the same port, so port 0 resolves once for the group.
+fn bind_group(addr: SocketAddr, workers: usize) -> io::Result<Vec<UdpSocket>> {
+    // A reuseport group would silently share the port with any other
+    // process of ours already on it; a plain bind first says "in use".
+    let addr = if workers > 1 { claim(addr)? } else { addr };
+    let first = bind_socket(addr, workers > 1)?;
+    let local = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers {
+        sockets.push(bind_socket(local, true)?);
     }
+    Ok(sockets)
+}
 
-    /// Receives up to `slots` datagrams (or GRO buffers) into `storage`, one
-    /// per `MAX_BUF` chunk; builds only the receive slots it asks for.
-    fn receive(
-        &self,
-        storage: &mut [u8],
-        meta: &mut [RecvMeta],
-        slots: usize,
-        wait: bool,
-    ) -> io::Result<usize> {
-        if slots == 1 {
-            let mut one = [IoSliceMut::new(&mut storage[..MAX_BUF])];
-            return sys::recv_batch(self.socket, &mut one, meta, wait);
-        }
-        let mut chunks = storage.chunks_exact_mut(MAX_BUF);
-        // The chunk count is BATCH by construction of `storage`.
-        let mut bufs: [IoSliceMut<'_>; BATCH] =
-            std::array::from_fn(|_| IoSliceMut::new(chunks.next().expect("BATCH chunks")));
-        sys::recv_batch(self.socket, &mut bufs[..slots], meta, wait)
+/// Makes a socket handed over by systemd or a test harness behave like ours:
+/// blocking, and with at least our receive buffer unless it was given more.
+fn adopt(socket: &UdpSocket) -> io::Result<()> {
+    socket.set_nonblocking(false)?;
+    #[cfg(not(target_os = "linux"))]
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    let sock = socket2::SockRef::from(socket);
+    if sock.recv_buffer_size().is_ok_and(|size| size < RECV_BUFFER) {
+        let _ = sock.set_recv_buffer_size(RECV_BUFFER);
     }
+    Ok(())
+}
 
-    /// One received batch, start to end: each slot's datagrams admitted and
-    /// transformed in place, then the replies coalesced and sent.
-    fn answer(&mut self, storage: &mut [u8], meta: &[RecvMeta]) {
-        let mut counts = Counts::default();
-        let now = self.policy.now();
-        // Read from the clock only where the kernel gave no receive time.
-        let clock = self.responder.wants_clock() && meta.iter().any(|m| m.received.is_none());
-        let received = if clock { SystemTime::now() } else { SystemTime::UNIX_EPOCH };
-        // Bytes of each slot that are answered: whole replies, packed from the start.
-        let mut reply_len = [None::<usize>; BATCH];
-        for ((m, buf), reply) in
-            meta.iter().zip(storage.chunks_exact_mut(MAX_BUF)).zip(&mut reply_len)
-        {
-            *reply = self.respond_slot(m, buf, (now, received), &mut counts);
-        }
-        self.publish_unseen(meta.len());
-        if let [m] = meta {
-            // One datagram (ping-pong): nothing to gather, no table of sends.
-            if let Some(len) = reply_len[0] {
-                self.send_all(&[reply(m, &storage[..len], m.stride)], &mut counts);
-            }
-        } else {
-            let runs = self.coalesce(storage, meta, &reply_len);
-            self.send_runs(storage, meta, &runs, &mut counts);
-        }
-        self.stats.add(&counts);
+/// Turns on what the reply loop uses: GRO (best effort) and, on a wildcard
+/// address, the destination of each datagram.
+fn prepare(socket: &UdpSocket, local: SocketAddr, offload: bool) -> io::Result<()> {
+    if offload {
+        // Best effort: without GRO the kernel hands us datagrams one by one.
+        let _ = sys::enable_gro(socket);
     }
+    if local.ip().is_unspecified() {
+        // To answer from the address each request was sent to, and
+        // to recognise our own address in a self-loop check.
+        match sys::enable_pktinfo(socket, local.is_ipv6()) {
+            Err(err) if err.kind() != io::ErrorKind::Unsupported => return Err(err),
+            // Where the platform cannot tell, the kernel picks the source.
+            _ => {}
+        }
+    }
+    Ok(())
+}
 
-    /// Receive, admit and transform for one slot: one datagram, or a GRO
-    /// buffer of several from one sender, cut every `stride` bytes. Returns
-    /// how many bytes at the start of `buf` are now replies; a datagram that
-    /// is refused is left out and the replies after it move up, so the slot
-    /// still holds whole datagrams of `stride` bytes (the last may be shorter).
-    fn respond_slot(
-        &mut self,
-        m: &RecvMeta,
-        buf: &mut [u8],
-        (now, received): (Tick, SystemTime),
-        counts: &mut Counts,
-    ) -> Option<usize> {
-        let total = segments(m.len, m.stride);
-        counts.received += total;
-        counts.bytes_received += m.len as u64;
-        let shown = !m.truncated && self.monitor.offer(m.addr, &buf[..m.stride.min(m.len)]);
-        self.unseen += total - u64::from(shown);
-        if m.truncated {
-            counts.add_drop(Refusal::Oversize, total);
-            return None;
-        }
-        // The kernel's receive time where the socket gives it (STAMP's T2).
-        let received = m.received.map_or(received, |t| SystemTime::UNIX_EPOCH + t);
-        let arrival = Arrival { src: m.addr, dst: m.dst, ttl: m.ttl, tos: m.tos, received };
-        let stride = m.stride.max(1);
-        let (mut start, mut kept) = (0, None::<usize>);
-        loop {
-            let end = (start + stride).min(m.len);
-            match reply_to(
-                self.policy,
-                &mut self.responder,
-                &arrival,
-                self.local,
-                &mut buf[start..end],
-                now,
-            ) {
-                Ok(reply) => {
-                    let (at, len) = (kept.unwrap_or(0), reply.len());
-                    if at != start {
-                        buf.copy_within(start..start + len, at);
-                    }
-                    kept = Some(at + len);
-                }
-                Err(reason) => counts.add_drop(reason, 1),
-            }
-            start = end;
-            if start >= m.len {
-                return kept;
-            }
-        }
+/// Binds `addr` without `SO_REUSEPORT` and lets go, to learn that it is free
+/// (and, for port 0, which port to take). The port could be taken in between;
+/// the reuseport bind that follows then still fails unless it is ours.
+fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
     }
+    probe.bind(&addr.into())?;
+    probe.local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
+}
 
-    /// Plans the sends of a batch: for each slot, the bytes its transmit covers.
-    /// A run of one-datagram replies to one sender from one source address,
-    /// each as long as the first but the last (which may be shorter, as GSO
-    /// allows), is copied together into the first slot and sent as one GSO
-    /// buffer; the other slots of the run send nothing.
-    fn coalesce(
-        &self,
-        storage: &mut [u8],
-        meta: &[RecvMeta],
-        reply_len: &[Option<usize>],
-    ) -> [Run; BATCH] {
-        let mut runs = [Run::default(); BATCH];
-        for ((run, len), m) in runs.iter_mut().zip(reply_len).zip(meta) {
-            *run = Run { len: *len, stride: m.stride };
-        }
-        if !self.gso {
-            return runs;
-        }
-        // One datagram, answered whole, to a route that has not refused GSO.
-        let single = |i: usize| match reply_len[i] {
-            Some(len) => {
-                len > 0
-                    && len == meta[i].len
-                    && len <= meta[i].stride
-                    && !self.gso_refused(meta[i].addr, len)
-            }
-            None => false,
-        };
-        let mut i = 0;
-        while i < meta.len() {
-            if !single(i) {
-                i += 1;
-                continue;
-            }
-            let stride = meta[i].len;
-            let mut total = stride;
-            let mut end = i + 1;
-            while end < meta.len()
-                && single(end)
-                && meta[end].addr == meta[i].addr
-                && meta[end].dst == meta[i].dst
-                && meta[end].len <= stride
-                && total + meta[end].len <= MAX_DATAGRAM_V4
-            {
-                total += meta[end].len;
-                end += 1;
-                if meta[end - 1].len < stride {
-                    break; // only the last segment may be shorter
-                }
-            }
-            if end - i > 1 {
-                let mut at = i * MAX_BUF + stride;
-                for (k, m) in meta.iter().enumerate().take(end).skip(i + 1) {
-                    storage.copy_within(k * MAX_BUF..k * MAX_BUF + m.len, at);
-                    at += m.len;
-                    runs[k].len = None;
-                }
-                runs[i] = Run { len: Some(total), stride };
-            }
-            i = end;
-        }
-        runs
+fn bind_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // Lets `[::]:P` and `0.0.0.0:P` be bound side by side, as most servers do.
+        socket.set_only_v6(true)?;
     }
-
-    /// Sends what [`coalesce`](Worker::coalesce) planned: one transmit per slot that has one.
-    fn send_runs(&mut self, storage: &[u8], meta: &[RecvMeta], runs: &[Run], counts: &mut Counts) {
-        let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
-        let mut txs = [empty; BATCH];
-        let mut ntx = 0;
-        for (i, (run, m)) in runs.iter().zip(meta).enumerate() {
-            let Some(len) = run.len else { continue };
-            txs[ntx] = reply(m, &storage[i * MAX_BUF..][..len], run.stride);
-            ntx += 1;
-        }
-        self.send_all(&txs[..ntx], counts);
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
     }
-
-    /// Sends every transmit, counting each as answered or failed; never gives up
-    /// on the rest because one failed.
-    fn send_all(&mut self, txs: &[Transmit<'_>], counts: &mut Counts) {
-        let mut rest = txs;
-        while let Some(first) = rest.first() {
-            if first.segment_size.is_some_and(|size| !self.gso || self.gso_refused(first.dst, size))
-            {
-                self.send_split(first, counts);
-                rest = &rest[1..];
-                continue;
-            }
-            let end = if self.gso {
-                rest.len()
-            } else {
-                rest.iter().position(|t| t.segment_size.is_some()).unwrap_or(rest.len())
-            };
-            match sys::send_batch(self.socket, &rest[..end]) {
-                Ok(sent) => {
-                    for t in &rest[..sent] {
-                        counts.answered += t.datagrams();
-                        counts.bytes_answered += t.contents.len() as u64;
-                        if t.segment_size.is_some() {
-                            self.refusals = 0;
-                        }
-                    }
-                    rest = &rest[sent..];
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if first.segment_size.is_some() && sys::is_gso_error(&err) => {
-                    // The error may be about the destination rather than GSO:
-                    // only if the same datagrams go out one by one was GSO to blame.
-                    let failed_before = counts.reply_failed;
-                    self.send_split(first, counts);
-                    if counts.reply_failed == failed_before {
-                        // One by one they passed: this route refuses GSO.
-                        self.refused = Some((first.dst, first.segment_size.unwrap_or(0)));
-                        self.refusals += 1;
-                        if self.refusals >= GSO_GIVE_UP {
-                            self.gso = false;
-                            self.warn(format_args!(
-                                "UDP GSO refused {GSO_GIVE_UP} times in a row ({err}); \
-                                 sending datagrams one by one from now on"
-                            ));
-                        }
-                    }
-                    rest = &rest[1..];
-                }
-                Err(err) => {
-                    counts.reply_failed += first.datagrams();
-                    self.warn(format_args!("reply to {} failed: {err}", first.dst));
-                    rest = &rest[1..];
-                }
-            }
-        }
-    }
-
-    /// Sends a GRO buffer's replies as separate datagrams.
-    fn send_split(&mut self, t: &Transmit<'_>, counts: &mut Counts) {
-        let stride = t.segment_size.unwrap_or(t.contents.len()).max(1);
-        let mut pieces = t.contents.chunks(stride).peekable();
-        while pieces.peek().is_some() {
-            let mut txs = [Transmit { contents: &[], segment_size: None, ..*t }; BATCH];
-            let mut n = 0;
-            for (slot, piece) in txs.iter_mut().zip(pieces.by_ref()) {
-                slot.contents = piece;
-                n += 1;
-            }
-            self.send_all(&txs[..n], counts);
-        }
-    }
-
-    /// Whether `dst`'s route refused GSO with segments of `size` or larger.
-    fn gso_refused(&self, dst: SocketAddr, size: usize) -> bool {
-        self.refused.is_some_and(|(to, refused)| to == dst && size >= refused)
-    }
-
-    /// Publishes the count of datagrams not shown now and then: a shared
-    /// counter per batch would be a cache line bouncing between workers under
-    /// load, so only when the queue is drained or enough have gathered.
-    fn publish_unseen(&mut self, batch: usize) {
-        if batch < BATCH || self.unseen >= 4096 {
-            self.monitor.add_unseen(std::mem::take(&mut self.unseen));
-        }
-    }
-
-    /// Publishes what is kept locally: the kernel's drop count and the
-    /// datagrams not shown. Called every 1024 batches, at exit, and where the
-    /// platform has a read timeout, when idle.
-    fn refresh_drops(&mut self) {
-        if let Some(drops) = sys::socket_drops(self.socket) {
-            self.stats.set_kernel_drops(drops);
-        }
-        self.monitor.add_unseen(std::mem::take(&mut self.unseen));
-    }
-
-    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
-        self.warnings.warn(&self.monitor, what);
-    }
+    let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+    socket.bind(&addr.into())?;
+    // Linux workers are woken by `sys::wake`; elsewhere they poll the stop flag.
+    #[cfg(not(target_os = "linux"))]
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    Ok(socket.into())
 }

@@ -54,9 +54,10 @@ impl Mode {
     }
 }
 
-/// What a worker knows of an admitted datagram beside its bytes.
+/// What a worker knows of a datagram beside its bytes: who sent it, to
+/// which address, and how it arrived.
 #[derive(Clone, Copy, Debug)]
-pub struct Arrival {
+pub struct Envelope {
     /// The sender.
     pub src: SocketAddr,
     /// The address it was sent to, where the socket reports it.
@@ -66,14 +67,14 @@ pub struct Arrival {
     /// The traffic class byte (DSCP and ECN) it arrived with, where reported.
     pub tos: Option<u8>,
     /// When it arrived, for responders that say so ([`Responder::wants_clock`]);
-    /// the epoch otherwise.
-    pub received: SystemTime,
+    /// `None` when nobody asked.
+    pub received: Option<SystemTime>,
 }
 
-impl Arrival {
+impl Envelope {
     /// A datagram from `src` of which nothing else is known.
-    pub fn from(src: SocketAddr) -> Arrival {
-        Arrival { src, dst: None, ttl: None, tos: None, received: SystemTime::UNIX_EPOCH }
+    pub fn from(src: SocketAddr) -> Envelope {
+        Envelope { src, dst: None, ttl: None, tos: None, received: None }
     }
 }
 
@@ -100,7 +101,7 @@ impl Responder {
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))
     }
 
-    /// Whether [`Arrival::received`] must hold the time of arrival.
+    /// Whether [`Envelope::received`] must hold the time of arrival.
     pub fn wants_clock(&self) -> bool {
         matches!(self, Responder::Stamp(_))
     }
@@ -108,22 +109,22 @@ impl Responder {
     /// Turns `payload` into its reply in place, at the same length; on `Err`
     /// the datagram is not answered, and is counted under the reason.
     #[inline]
-    pub fn respond(&mut self, payload: &mut [u8], arrival: &Arrival) -> Result<(), Refusal> {
+    pub fn respond(&mut self, payload: &mut [u8], envelope: &Envelope) -> Result<(), Refusal> {
         match self {
             Responder::Bytes(mode) => mode.apply(payload),
             Responder::Stamp(reflector) => {
                 let rx = stamp::Arrival {
-                    src: arrival.src,
-                    received: arrival.received,
-                    ttl: arrival.ttl,
-                    tos: arrival.tos,
+                    src: envelope.src,
+                    // The server reads the clock for a responder that wants it;
+                    // a caller that did not is answered as of now.
+                    received: envelope.received.unwrap_or_else(SystemTime::now),
+                    ttl: envelope.ttl,
+                    tos: envelope.tos,
                 };
                 let len = payload.len();
                 match reflector.reflect(payload, len, &rx) {
                     Ok(n) if n == len => {}
-                    Ok(_) | Err(StampDrop::Short | StampDrop::BadLength) => {
-                        return Err(Refusal::StampMalformed)
-                    }
+                    Ok(_) | Err(StampDrop::Short) => return Err(Refusal::StampMalformed),
                     Err(StampDrop::Auth) => return Err(Refusal::StampAuth),
                 }
             }

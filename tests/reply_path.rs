@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use proptest::prelude::*;
 use shout::policy::Policy;
 use shout::server::reply_to;
-use shout::transform::{Arrival, Responder};
+use shout::transform::{Envelope, Responder};
 use shout::{Mode, PolicyConfig, RateLimit};
 
 const LOCAL: &str = "10.0.0.1:7000";
@@ -27,8 +27,8 @@ proptest! {
         let p = Policy::new(&config, max);
         let mut responder = Responder::new(mode);
         let mut buf = data.clone();
-        let arrival = Arrival::from(SocketAddr::from((ip, port)));
-        match reply_to(&p, &mut responder, &arrival, LOCAL.parse().unwrap(), &mut buf, p.now()) {
+        let envelope = Envelope::from(SocketAddr::from((ip, port)));
+        match reply_to(&p, &mut responder, &envelope, LOCAL.parse().unwrap(), &mut buf, p.now()) {
             Ok(reply) => {
                 prop_assert!(reply.len() <= data.len());
                 prop_assert!(Mode::is_reply(mode, &data, reply));

@@ -13,7 +13,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shout::policy::{Policy, Refusal, REFLECTOR_PORTS};
 use shout::server::reply_to;
-use shout::transform::{Arrival, Responder};
+use shout::transform::{Envelope, Responder};
 use shout::{Mode, PolicyConfig, RateLimit};
 
 #[derive(Arbitrary, Debug)]
@@ -242,8 +242,8 @@ fuzz_target!(|input: Input| {
         let request = d.payload.clone();
         let mut payload = d.payload.clone();
         let expected = model(config, src, local, &others, dst, request.len());
-        let arrival = Arrival { dst, ..Arrival::from(src) };
-        let verdict = reply_to(&policy, &mut responder, &arrival, local, &mut payload, now);
+        let envelope = Envelope { dst, ..Envelope::from(src) };
+        let verdict = reply_to(&policy, &mut responder, &envelope, local, &mut payload, now);
         let answered = verdict.is_ok();
         match verdict {
             Ok(reply) => {

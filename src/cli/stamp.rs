@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use super::duration_in;
 use super::UsageError;
+use shout::stamp::session::DEFAULT_SESSIONS;
 pub use shout::stamp::STAMP_PORT;
 use shout::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
 
@@ -104,7 +105,7 @@ pub struct ReflectorArgs {
     #[arg(long)]
     stamp_clock_synchronized: bool,
     /// Sessions a stateful reflector holds (per worker); further senders are answered statelessly.
-    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SESSIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     stamp_sessions: u32,
     /// A session that sends nothing for this long is forgotten.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_idle)]
@@ -137,7 +138,7 @@ impl ReflectorArgs {
             || self.stamp_stateful
             || self.stamp_timestamp != Format::Ntp
             || self.stamp_clock_synchronized
-            || self.stamp_sessions != 4096
+            || self.stamp_sessions as usize != DEFAULT_SESSIONS
             || self.stamp_session_idle != Duration::from_secs(60)
     }
 }

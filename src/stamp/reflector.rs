@@ -11,7 +11,7 @@ use super::auth::{Key, KeyError};
 use super::packet::{
     get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, Layout, HMAC_LEN,
 };
-use super::session::{SessionKey, SessionTable};
+use super::session::{SessionKey, SessionTable, DEFAULT_SESSIONS};
 use super::timestamp::{ErrorEstimate, Timestamp, TimestampFormat};
 use super::tlv::{self, kind, TlvFlags, HEADER_LEN};
 
@@ -81,7 +81,7 @@ impl Default for ReflectorConfig {
             error_bound: Duration::from_secs(1),
             sync_source: sync_source::LOCAL_FREE_RUNNING,
             timestamp_method: timestamp_method::SW_LOCAL,
-            session_capacity: 4096,
+            session_capacity: DEFAULT_SESSIONS,
             session_idle: Duration::from_secs(60),
             allowed_dscp: 0,
         }
@@ -112,7 +112,8 @@ pub struct Arrival {
     pub tos: Option<u8>,
 }
 
-/// Why a datagram gets no reply. `Display` gives a snake_case counter name.
+/// Why a test packet from a peer gets no reply (a caller's mistake is not
+/// one: see [`Reflector::reflect`]). `Display` gives a snake_case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StampDrop {
     /// Shorter than the base packet of the mode: a reply of the base size
@@ -120,20 +121,17 @@ pub enum StampDrop {
     Short,
     /// The base packet's HMAC does not match (authenticated mode).
     Auth,
-    /// The length given is longer than the buffer (a caller bug).
-    BadLength,
 }
 
 impl StampDrop {
     /// Every reason, for registering counters.
-    pub const ALL: [StampDrop; 3] = [Self::Short, Self::Auth, Self::BadLength];
+    pub const ALL: [StampDrop; 2] = [Self::Short, Self::Auth];
 
     /// The counter name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Short => "too_short",
             Self::Auth => "auth_failed",
-            Self::BadLength => "bad_length",
         }
     }
 }
@@ -208,6 +206,10 @@ impl Reflector {
     /// The transmit timestamp is read from the system clock inside this call,
     /// after everything else is filled in and just before the HMACs are
     /// computed over it, so it is as close to the send as a pure function gets.
+    ///
+    /// # Panics
+    /// If `len` is longer than `buf`, as slicing `buf[..len]` would: that is
+    /// the caller's bug, not the peer's, and is never counted as the peer's.
     pub fn reflect(
         &mut self,
         buf: &mut [u8],
@@ -226,7 +228,7 @@ impl Reflector {
         clock: impl FnOnce() -> SystemTime,
     ) -> Result<usize, StampDrop> {
         self.reply_dscp = None;
-        let pkt = buf.get_mut(..len).ok_or(StampDrop::BadLength)?;
+        let pkt = &mut buf[..len];
         let l = self.cfg.mode.layout();
         self.check(pkt, l)?;
         let sender = SenderFields::read(pkt, l);

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
+/// Sessions a stateful reflector holds by default (per worker).
+pub const DEFAULT_SESSIONS: usize = 4096;
+
 /// What identifies a session: the sender's address and port, and its SSID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SessionKey {
