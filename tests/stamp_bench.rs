@@ -128,7 +128,7 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
                     buf[len - 1] ^= 0xFF;
                 }
                 let reply = &buf[..len];
-                if knobs.reorder && mine % 2 == 0 {
+                if knobs.reorder && mine.is_multiple_of(2) {
                     held = Some((reply.to_vec(), m.addr));
                     continue;
                 }

@@ -13,7 +13,7 @@
 //!   bench down (coordinated omission).
 //!
 //! Each flow is a socket of its own, so a distinct source port; its I/O is
-//! batched through [`sys`](crate::sys) (`sendmmsg`/`recvmmsg`, optionally
+//! batched through `sys` (`sendmmsg`/`recvmmsg`, optionally
 //! GSO/GRO). Flows keep their books in a fixed ring per flow, allocate
 //! nothing per probe, and meet only at the end to merge counts and histograms.
 //!

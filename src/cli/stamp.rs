@@ -72,7 +72,7 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>> {
 
 /// `text` as bytes, two hex digits each, or `None`.
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

@@ -96,7 +96,7 @@ impl<'a> Worker<'a> {
                     };
                     self.answer(&mut storage, &meta[..n]);
                     batches = batches.wrapping_add(1);
-                    if batches % DROPS_EVERY == 0 {
+                    if batches.is_multiple_of(DROPS_EVERY) {
                         self.refresh_drops();
                     }
                 }

@@ -150,7 +150,7 @@ pub fn socket_drops(sock: &UdpSocket) -> Option<u64> {
 ///
 /// With `wait`, blocks (up to the socket's read timeout) for the first datagram
 /// and takes whatever else is queued; without, returns `WouldBlock` at once when
-/// nothing is queued. Returns `Ok(0)` when woken by [`wake`] (`shutdown`).
+/// nothing is queued. Returns `Ok(0)` when woken by `wake` (`shutdown`).
 pub fn recv_batch(
     sock: &UdpSocket,
     bufs: &mut [IoSliceMut<'_>],

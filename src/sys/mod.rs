@@ -42,14 +42,14 @@ pub struct RecvMeta {
     /// The datagram did not fit the buffer (`MSG_TRUNC`): the rest is lost.
     pub truncated: bool,
     /// The address it was sent to, where the socket reports it
-    /// ([`enable_pktinfo`]): tells which address a wildcard socket was reached on.
+    /// (`enable_pktinfo`): tells which address a wildcard socket was reached on.
     pub dst: Option<IpAddr>,
     /// The TTL or hop limit it arrived with, where asked for ([`enable_ttl_tos`]).
     pub ttl: Option<u8>,
     /// The traffic class byte it arrived with (DSCP and ECN), where asked for.
     pub tos: Option<u8>,
     /// When the kernel received it, since the Unix epoch, where asked for
-    /// ([`enable_rx_timestamps`]).
+    /// (`enable_rx_timestamps`).
     pub received: Option<std::time::Duration>,
 }
 
