@@ -110,6 +110,9 @@ pub struct ReflectorArgs {
     /// A session that sends nothing for this long is forgotten.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_idle)]
     stamp_session_idle: Duration,
+    /// Answer short (14 to 43 octets, unpadded TWAMP-Light) test packets from senders in this prefix with a 44-octet reply, longer than the request (refused by default: amplification). Unauthenticated mode only. Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    stamp_short_from: Vec<crate::Prefix>,
 }
 
 fn parse_idle(text: &str) -> Result<Duration, String> {
@@ -119,6 +122,14 @@ fn parse_idle(text: &str) -> Result<Duration, String> {
 impl ReflectorArgs {
     /// The reflector these flags describe; the key is read here.
     pub fn config(&self) -> Result<ReflectorConfig> {
+        if !self.stamp_short_from.is_empty() && self.stamp_key_file.is_some() {
+            return Err(UsageError(
+                "--stamp-short-from answers unauthenticated TWAMP-Light packets; \
+                 it cannot be used with --stamp-key-file"
+                    .into(),
+            )
+            .into());
+        }
         let (mode, auth_key) = auth(self.stamp_key_file.as_deref())?;
         Ok(ReflectorConfig {
             mode,
@@ -128,6 +139,7 @@ impl ReflectorArgs {
             synchronized: self.stamp_clock_synchronized,
             session_capacity: self.stamp_sessions as usize,
             session_idle: self.stamp_session_idle,
+            unpadded_from: self.stamp_short_from.clone(),
             ..ReflectorConfig::default()
         })
     }
@@ -140,6 +152,7 @@ impl ReflectorArgs {
             || self.stamp_clock_synchronized
             || self.stamp_sessions as usize != DEFAULT_SESSIONS
             || self.stamp_session_idle != Duration::from_secs(60)
+            || !self.stamp_short_from.is_empty()
     }
 }
 

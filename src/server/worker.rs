@@ -6,7 +6,9 @@
 //! transforms in place, [`Responder::respond`], the seam where upper, echo and
 //! the STAMP reflector sit); then [`send`](Worker::send) plans the sends
 //! (same-size replies to one sender gathered into one GSO send) and sends them.
-//! Housekeeping (counters, warnings) comes last in the file.
+//! The one reply longer than its request, a short TWAMP-Light test packet's
+//! where the operator opted in, is answered out of place and sent at once
+//! ([`answer_unpadded`](Worker::answer_unpadded)). Housekeeping (counters, warnings) comes last in the file.
 //!
 //! Per-datagram failures are counted and warned about at a limited rate; only
 //! losing the socket ends [`Worker::serve`].
@@ -23,7 +25,7 @@ use crate::counters::{Counts, Refusal, WorkerStats};
 use crate::monitor::{Monitor, Throttle};
 use crate::policy::{Policy, Tick};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF, MAX_DATAGRAM_V4};
-use crate::transform::{Envelope, Responder};
+use crate::transform::{Envelope, Responder, UNPADDED_REPLY};
 
 /// After a one-datagram batch, receive one at a time (recvmsg) for this many
 /// calls before trying a full batch again: ping-pong traffic then pays for no
@@ -211,12 +213,33 @@ impl<'a> Worker<'a> {
                     }
                     kept = Some(at + len);
                 }
+                Err(Refusal::StampShort) => {
+                    self.answer_unpadded(m, &buf[start..end], &envelope, counts);
+                }
                 Err(reason) => counts.add_drop(reason, 1),
             }
             start = end;
             if start >= m.len {
                 return kept;
             }
+        }
+    }
+
+    /// A short TWAMP-Light test packet, the one request whose reply is longer:
+    /// answered out of place and at once where the operator opted in for its
+    /// sender (`--stamp-short-from`), counted as `stamp_short` otherwise.
+    /// Rare by design, so it costs a send of its own.
+    fn answer_unpadded(
+        &mut self,
+        m: &RecvMeta,
+        request: &[u8],
+        envelope: &Envelope,
+        counts: &mut Counts,
+    ) {
+        let mut out = [0u8; UNPADDED_REPLY];
+        match self.responder.respond_unpadded(request, envelope, &mut out) {
+            Ok(len) => self.send_all(&[reply(m, &out[..len], len)], counts),
+            Err(reason) => counts.add_drop(reason, 1),
         }
     }
 
