@@ -130,6 +130,17 @@ impl Responder {
         Ok(())
     }
 
+    /// The traffic class the last reply must leave with, when it differs from
+    /// the socket's: a STAMP Class of Service TLV asked for a DSCP that the
+    /// operator allows (`--stamp-allow-dscp`; RFC 8972 §4.4). ECN is left 0.
+    #[inline]
+    pub fn reply_tos(&self) -> Option<u8> {
+        match self {
+            Responder::Bytes(_) => None,
+            Responder::Stamp(reflector) => reflector.reply_dscp().map(|dscp| dscp << 2),
+        }
+    }
+
     /// The one reply longer than its request, opt-in: a request refused as
     /// [`Refusal::StampShort`] by [`respond`](Self::respond), answered into
     /// `out` with a full 44-octet STAMP reply if its sender is in a prefix

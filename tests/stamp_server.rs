@@ -614,3 +614,31 @@ fn unprivileged_default_port_fails_with_a_hint() {
     assert!(!run.stderr.contains("panicked"), "{run}");
     assert!(run.stdout.is_empty(), "{run}");
 }
+
+/// The new reflector flags say what is wrong with them (exit 2): without `--mode stamp`,
+/// `--stamp-short-from` with a key (authenticated TWAMP-Light is not STAMP's), and a class
+/// or prefix that is not one.
+#[test]
+fn short_from_and_allow_dscp_usage_errors_exit_2() {
+    let key = KeyFile::new("stamp-usage", &format!("{KEY_HEX}\n"));
+    let key = key.path();
+    let key = key.to_str().unwrap();
+    for (args, says) in [
+        (&["--stamp-short-from", "127.0.0.1"][..], "--mode stamp"),
+        (&["--stamp-allow-dscp", "ef"], "--mode stamp"),
+        (
+            &["--mode", "stamp", "--stamp-short-from", "127.0.0.1", "--stamp-key-file", key],
+            "--stamp-key-file",
+        ),
+        (&["--mode", "stamp", "--stamp-short-from", "127.0.0.1/33"], "prefix"),
+        (&["--mode", "stamp", "--stamp-allow-dscp", "ef,64"], "0 to 63"),
+        (&["--mode", "stamp", "--stamp-allow-dscp", "7-0"], "backwards"),
+    ] {
+        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let out = run_shout(&all, None, Duration::from_secs(10)).into_output();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should name {says:?}: {err}");
+    }
+}

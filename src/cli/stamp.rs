@@ -113,6 +113,9 @@ pub struct ReflectorArgs {
     /// Answer short (14 to 43 octets, unpadded TWAMP-Light) test packets from senders in this prefix with a 44-octet reply, longer than the request (refused by default: amplification). Unauthenticated mode only. Repeatable.
     #[arg(long, value_name = "PREFIX")]
     stamp_short_from: Vec<crate::Prefix>,
+    /// DSCPs a Class of Service TLV may ask for the reply (RFC 8972 §4.4), comma-separated names, numbers or ranges, e.g. ef,af41,0-7; the reply is sent with the class asked for, any other gets RP set and the socket's class [default: none].
+    #[arg(long, value_name = "CLASS,...", value_delimiter = ',', value_parser = super::dscp::parse_dscp_set)]
+    stamp_allow_dscp: Vec<u64>,
 }
 
 fn parse_idle(text: &str) -> Result<Duration, String> {
@@ -140,6 +143,7 @@ impl ReflectorArgs {
             session_capacity: self.stamp_sessions as usize,
             session_idle: self.stamp_session_idle,
             unpadded_from: self.stamp_short_from.clone(),
+            allowed_dscp: self.stamp_allow_dscp.iter().fold(0, |all, set| all | set),
             ..ReflectorConfig::default()
         })
     }
@@ -153,6 +157,7 @@ impl ReflectorArgs {
             || self.stamp_sessions as usize != DEFAULT_SESSIONS
             || self.stamp_session_idle != Duration::from_secs(60)
             || !self.stamp_short_from.is_empty()
+            || !self.stamp_allow_dscp.is_empty()
     }
 }
 

@@ -83,6 +83,16 @@ pub fn recv_connected(sock: &UdpSocket, buf: &mut [u8], wait: bool) -> io::Resul
 /// Sends the first transmit (never with GSO).
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let Some(tx) = txs.first() else { return Ok(0) };
+    if let (Some(tos), true) = (tx.tos, tx.dst.is_ipv4()) {
+        // No control messages here: the socket's class for this one send.
+        let sock2 = SockRef::from(sock);
+        let before = sock2.tos()?;
+        sock2.set_tos(u32::from(tos))?;
+        let sent = sock.send_to(tx.contents, tx.dst).map(|_| 1);
+        sock2.set_tos(before)?;
+        return sent;
+    }
+    // IPv6 elsewhere keeps the socket's traffic class.
     sock.send_to(tx.contents, tx.dst).map(|_| 1)
 }
 
@@ -105,6 +115,7 @@ mod tests {
             contents: b"hi",
             segment_size: None,
             src: None,
+            tos: None,
         };
         assert_eq!(send_batch(&a, &[tx]).unwrap(), 1);
         let mut buf = [0u8; 16];
