@@ -178,6 +178,11 @@ counters! {
         StampMalformed => stamp_malformed;
         /// A STAMP test packet whose HMAC does not check (authenticated mode).
         StampAuth => stamp_auth_failed;
+        /// A short unauthenticated test packet (TWAMP-Light, 14 to 43 octets):
+        /// its 44-octet reply would be longer than the request.
+        StampShort => stamp_short, hint "short TWAMP-Light test packets (14 to 43 octets) \
+            are not answered: a 44-octet reply would amplify them; --stamp-short-from PREFIX \
+            answers those from senders you name";
     }
     after {
         /// Replies the kernel refused (peer gone, firewall, unanswerable source).
@@ -262,7 +267,7 @@ mod tests {
             names.join(" "),
             "received answered bytes_received bytes_answered oversize port_zero denied_port \
              bad_source self_loop rate_limited total_limited stamp_malformed stamp_auth_failed \
-             reply_failed recv_errors kernel_drops"
+             stamp_short reply_failed recv_errors kernel_drops"
         );
     }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::str::FromStr;
 
-use crate::counters::Counts;
+use crate::counters::{Counts, Refusal};
 
 /// How the server writes its stderr lines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,5 +47,28 @@ pub fn log_counts(
             let _ = writeln!(io::stderr().lock(), "{line}");
         }
         LogFormat::Json => counts.trace(event, answers_per_sec.unwrap_or(f64::NAN)),
+    }
+}
+
+/// Writes a `hint:` line after the summary for each drop reason that counted
+/// something and has a hint ([`Refusal::hint`]): what a flag would change.
+pub fn log_hints(format: LogFormat, counts: &Counts) {
+    for &reason in Refusal::ALL {
+        let (n, Some(hint)) = (counts.drops(reason), reason.hint()) else { continue };
+        if n == 0 {
+            continue;
+        }
+        match format {
+            LogFormat::Text => {
+                let _ = writeln!(io::stderr().lock(), "hint: {reason}={n}: {hint}");
+            }
+            LogFormat::Json => tracing::info!(
+                target: "shout",
+                event = "hint",
+                reason = reason.name(),
+                count = n,
+                "{hint}"
+            ),
+        }
     }
 }

@@ -93,6 +93,48 @@ pub struct Server {
 }
 
 impl Server {
+    /// Binds every address in `config.binds`, `config.workers` sockets each.
+    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
+        if config.binds.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
+        }
+        config.workers = config.workers.max(1);
+        let groups = config
+            .binds
+            .iter()
+            .map(|&addr| bind_group(addr, config.workers))
+            .collect::<io::Result<_>>()?;
+        Server::assemble(config, groups)
+    }
+
+    /// Serves sockets made elsewhere (systemd socket activation, a test
+    /// harness): one worker each; `config.binds` and `config.workers` are
+    /// ignored. The sockets should be bound UDP sockets.
+    pub fn from_sockets(config: ServerConfig, sockets: Vec<UdpSocket>) -> io::Result<Server> {
+        if sockets.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
+        }
+        for socket in &sockets {
+            adopt(socket)?;
+        }
+        Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
+    }
+
+    fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
+        let mut policy_config = config.policy.clone();
+        if let Some(stamp) = &config.stamp {
+            // A bad key fails here, not in a worker.
+            Responder::stamp(stamp)?;
+            // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
+            policy_config.allow_ports.push(STAMP_PORT);
+        }
+        let (local_addrs, sockets) =
+            prepare_sockets(groups, config.offload, config.stamp.is_some())?;
+        let mut policy = Policy::new(&policy_config, config.max_datagram);
+        policy.set_own_addrs(&local_addrs);
+        Ok(Server { config, policy, local_addrs, sockets })
+    }
+
     /// The first bound address, with the real port.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addrs[0]
@@ -101,40 +143,6 @@ impl Server {
     /// Every bound address, in the order of `config.binds`.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
-    }
-}
-
-/// One served socket and what the worker thread on it counts.
-#[derive(Debug)]
-pub(crate) struct WorkerSocket {
-    pub(crate) socket: UdpSocket,
-    /// The address it is bound to, with the real port.
-    pub(crate) local: SocketAddr,
-    pub(crate) stats: Arc<WorkerStats>,
-}
-
-impl WorkerSocket {
-    /// The worker's counters, with the kernel's drop counter read now.
-    pub(crate) fn counts(&self) -> Counts {
-        if let Some(drops) = sys::socket_drops(&self.socket) {
-            self.stats.set_kernel_drops(drops);
-        }
-        self.stats.counts()
-    }
-}
-
-impl Server {
-    /// Counters so far, summed over workers, with the kernel's drop counters read now.
-    pub fn counts(&self) -> Counts {
-        self.sockets.iter().fold(Counts::default(), |mut total, socket| {
-            total += socket.counts();
-            total
-        })
-    }
-
-    /// Counters per worker socket (for per-worker stats).
-    pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
-        self.sockets.iter().map(|socket| (socket.local, socket.counts())).collect()
     }
 
     /// Answers datagrams until `stop` is set, then finishes the batch in hand and
@@ -191,46 +199,36 @@ impl Server {
         result.map(|()| self.counts())
     }
 
-    /// Binds every address in `config.binds`, `config.workers` sockets each.
-    pub fn bind(mut config: ServerConfig) -> io::Result<Server> {
-        if config.binds.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"));
-        }
-        config.workers = config.workers.max(1);
-        let groups = config
-            .binds
-            .iter()
-            .map(|&addr| bind_group(addr, config.workers))
-            .collect::<io::Result<_>>()?;
-        Server::assemble(config, groups)
+    /// Counters so far, summed over workers, with the kernel's drop counters read now.
+    pub fn counts(&self) -> Counts {
+        self.sockets.iter().fold(Counts::default(), |mut total, socket| {
+            total += socket.counts();
+            total
+        })
     }
 
-    /// Serves sockets made elsewhere (systemd socket activation, a test
-    /// harness): one worker each; `config.binds` and `config.workers` are
-    /// ignored. The sockets should be bound UDP sockets.
-    pub fn from_sockets(config: ServerConfig, sockets: Vec<UdpSocket>) -> io::Result<Server> {
-        if sockets.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no socket to serve"));
-        }
-        for socket in &sockets {
-            adopt(socket)?;
-        }
-        Server::assemble(config, sockets.into_iter().map(|s| vec![s]).collect())
+    /// Counters per worker socket (for per-worker stats).
+    pub fn worker_counts(&self) -> Vec<(SocketAddr, Counts)> {
+        self.sockets.iter().map(|socket| (socket.local, socket.counts())).collect()
     }
+}
 
-    fn assemble(config: ServerConfig, groups: Vec<Vec<UdpSocket>>) -> io::Result<Server> {
-        let mut policy_config = config.policy.clone();
-        if let Some(stamp) = &config.stamp {
-            // A bad key fails here, not in a worker.
-            Responder::stamp(stamp)?;
-            // Routers send STAMP from STAMP's own port (RFC 8762 §4.1).
-            policy_config.allow_ports.push(STAMP_PORT);
+/// One served socket and what the worker thread on it counts.
+#[derive(Debug)]
+pub(crate) struct WorkerSocket {
+    pub(crate) socket: UdpSocket,
+    /// The address it is bound to, with the real port.
+    pub(crate) local: SocketAddr,
+    pub(crate) stats: Arc<WorkerStats>,
+}
+
+impl WorkerSocket {
+    /// The worker's counters, with the kernel's drop counter read now.
+    pub(crate) fn counts(&self) -> Counts {
+        if let Some(drops) = sys::socket_drops(&self.socket) {
+            self.stats.set_kernel_drops(drops);
         }
-        let (local_addrs, sockets) =
-            prepare_sockets(groups, config.offload, config.stamp.is_some())?;
-        let mut policy = Policy::new(&policy_config, config.max_datagram);
-        policy.set_own_addrs(&local_addrs);
-        Ok(Server { config, policy, local_addrs, sockets })
+        self.stats.counts()
     }
 }
 

@@ -18,6 +18,10 @@ use std::time::SystemTime;
 use crate::counters::Refusal;
 use crate::stamp::{self, Reflector, ReflectorConfig, StampDrop};
 
+/// The length of a reply to a short TWAMP-Light test packet
+/// ([`Responder::respond_unpadded`]): the STAMP unauthenticated base packet.
+pub const UNPADDED_REPLY: usize = stamp::packet::UNAUTHENTICATED.len;
+
 /// What the server does to a datagram before sending it back.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -113,23 +117,61 @@ impl Responder {
         match self {
             Responder::Bytes(mode) => mode.apply(payload),
             Responder::Stamp(reflector) => {
-                let rx = stamp::Arrival {
-                    src: envelope.src,
-                    // The server reads the clock for a responder that wants it;
-                    // a caller that did not is answered as of now.
-                    received: envelope.received.unwrap_or_else(SystemTime::now),
-                    ttl: envelope.ttl,
-                    tos: envelope.tos,
-                };
+                let rx = stamp_arrival(envelope);
                 let len = payload.len();
                 match reflector.reflect(payload, len, &rx) {
                     Ok(n) if n == len => {}
                     Ok(_) | Err(StampDrop::Short) => return Err(Refusal::StampMalformed),
                     Err(StampDrop::Auth) => return Err(Refusal::StampAuth),
+                    Err(StampDrop::Unpadded) => return Err(Refusal::StampShort),
                 }
             }
         }
         Ok(())
+    }
+
+    /// The traffic class the last reply must leave with, when it differs from
+    /// the socket's: a STAMP Class of Service TLV asked for a DSCP that the
+    /// operator allows (`--stamp-allow-dscp`; RFC 8972 §4.4). ECN is left 0.
+    #[inline]
+    pub fn reply_tos(&self) -> Option<u8> {
+        match self {
+            Responder::Bytes(_) => None,
+            Responder::Stamp(reflector) => reflector.reply_dscp().map(|dscp| dscp << 2),
+        }
+    }
+
+    /// The one reply longer than its request, opt-in: a request refused as
+    /// [`Refusal::StampShort`] by [`respond`](Self::respond), answered into
+    /// `out` with a full 44-octet STAMP reply if its sender is in a prefix
+    /// the operator named (`--stamp-short-from`). Returns the reply's length.
+    pub fn respond_unpadded(
+        &mut self,
+        request: &[u8],
+        envelope: &Envelope,
+        out: &mut [u8; UNPADDED_REPLY],
+    ) -> Result<usize, Refusal> {
+        let Responder::Stamp(reflector) = self else {
+            return Err(Refusal::StampShort);
+        };
+        match reflector.reflect_unpadded(request, out, &stamp_arrival(envelope)) {
+            Ok(n) => Ok(n),
+            Err(StampDrop::Auth) => Err(Refusal::StampAuth),
+            Err(StampDrop::Short) => Err(Refusal::StampMalformed),
+            Err(StampDrop::Unpadded) => Err(Refusal::StampShort),
+        }
+    }
+}
+
+/// What the STAMP reflector is told of a datagram.
+fn stamp_arrival(envelope: &Envelope) -> stamp::Arrival {
+    stamp::Arrival {
+        src: envelope.src,
+        // The server reads the clock for a responder that wants it; a caller
+        // that did not is answered as of now.
+        received: envelope.received.unwrap_or_else(SystemTime::now),
+        ttl: envelope.ttl,
+        tos: envelope.tos,
     }
 }
 

@@ -434,7 +434,7 @@ fn replies_signed_with_another_key_are_mismatched_not_answered() {
 /// `shout bench --stamp` against the real `shout server --mode stamp` (spawned
 /// as in tests/stamp_server.rs), stateless, stateful, and authenticated (with
 /// an HMAC TLV): it knows every TLV the bench can send, so each comes back
-/// on every reply with U cleared and neither M nor I. It refuses every DSCP a
+/// on every reply with U cleared and neither M nor I. By default it refuses every DSCP a
 /// Class of Service TLV asks for (docs/STAMP.md) and says so with the TLV's RP
 /// field, which is not one of the flags: shown below on a reply read directly.
 #[test]
@@ -504,6 +504,57 @@ fn shout_server_answers_every_tlv_unflagged() {
         other => panic!("a refused DSCP1 46 with RP 1: {other:?}"),
     }
     server.stop();
+}
+
+/// Class of Service end to end (RFC 8972 §4.4): `shout server --stamp-allow-dscp ef,af41`
+/// sends the replies of `shout bench --stamp-cos ef` with DSCP 46, as the bench reads it off
+/// the replies that arrive (`IP_RECVTOS`), and reports the DSCP and ECN our packets arrived
+/// with (0: the bench does not mark them); a class it does not allow (af11) gets RP set on
+/// every reply and the replies keep the socket's class (0). Without a CoS TLV, no `cos`.
+#[test]
+fn class_of_service_is_applied_where_allowed_and_refused_with_rp_elsewhere() {
+    let server = common::Server::start(&[
+        "--mode",
+        "stamp",
+        "--bind",
+        "127.0.0.1:0",
+        "--stamp-allow-dscp",
+        "ef,af41",
+    ]);
+    let target = server.addr().to_string();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--stamp", &target, "--rate", "200", "-d", "200ms", "-t", "1s"];
+        args.extend_from_slice(extra);
+        let out = bench(&args);
+        assert!(out.status.success(), "{extra:?}: {out:?}");
+        out
+    };
+    for (class, dscp, refused, back) in [("ef", 46, false, 46), ("af11", 10, true, 0)] {
+        let report = json(&run(&["--stamp-cos", class, "--json"]));
+        let answered = report["answered"].as_u64().unwrap();
+        assert!(answered >= 20 && report["lost"] == 0, "{class}: {report}");
+        let cos = &report["stamp"]["cos"];
+        assert_eq!(cos["requested"], dscp, "{cos}");
+        assert_eq!(cos["replies"], answered, "{cos}");
+        assert_eq!(cos["refused"], if refused { answered } else { 0 }, "{class}: {cos}");
+        assert_eq!(cos["backward_dscp"], serde_json::json!([back]), "{class}: {cos}");
+        assert_eq!(cos["forward_dscp"], serde_json::json!([0]), "{class}: {cos}");
+        assert_eq!(cos["forward_ecn"], serde_json::json!([0]), "{class}: {cos}");
+        assert_eq!(cos["backward_ecn"], serde_json::json!([0]), "{class}: {cos}");
+    }
+    let text = String::from_utf8(run(&["--stamp-cos", "46"]).stdout).unwrap();
+    assert!(
+        text.contains("\ncos forward dscp 0, ecn 0 (as the reflector received them)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ncos back    dscp 46, ecn 0 (asked for 46; refused on 0 of "),
+        "{text}"
+    );
+    let plain = json(&run(&["--json"]));
+    assert_eq!(plain["stamp"]["cos"], Value::Null, "{plain}");
+    let summary = server.stop();
+    assert_eq!(summary.get("answered"), summary.get("received"), "{summary}");
 }
 
 fn bench(args: &[&str]) -> std::process::Output {
@@ -640,6 +691,10 @@ fn cli_stamp_usage_errors_exit_2() {
         &["--stamp", "127.0.0.1:9", "--stamp-ssid", "70000"],
         &["--stamp", "127.0.0.1:9", "--stamp-tlv", "nonsense"],
         &["--stamp", "127.0.0.1:9", "--stamp-tlv", "cos=64"],
+        &["--stamp", "127.0.0.1:9", "--stamp-cos", "64"],
+        &["--stamp", "127.0.0.1:9", "--stamp-cos", "af44"],
+        &["--stamp", "127.0.0.1:9", "--stamp-cos", "ef", "--stamp-tlv", "cos=46"],
+        &["--stamp-cos", "ef"],
         &["--stamp", "127.0.0.1:9", "--stamp-timestamp", "gps"],
         &["--stamp", "127.0.0.1:9", "--size", "46"],
         &["--stamp", "127.0.0.1:9", "--size", "30"],

@@ -345,8 +345,97 @@ fn every_length_up_to_1500_is_answered_in_full_or_counted() {
     let (received, answered) = (summary.get("received"), summary.get("answered"));
     assert_eq!(received, 1501, "{summary}");
     assert_eq!(answered, 1501 - short, "{summary}");
-    assert_drops(&summary, &[("stamp_malformed", short)]);
-    assert_eq!(received, answered + summary.get("stamp_malformed"), "unexplained: {summary}");
+    // 14 to 43 octets: a TWAMP-Light test packet without its padding.
+    let twamp_light = (TWAMP_LIGHT_MIN..BASE).len() as u64;
+    assert_drops(
+        &summary,
+        &[("stamp_malformed", short - twamp_light), ("stamp_short", twamp_light)],
+    );
+    let dropped: u64 = DROP_REASONS.iter().map(|r| summary.get(r)).sum();
+    assert_eq!(received, answered + dropped, "unexplained: {summary}");
+}
+
+/// The smallest TWAMP-Light test packet: Sequence Number, Timestamp, Error Estimate.
+const TWAMP_LIGHT_MIN: usize = 14;
+
+/// A short test packet (RFC 5357 §4.1.2: 14 octets, no padding) from a TWAMP-Light sender.
+fn twamp_light_packet(s: &Sender, seq: u32, len: usize) -> Vec<u8> {
+    let mut pkt = vec![0u8; BASE];
+    s.build_test_packet(seq, SystemTime::now(), &mut pkt).unwrap();
+    pkt.truncate(len);
+    pkt
+}
+
+/// By default a short TWAMP-Light test packet (14 octets, RFC 5357 §4.1.2) is not answered:
+/// its 44-octet reply would amplify. It is counted as `stamp_short`, not `stamp_malformed`,
+/// and the summary is followed by a hint naming `--stamp-short-from`.
+#[test]
+fn short_twamp_light_packets_are_dropped_counted_and_hinted_by_default() {
+    let proc = ServerProc::spawn(&["--quiet", "--mode", "stamp", "--bind", "127.0.0.1:0"]);
+    let to = proc.addr();
+    let sock = client();
+    let s = sender(SenderConfig::default());
+    for (seq, len) in [(1, 14), (2, 43), (3, 13)] {
+        sock.send_to(&twamp_light_packet(&s, seq, len), to).unwrap();
+    }
+    if let Some((reply, _)) = recv_within(&sock, SILENCE) {
+        panic!("a short packet was answered: {}", hex(&reply));
+    }
+    let stopped = proc.stop("TERM");
+    let text = stopped.stderr_text();
+    let summary = Summary::parse(&text);
+    assert_drops(&summary, &[("stamp_short", 2), ("stamp_malformed", 1)]);
+    let hint = text.lines().find(|l| l.starts_with("hint: stamp_short=2: ")).unwrap_or_else(|| {
+        panic!("no hint for stamp_short:\n{text}");
+    });
+    assert!(hint.contains("--stamp-short-from PREFIX"), "{hint}");
+    assert!(!text.contains("hint: stamp_malformed"), "no hint where no flag helps: {text}");
+}
+
+/// `--stamp-short-from PREFIX` answers short test packets from that prefix with a whole
+/// 44-octet reflected packet (the sender's sequence number, timestamp and TTL back), while a
+/// sender outside the prefix is still refused and counted, and the rate limit still applies.
+#[test]
+fn stamp_short_from_answers_named_senders_only() {
+    let inside = unique_loopback();
+    let outside = unique_loopback();
+    let server = Server::start(&[
+        "--mode",
+        "stamp",
+        "--bind",
+        "127.0.0.1:0",
+        "--stamp-short-from",
+        &format!("{inside}/32"),
+        "--limit-loopback",
+        "--rate-limit",
+        "1",
+        "--burst",
+        "3",
+    ]);
+    let to = server.addr();
+    let (named, other) = (bind_v4(inside, 0), bind_v4(outside, 0));
+    let s = sender(SenderConfig::default());
+    for seq in 0..3u32 {
+        let pkt = twamp_light_packet(&s, seq, TWAMP_LIGHT_MIN);
+        let reply = request(&named, to, &pkt);
+        assert_eq!(reply.len(), BASE, "a whole STAMP reply: {}", hex(&reply));
+        let r = parsed(&s, &reply);
+        assert_eq!((r.seq, r.sender_seq, r.ssid), (seq, seq, 0), "{}", hex(&reply));
+        assert_eq!(reply[28..36], pkt[4..12], "the sender's timestamp comes back");
+        assert_eq!(r.sender_ttl, 64, "{}", hex(&reply));
+    }
+    // Over the burst of 3: the rate limit still applies.
+    named.send_to(&twamp_light_packet(&s, 3, TWAMP_LIGHT_MIN), to).unwrap();
+    other.send_to(&twamp_light_packet(&s, 4, TWAMP_LIGHT_MIN), to).unwrap();
+    for sock in [&named, &other] {
+        if let Some((reply, _)) = recv_within(sock, SILENCE) {
+            panic!("expected no reply, got {}", hex(&reply));
+        }
+    }
+    let summary = server.stop();
+    assert_eq!((summary.get("received"), summary.get("answered")), (5, 3), "{summary}");
+    assert_eq!(summary.get("bytes_answered"), 3 * BASE as u64, "{summary}");
+    assert_drops(&summary, &[("stamp_short", 1), ("rate_limited", 1)]);
 }
 
 /// TLVs (RFC 8972 §4): a type the reflector does not know comes back with U set (while a
@@ -520,4 +609,32 @@ fn unprivileged_default_port_fails_with_a_hint() {
     assert!(run.stderr.contains("862"), "the message names the port: {run}");
     assert!(!run.stderr.contains("panicked"), "{run}");
     assert!(run.stdout.is_empty(), "{run}");
+}
+
+/// The new reflector flags say what is wrong with them (exit 2): without `--mode stamp`,
+/// `--stamp-short-from` with a key (authenticated TWAMP-Light is not STAMP's), and a class
+/// or prefix that is not one.
+#[test]
+fn short_from_and_allow_dscp_usage_errors_exit_2() {
+    let key = KeyFile::new("stamp-usage", &format!("{KEY_HEX}\n"));
+    let key = key.path();
+    let key = key.to_str().unwrap();
+    for (args, says) in [
+        (&["--stamp-short-from", "127.0.0.1"][..], "--mode stamp"),
+        (&["--stamp-allow-dscp", "ef"], "--mode stamp"),
+        (
+            &["--mode", "stamp", "--stamp-short-from", "127.0.0.1", "--stamp-key-file", key],
+            "--stamp-key-file",
+        ),
+        (&["--mode", "stamp", "--stamp-short-from", "127.0.0.1/33"], "prefix"),
+        (&["--mode", "stamp", "--stamp-allow-dscp", "ef,64"], "0 to 63"),
+        (&["--mode", "stamp", "--stamp-allow-dscp", "7-0"], "backwards"),
+    ] {
+        let mut all = vec!["server", "--bind", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let out = run_shout(&all, None, Duration::from_secs(10)).into_output();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should name {says:?}: {err}");
+    }
 }

@@ -43,13 +43,7 @@ struct Datagram {
 enum Body {
     Raw(Vec<u8>),
     /// A real test packet, then some of its bytes changed.
-    Built {
-        seq: u32,
-        ssid: u16,
-        tlvs: Vec<u8>,
-        extra: u8,
-        flips: Vec<(u16, u8)>,
-    },
+    Built { seq: u32, ssid: u16, tlvs: Vec<u8>, extra: u8, flips: Vec<(u16, u8)> },
 }
 
 fn request(b: u8) -> TlvRequest {
@@ -64,8 +58,7 @@ fn request(b: u8) -> TlvRequest {
 }
 
 fuzz_target!(|input: Input| {
-    let mode =
-        if input.authenticated { AuthMode::Authenticated } else { AuthMode::Unauthenticated };
+    let mode = if input.authenticated { AuthMode::Authenticated } else { AuthMode::Unauthenticated };
     let key = (input.authenticated || input.keyed).then(|| b"fuzz-key".to_vec());
     let format = if input.ptp { TimestampFormat::Ptp } else { TimestampFormat::Ntp };
     let capacity = usize::from(input.capacity);
@@ -80,8 +73,7 @@ fuzz_target!(|input: Input| {
         ..Default::default()
     })
     .expect("valid configuration");
-    let parser = Sender::new(SenderConfig { mode, auth_key: key.clone(), ..Default::default() })
-        .expect("valid");
+    let parser = Sender::new(SenderConfig { mode, auth_key: key.clone(), ..Default::default() }).expect("valid");
     let mut now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 
     for d in input.datagrams.iter().take(64) {
@@ -103,8 +95,7 @@ fuzz_target!(|input: Input| {
                 };
                 let Ok(min) = Sender::new(cfg.clone()).map(|s| s.packet_len()) else { continue };
                 let size = if *extra < 4 { 0 } else { min + usize::from(*extra) };
-                let sender =
-                    Sender::new(SenderConfig { size, ..cfg }).expect("size above the minimum");
+                let sender = Sender::new(SenderConfig { size, ..cfg }).expect("size above the minimum");
                 let mut p = vec![0u8; sender.packet_len()];
                 sender.build_test_packet(*seq, now, &mut p).expect("buffer sized to the packet");
                 for &(at, x) in flips.iter().take(4) {
@@ -117,12 +108,7 @@ fuzz_target!(|input: Input| {
         let len = request.len();
         let mut buf = request.clone();
         buf.extend_from_slice(&[0xa5; 16]);
-        let rx = Arrival {
-            src: SocketAddr::from(([127, 0, 0, 1], u16::from(d.port))),
-            received: now,
-            ttl: d.ttl,
-            tos: d.tos,
-        };
+        let rx = Arrival { src: SocketAddr::from(([127, 0, 0, 1], u16::from(d.port))), received: now, ttl: d.ttl, tos: d.tos };
         match reflector.reflect(&mut buf, len, &rx) {
             Ok(n) => assert_eq!(n, len, "a reply is exactly as long as its request"),
             Err(drop) => {

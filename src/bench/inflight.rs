@@ -207,9 +207,14 @@ impl Tracker {
         }
     }
 
-    /// Classifies one received datagram, arrived at `now_ns` with `ttl` (when
-    /// the socket reports it).
-    pub(crate) fn on_reply(&mut self, payload: &[u8], now_ns: u64, ttl: Option<u8>) {
+    /// Classifies one received datagram, arrived at `now_ns` with `ttl` and
+    /// traffic class `tos` (when the socket reports them).
+    pub(crate) fn on_reply(
+        &mut self,
+        payload: &[u8],
+        now_ns: u64,
+        (ttl, tos): (Option<u8>, Option<u8>),
+    ) {
         let Echo { seq, sent_ns: carried_ns, stamp } =
             match self.rules.format.read(payload, self.next_seq) {
                 Ok(echo) => echo,
@@ -286,7 +291,7 @@ impl Tracker {
                 rec.on_answer(sent_ns, rtt);
             }
             if let (Some(st), Some(e)) = (self.stamp.as_mut(), stamp.as_ref()) {
-                st.on_answer(seq, rtt, e, ttl, unix_ns(SystemTime::now()));
+                st.on_answer(seq, rtt, e, (ttl, tos), unix_ns(SystemTime::now()));
             }
         }
         self.highest = self.highest.max(Some(seq));
@@ -357,10 +362,10 @@ mod tests {
             t.on_send(seq, 10);
         }
         assert_eq!(t.in_flight(), 3);
-        t.on_reply(&probe(0, 10), 20, None);
-        t.on_reply(&probe(2, 10), 30, None);
-        t.on_reply(&probe(1, 10), 40, None); // below 2: reordered
-        t.on_reply(&probe(0, 10), 50, None); // again: duplicated
+        t.on_reply(&probe(0, 10), 20, (None, None));
+        t.on_reply(&probe(2, 10), 30, (None, None));
+        t.on_reply(&probe(1, 10), 40, (None, None)); // below 2: reordered
+        t.on_reply(&probe(0, 10), 50, (None, None)); // again: duplicated
         assert_eq!(t.in_flight(), 0);
         assert!(t.all_answered());
         let want = Tally { sent: 3, answered: 3, duplicated: 1, reordered: 1, ..Tally::default() };
@@ -375,19 +380,19 @@ mod tests {
         t.on_send(1, 0);
         t.expire(999);
         assert_eq!(t.in_flight(), 2);
-        t.on_reply(&probe(1, 0), 500, None);
+        t.on_reply(&probe(1, 0), 500, (None, None));
         t.expire(1_000);
         assert_eq!(t.in_flight(), 0, "probe 0 given up at its timeout");
         assert_eq!(t.tally.overdue, 1);
         t.on_send(2, 1_000); // the refill
-        t.on_reply(&probe(0, 0), 1_200, None);
+        t.on_reply(&probe(0, 0), 1_200, (None, None));
         assert_eq!(t.tally.answered, 2);
         assert_eq!(t.tally.late, 1);
         assert_eq!(t.tally.overdue, 0);
         assert_eq!(t.tally.reordered, 1);
         assert_eq!(t.in_flight(), 1, "a late reply does not free a slot twice");
         // Past its timeout but before the scan noticed: late all the same.
-        t.on_reply(&probe(2, 1_000), 2_500, None);
+        t.on_reply(&probe(2, 1_000), 2_500, (None, None));
         assert_eq!(t.tally.late, 2);
         assert_eq!(t.in_flight(), 0);
     }
@@ -409,12 +414,12 @@ mod tests {
             &probe(1, 5), // never sent
             &probe(0, 6), // wrong send time
         ] {
-            t.on_reply(bad, 10, None);
+            t.on_reply(bad, 10, (None, None));
         }
         t.mismatch(10);
         assert_eq!(t.tally.mismatched, 7);
         assert_eq!(t.tally.answered, 0);
-        t.on_reply(&good, 10, None);
+        t.on_reply(&good, 10, (None, None));
         assert_eq!(t.tally.answered, 1);
     }
 
@@ -425,7 +430,7 @@ mod tests {
         t.on_send(0, 5);
         let mut reply = probe(0, 5);
         reply.extend_from_slice(b"extra, lowercase");
-        t.on_reply(&reply, 10, None);
+        t.on_reply(&reply, 10, (None, None));
         assert_eq!((t.tally.answered, t.tally.mismatched), (1, 0));
     }
 
@@ -434,9 +439,9 @@ mod tests {
         let mut t = Tracker::new(64, rules(1_000, 100, None));
         t.on_send(0, 50);
         t.on_send(1, 100);
-        t.on_reply(&probe(0, 50), 120, None);
-        t.on_reply(&probe(0, 50), 130, None);
-        t.on_reply(&probe(1, 100), 140, None);
+        t.on_reply(&probe(0, 50), 120, (None, None));
+        t.on_reply(&probe(0, 50), 130, (None, None));
+        t.on_reply(&probe(1, 100), 140, (None, None));
         assert_eq!(t.tally, Tally { sent: 1, answered: 1, ..Tally::default() });
         assert_eq!(t.rtt.len(), 1);
         assert!(t.all_answered());
@@ -449,12 +454,12 @@ mod tests {
             t.on_send(seq, seq);
         }
         for seq in 1..4 {
-            t.on_reply(&probe(seq, seq), 10, None);
+            t.on_reply(&probe(seq, seq), 10, (None, None));
         }
         t.on_send(4, 20); // takes probe 0's slot while it still waits
         assert_eq!(t.tally.overdue, 1);
         assert_eq!(t.in_flight(), 1);
-        t.on_reply(&probe(0, 0), 30, None);
+        t.on_reply(&probe(0, 0), 30, (None, None));
         assert_eq!((t.tally.answered, t.tally.late), (3, 1));
         assert!(!t.all_answered());
     }
@@ -469,18 +474,18 @@ mod tests {
         );
         let mut t = Tracker::new(64, rules(10_000_000, 0, Some(schedule)));
         t.set_sent(3);
-        t.on_reply(&probe(1, 3_000_000), 3_100_000, None);
-        t.on_reply(&probe(2, 4_000_000), 4_100_000, None); // not its scheduled time
+        t.on_reply(&probe(1, 3_000_000), 3_100_000, (None, None));
+        t.on_reply(&probe(2, 4_000_000), 4_100_000, (None, None)); // not its scheduled time
         assert_eq!((t.tally.answered, t.tally.mismatched), (1, 1));
         t.expire(11_000_000);
         assert_eq!(t.tally.overdue, 1, "probe 0 overdue; 2 not yet");
         t.expire(15_000_000);
         assert_eq!(t.tally.overdue, 2);
-        t.on_reply(&probe(0, 1_000_000), 16_000_000, None);
+        t.on_reply(&probe(0, 1_000_000), 16_000_000, (None, None));
         assert_eq!((t.tally.answered, t.tally.late, t.tally.overdue), (2, 1, 1));
         assert_eq!(t.tally.reordered, 1);
         assert_eq!(t.rtt.max(), t.rtt.highest_equivalent(15_000_000));
-        t.on_reply(&probe(3, 7_000_000), 16_000_000, None); // beyond what was sent
+        t.on_reply(&probe(3, 7_000_000), 16_000_000, (None, None)); // beyond what was sent
         assert_eq!(t.tally.mismatched, 2);
     }
 }

@@ -400,8 +400,8 @@ fn receive(
             if let Some(announced) = announced {
                 tracker.set_sent(announced.load(Ordering::Acquire));
             }
-            inbox.each(n, |datagram, ttl| match datagram {
-                Some(payload) => tracker.on_reply(payload, now, ttl),
+            inbox.each(n, |datagram, arrived| match datagram {
+                Some(payload) => tracker.on_reply(payload, now, arrived),
                 None => tracker.mismatch(now),
             });
             Ok(())

@@ -102,16 +102,21 @@ impl Inbox {
 
     /// Calls `f` with each datagram of the last `n` receives, GRO buffers
     /// split by their stride (`None` for one that did not fit), and the TTL
-    /// it came with when the socket reports it.
-    pub(super) fn each(&self, n: usize, mut f: impl FnMut(Option<&[u8]>, Option<u8>)) {
+    /// and traffic class it came with when the socket reports them.
+    pub(super) fn each(
+        &self,
+        n: usize,
+        mut f: impl FnMut(Option<&[u8]>, (Option<u8>, Option<u8>)),
+    ) {
         for (m, chunk) in self.meta[..n].iter().zip(self.storage.chunks_exact(self.chunk)) {
             let data = &chunk[..m.len.min(chunk.len())];
+            let arrived = (m.ttl, m.tos);
             if m.truncated {
-                f(None, m.ttl);
+                f(None, arrived);
             } else if m.stride > 0 && m.stride < data.len() {
-                data.chunks(m.stride).for_each(|d| f(Some(d), m.ttl));
+                data.chunks(m.stride).for_each(|d| f(Some(d), arrived));
             } else {
-                f(Some(data), m.ttl);
+                f(Some(data), arrived);
             }
         }
     }

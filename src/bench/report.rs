@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::config::{BenchConfig, Load};
 use super::inflight::Tally;
 use super::record::Timeline;
-use super::stamp::{Range, Signed, StampTally, TlvTally, SEND_TTL};
+use super::stamp::{CosTally, Range, Signed, StampTally, TlvTally, SEND_TTL};
 use crate::duration::human;
 use crate::stamp::{AuthMode, TimestampFormat, TlvRequest};
 use crate::Expect;
@@ -128,6 +128,48 @@ pub struct StampReport {
     /// What the reflector did with the TLVs of [`tlvs`](StampReport::tlvs);
     /// `None` when none were sent.
     pub tlv_results: Option<TlvResults>,
+    /// With a Class of Service TLV (`--stamp-cos`): the class asked for and
+    /// the DSCP and ECN each way as received; `None` without one.
+    pub cos: Option<CosReport>,
+}
+
+/// With `--stamp-cos` (or `--stamp-tlv cos`): the class asked for and what
+/// each direction carried (RFC 8972 §4.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CosReport {
+    /// The DSCP asked for on the replies (DSCP1).
+    pub requested: u8,
+    /// Replies whose Class of Service TLV the reflector processed.
+    pub replies: u64,
+    /// Of those, replies with RP set: the reflector's policy refused the class.
+    pub refused: u64,
+    /// DSCPs our packets reached the reflector with, as it reported (DSCP2).
+    pub forward_dscp: Vec<u8>,
+    /// ECN values our packets reached the reflector with, as it reported.
+    pub forward_ecn: Vec<u8>,
+    /// DSCPs the replies reached us with (`IP_RECVTOS`/`IPV6_RECVTCLASS`).
+    pub backward_dscp: Vec<u8>,
+    /// ECN values the replies reached us with.
+    pub backward_ecn: Vec<u8>,
+}
+
+impl CosReport {
+    fn new(sent: &[TlvRequest], c: &CosTally) -> Option<CosReport> {
+        let requested = sent.iter().find_map(|t| match t {
+            TlvRequest::ClassOfService { dscp } => Some(*dscp),
+            _ => None,
+        })?;
+        let values = |bits: u64| (0..64u8).filter(|v| bits & 1 << v != 0).collect();
+        Some(CosReport {
+            requested,
+            replies: c.replies,
+            refused: c.refused,
+            forward_dscp: values(c.forward_dscp),
+            forward_ecn: values(u64::from(c.forward_ecn)),
+            backward_dscp: values(c.backward_dscp),
+            backward_ecn: values(u64::from(c.backward_ecn)),
+        })
+    }
 }
 
 /// With `--stamp-tlv`: what came back of the TLVs sent (RFC 8972 §4).
@@ -287,6 +329,7 @@ impl StampReport {
             turnaround_us: Delay::from_signed(&st.turnaround),
             rtt_net_us: Delay::from_signed(&st.net_rtt),
             tlv_results: TlvResults::new(&sender.tlvs, answered, &st.tlvs),
+            cos: CosReport::new(&sender.tlvs, &st.cos),
         }
     }
 }
@@ -454,8 +497,9 @@ pub(crate) fn stamp_sample() -> Report {
                 }
                 m
             },
+            cos: None,
         };
-        st.on_answer(seq, 25_000, &e, Some(64), t + 20_000);
+        st.on_answer(seq, 25_000, &e, (Some(64), None), t + 20_000);
     }
     st.split(0, 10);
     let mut r = sample(10, 10, &[25_000; 10]);

@@ -79,7 +79,8 @@ impl Outbox {
         for (seq, p) in (first..).zip(self.buf.chunks_exact_mut(size).take(n)) {
             self.format.stamp(p, seq, time_of(seq));
         }
-        let empty = Transmit { dst: self.target, contents: &[], segment_size: None, src: None };
+        let empty =
+            Transmit { dst: self.target, contents: &[], segment_size: None, src: None, tos: None };
         let mut txs = [empty; BATCH];
         let mut ntx = 0;
         for (tx, group) in txs.iter_mut().zip(self.buf[..n * size].chunks(self.per_tx * size)) {
@@ -88,6 +89,7 @@ impl Outbox {
                 contents: group,
                 segment_size: (group.len() > size).then_some(size),
                 src: None,
+                tos: None,
             };
             ntx += 1;
         }

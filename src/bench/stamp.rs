@@ -47,6 +47,59 @@ pub(crate) struct StampEcho {
     pub(crate) forward_ttl: u8,
     /// The TLV types it carried back and their flags (empty unless we sent TLVs).
     pub(crate) tlvs: TlvMarks,
+    /// What its Class of Service TLV said, when we sent one and it came back processed.
+    pub(crate) cos: Option<CosEcho>,
+}
+
+/// A processed Class of Service TLV in a reply (RFC 8972 §4.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CosEcho {
+    /// DSCP2: the DSCP our packet reached the reflector with.
+    pub(crate) dscp: u8,
+    /// The ECN bits our packet reached the reflector with.
+    pub(crate) ecn: u8,
+    /// RP: nonzero when the reflector did not send the reply with the DSCP asked for.
+    pub(crate) rp: u8,
+}
+
+/// The Class of Service each way, over the answered probes: the DSCPs and
+/// ECN values seen (bit `n` for value `n`), and the refusals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CosTally {
+    /// Replies with a processed Class of Service TLV.
+    pub(crate) replies: u64,
+    /// Of those, replies with RP set: the reflector kept its own class.
+    pub(crate) refused: u64,
+    /// DSCPs and ECN values our packets reached the reflector with.
+    pub(crate) forward_dscp: u64,
+    pub(crate) forward_ecn: u8,
+    /// DSCPs and ECN values the replies reached us with.
+    pub(crate) backward_dscp: u64,
+    pub(crate) backward_ecn: u8,
+}
+
+impl CosTally {
+    fn on_answer(&mut self, cos: Option<CosEcho>, reply_tos: Option<u8>) {
+        if let Some(c) = cos {
+            self.replies += 1;
+            self.refused += u64::from(c.rp != 0);
+            self.forward_dscp |= 1 << (c.dscp & 0x3f);
+            self.forward_ecn |= 1 << (c.ecn & 0x03);
+        }
+        if let Some(tos) = reply_tos {
+            self.backward_dscp |= 1 << (tos >> 2);
+            self.backward_ecn |= 1 << (tos & 0x03);
+        }
+    }
+
+    fn add(&mut self, o: &CosTally) {
+        self.replies += o.replies;
+        self.refused += o.refused;
+        self.forward_dscp |= o.forward_dscp;
+        self.forward_ecn |= o.forward_ecn;
+        self.backward_dscp |= o.backward_dscp;
+        self.backward_ecn |= o.backward_ecn;
+    }
 }
 
 /// Sets of TLV types (one bit per type octet) a reply carried back: all of
@@ -199,6 +252,7 @@ impl StampFormat {
             t3_ns: ns(r.timestamp),
             forward_ttl: r.sender_ttl,
             tlvs: self.marks(&r),
+            cos: self.cos(&r),
         };
         Ok((widen(r.sender_seq, next_seq), echo))
     }
@@ -216,6 +270,30 @@ impl StampFormat {
             }
         }
         m
+    }
+}
+
+impl StampFormat {
+    /// The reply's Class of Service TLV, when we asked for a class and the
+    /// reflector processed it (no U, M or I flag).
+    #[inline]
+    fn cos(&self, r: &crate::stamp::Reflected<'_>) -> Option<CosEcho> {
+        use crate::stamp::tlv::kind;
+        use crate::stamp::{TlvRequest, TlvValue};
+        let tlvs = &self.sender.config().tlvs;
+        if !tlvs.iter().any(|t| matches!(t, TlvRequest::ClassOfService { .. })) {
+            return None;
+        }
+        let flags = TlvFlags::U | TlvFlags::M | TlvFlags::I;
+        r.tlvs()
+            .map_while(Result::ok)
+            .find(|t| t.kind == kind::CLASS_OF_SERVICE && t.flags.0 & flags == 0)
+            .and_then(|t| match t.decode() {
+                Ok(TlvValue::ClassOfService { dscp2, ecn, rp, .. }) => {
+                    Some(CosEcho { dscp: dscp2, ecn, rp })
+                }
+                _ => None,
+            })
     }
 }
 
@@ -341,6 +419,8 @@ pub(crate) struct StampTally {
     pub(crate) auth_failed: u64,
     /// What came back of the TLVs we sent.
     pub(crate) tlvs: Box<TlvTally>,
+    /// The Class of Service each way (with `--stamp-cos`).
+    pub(crate) cos: CosTally,
     /// Replies whose reflector sequence number differs from ours: the
     /// reflector keeps its own count (stateful).
     pub(crate) own_seq: u64,
@@ -357,13 +437,14 @@ pub(crate) struct StampTally {
 
 impl StampTally {
     /// Counts one answered probe: our `seq`, the round trip, the reflector's
-    /// fields, the TTL the reply came with, and our receive time (T4).
+    /// fields, the TTL and traffic class the reply came with, and our receive
+    /// time (T4).
     pub(crate) fn on_answer(
         &mut self,
         seq: u64,
         rtt_ns: u64,
         e: &StampEcho,
-        reply_ttl: Option<u8>,
+        (reply_ttl, reply_tos): (Option<u8>, Option<u8>),
         t4_ns: i64,
     ) {
         if let (Some(t1), Some(t2)) = (e.t1_ns, e.t2_ns) {
@@ -384,6 +465,7 @@ impl StampTally {
             self.backward_ttl.note(ttl);
         }
         self.tlvs.on_answer(&e.tlvs);
+        self.cos.on_answer(e.cos, reply_tos);
         if u64::from(e.reflector_seq) != seq & 0xFFFF_FFFF {
             self.own_seq += 1;
         }
@@ -425,6 +507,7 @@ impl StampTally {
         self.backward_ttl.add(o.backward_ttl);
         self.auth_failed += o.auth_failed;
         self.tlvs.add(&o.tlvs);
+        self.cos.add(&o.cos);
         self.own_seq += o.own_seq;
         self.forward_lost += o.forward_lost;
         self.backward_lost += o.backward_lost;
@@ -433,149 +516,5 @@ impl StampTally {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn widening_finds_the_latest_sent() {
-        assert_eq!(widen(5, 0), 5);
-        assert_eq!(widen(5, 10), 5);
-        assert_eq!(widen(5, 5), 5, "none that low was sent: the caller finds it unsent");
-        let next = (3 << 32) + 10;
-        assert_eq!(widen(9, next), (3 << 32) + 9);
-        assert_eq!(widen(0xFFFF_FFFF, next), (2 << 32) + 0xFFFF_FFFF);
-    }
-
-    #[test]
-    fn signed_quantiles_cross_zero() {
-        let mut s = Signed::default();
-        for v in [-3_000, -1_000, 1_000, 2_000] {
-            s.record(v);
-        }
-        let [min, mean, p50, _p99, max] = s.summary().unwrap();
-        assert!((min + 3.0).abs() < 0.01 && (max - 2.0).abs() < 0.01, "{min} {max}");
-        assert!((mean + 0.25).abs() < 0.01, "{mean}");
-        assert!(p50.abs() <= 1.01, "{p50}");
-        assert_eq!(Signed::default().summary(), None);
-    }
-
-    #[test]
-    fn packets_read_back_through_a_reflector() {
-        use crate::stamp::{Arrival, Reflector, ReflectorConfig, SenderConfig};
-        let cfg = SenderConfig { ssid: 3, ..SenderConfig::default() };
-        let format = StampFormat { sender: Sender::new(cfg).unwrap() };
-        let mut reflector =
-            Reflector::new(ReflectorConfig { stateful: true, ..ReflectorConfig::default() })
-                .unwrap();
-        let rx = Arrival {
-            src: "127.0.0.1:4000".parse().unwrap(),
-            received: SystemTime::now(),
-            ttl: Some(250),
-            tos: None,
-        };
-        let mut buf = [0u8; 44];
-        let seq = (5 << 32) + 17;
-        format.fill(&mut buf, seq);
-        let len = reflector.reflect(&mut buf, 44, &rx).unwrap();
-        let (got, e) = format.read(&buf[..len], seq + 3).unwrap();
-        assert_eq!(got, seq, "the 32 bits on the wire widened to the probe sent");
-        assert_eq!((e.reflector_seq, e.forward_ttl), (0, 250), "its own count, from 0");
-        let (t1, t2, t3) = (e.t1_ns.unwrap(), e.t2_ns.unwrap(), e.t3_ns.unwrap());
-        assert!(t1 > 1_600_000_000_000_000_000 && t2 >= t1 - 1_000_000 && t3 >= t2, "{e:?}");
-        assert_eq!(format.read(&buf[..43], seq + 3), Err(Unusable::Mismatch), "short");
-        let other = StampFormat { sender: Sender::new(SenderConfig::default()).unwrap() };
-        assert_eq!(other.read(&buf[..len], seq + 3), Err(Unusable::Mismatch), "another SSID");
-    }
-
-    #[test]
-    fn reflected_tlvs_are_marked_and_counted_by_type() {
-        use crate::stamp::{Arrival, Reflector, ReflectorConfig, SenderConfig, TlvRequest};
-        let key = b"0123456789abcdef".to_vec();
-        let tlvs = vec![
-            TlvRequest::TimestampInfo,
-            TlvRequest::Raw { kind: 99, len: 4 },
-            TlvRequest::Raw { kind: 200, len: 0 },
-        ];
-        let cfg = SenderConfig { auth_key: Some(key.clone()), tlvs, ..SenderConfig::default() };
-        let format = StampFormat { sender: Sender::new(cfg).unwrap() };
-        let rcfg = ReflectorConfig { auth_key: Some(key), ..ReflectorConfig::default() };
-        let mut reflector = Reflector::new(rcfg).unwrap();
-        let rx = Arrival {
-            src: "127.0.0.1:4000".parse().unwrap(),
-            received: SystemTime::now(),
-            ttl: Some(64),
-            tos: None,
-        };
-        let len = format.sender.packet_len();
-        let mut buf = vec![0u8; len];
-        format.fill(&mut buf, 0);
-        let n = reflector.reflect(&mut buf, len, &rx).unwrap();
-        let (_, e) = format.read(&buf[..n], 1).unwrap();
-        let mut tally = StampTally::default();
-        tally.on_answer(0, 1_000, &e, None, 0);
-        tally.on_answer(1, 1_000, &e, None, 0);
-        let c = |k: u8| count(&tally, k);
-        assert_eq!(c(3), TlvCount { carried: 2, ..TlvCount::default() }, "processed");
-        for k in [99, 200] {
-            assert_eq!(c(k), TlvCount { carried: 2, unrecognized: 2, ..TlvCount::default() });
-        }
-        assert_eq!(c(8).carried, 2, "the HMAC TLV came back too");
-        assert_eq!(c(4), TlvCount::default(), "not sent, not carried");
-        // A flipped bit in a TLV breaks the reflector's HMAC TLV.
-        buf[44 + 5] ^= 1;
-        assert_eq!(format.read(&buf[..n], 1), Err(Unusable::TlvAuth));
-        let mut marks = TlvMarks::default();
-        marks.note(0, TlvFlags(TlvFlags::M | TlvFlags::I));
-        marks.note(255, TlvFlags(TlvFlags::I));
-        tally.on_answer(2, 1_000, &StampEcho { tlvs: marks, ..e }, None, 0);
-        assert_eq!(
-            count(&tally, 0),
-            TlvCount { carried: 1, malformed: 1, integrity_failed: 1, ..TlvCount::default() }
-        );
-        assert_eq!(
-            count(&tally, 255),
-            TlvCount { carried: 1, integrity_failed: 1, ..TlvCount::default() }
-        );
-        let mut sum = StampTally::default();
-        sum.add(&tally);
-        sum.add(&tally);
-        assert_eq!(count(&sum, 3).carried, 4, "flows add up");
-    }
-
-    fn count(t: &StampTally, k: u8) -> TlvCount {
-        t.tlvs.by_kind[usize::from(k)]
-    }
-
-    fn echo(reflector_seq: u32) -> StampEcho {
-        StampEcho {
-            reflector_seq,
-            t1_ns: None,
-            t2_ns: None,
-            t3_ns: None,
-            forward_ttl: 0,
-            tlvs: TlvMarks::default(),
-        }
-    }
-
-    #[test]
-    fn loss_splits_by_the_reflectors_count() {
-        // 20 sent; 2 and 7 never reached the reflector, 11 was dropped on the
-        // way back, 19 unanswered at the end.
-        let mut t = StampTally::default();
-        let mut r = 0;
-        let mut answered = 0;
-        for seq in 0..20u64 {
-            if [2, 7].contains(&seq) {
-                continue;
-            }
-            if seq != 11 && seq != 19 {
-                t.on_answer(seq, 1_000, &echo(r), None, 0);
-                answered += 1;
-            }
-            r += 1;
-        }
-        t.split(20 - answered, answered);
-        assert_eq!((t.forward_lost, t.backward_lost, t.unsplit_lost), (2, 1, 1));
-        assert_eq!(t.own_seq, 14, "numbers differ from the first gap on");
-    }
-}
+#[path = "stamp_tests.rs"]
+mod tests;

@@ -75,6 +75,9 @@ pub struct BenchArgs {
     /// RFC 8972 TLVs on every test packet, comma-separated: timestamp-info, cos[=DSCP], direct, access-report, follow-up.
     #[arg(long, value_name = "TLV,...", value_delimiter = ',', value_parser = parse_tlv, requires = "stamp")]
     stamp_tlv: Vec<TlvRequest>,
+    /// Ask the reflector to send its replies with this DSCP (a Class of Service TLV, RFC 8972 §4.4; a name such as ef or af41, or 0 to 63); the report gives the DSCP and ECN each way as received.
+    #[arg(long, value_name = "CLASS", value_parser = super::dscp::parse_dscp, requires = "stamp")]
+    stamp_cos: Option<u8>,
     /// The reflector is stateful: split the loss by direction even if no probe was lost on the way out.
     #[arg(long, requires = "stamp")]
     stamp_stateful: bool,
@@ -154,12 +157,19 @@ fn resolve_stamp(addr: &str) -> Result<std::net::SocketAddr> {
 impl BenchArgs {
     fn stamp_config(&self) -> Result<StampConfig> {
         let (mode, auth_key) = auth(self.stamp_key_file.as_deref())?;
+        let mut tlvs = self.stamp_tlv.clone();
+        if let Some(dscp) = self.stamp_cos {
+            if tlvs.iter().any(|t| matches!(t, TlvRequest::ClassOfService { .. })) {
+                bail!(UsageError("--stamp-cos and --stamp-tlv cos: give the class once".into()));
+            }
+            tlvs.push(TlvRequest::ClassOfService { dscp });
+        }
         let sender = SenderConfig {
             mode,
             auth_key,
             ssid: self.stamp_ssid,
             format: self.stamp_timestamp.into(),
-            tlvs: self.stamp_tlv.clone(),
+            tlvs,
             size: self.size.unwrap_or(0),
             ..SenderConfig::default()
         };

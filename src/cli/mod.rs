@@ -9,6 +9,7 @@
 //! - [`client`](mod@client): `shout client`.
 //! - [`bench`](mod@bench): `shout bench`.
 //! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
+//! - `dscp`: DSCP classes by name or number.
 
 use std::io::{self, IsTerminal};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -18,6 +19,7 @@ use anyhow::Result;
 
 pub mod bench;
 pub mod client;
+mod dscp;
 pub mod server;
 pub mod stamp;
 

@@ -345,6 +345,7 @@ fn serve(args: ServerArgs) -> Result<ExitCode> {
     .context("serving")?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     logging::log_counts(args.log_format, "summary", &counts, None);
+    logging::log_hints(args.log_format, &counts);
     Ok(ExitCode::SUCCESS)
 }
 

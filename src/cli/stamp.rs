@@ -110,6 +110,12 @@ pub struct ReflectorArgs {
     /// A session that sends nothing for this long is forgotten.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_idle)]
     stamp_session_idle: Duration,
+    /// Answer short (14 to 43 octets, unpadded TWAMP-Light) test packets from senders in this prefix with a 44-octet reply, longer than the request (refused by default: amplification). Unauthenticated mode only. Repeatable.
+    #[arg(long, value_name = "PREFIX")]
+    stamp_short_from: Vec<shout::Prefix>,
+    /// DSCPs a Class of Service TLV may ask for the reply (RFC 8972 §4.4), comma-separated names, numbers or ranges, e.g. ef,af41,0-7; the reply is sent with the class asked for, any other gets RP set and the socket's class [default: none].
+    #[arg(long, value_name = "CLASS,...", value_delimiter = ',', value_parser = super::dscp::parse_dscp_set)]
+    stamp_allow_dscp: Vec<u64>,
 }
 
 fn parse_idle(text: &str) -> Result<Duration, String> {
@@ -119,6 +125,14 @@ fn parse_idle(text: &str) -> Result<Duration, String> {
 impl ReflectorArgs {
     /// The reflector these flags describe; the key is read here.
     pub fn config(&self) -> Result<ReflectorConfig> {
+        if !self.stamp_short_from.is_empty() && self.stamp_key_file.is_some() {
+            return Err(UsageError(
+                "--stamp-short-from answers unauthenticated TWAMP-Light packets; \
+                 it cannot be used with --stamp-key-file"
+                    .into(),
+            )
+            .into());
+        }
         let (mode, auth_key) = auth(self.stamp_key_file.as_deref())?;
         Ok(ReflectorConfig {
             mode,
@@ -128,6 +142,8 @@ impl ReflectorArgs {
             synchronized: self.stamp_clock_synchronized,
             session_capacity: self.stamp_sessions as usize,
             session_idle: self.stamp_session_idle,
+            unpadded_from: self.stamp_short_from.clone(),
+            allowed_dscp: self.stamp_allow_dscp.iter().fold(0, |all, set| all | set),
             ..ReflectorConfig::default()
         })
     }
@@ -140,6 +156,8 @@ impl ReflectorArgs {
             || self.stamp_clock_synchronized
             || self.stamp_sessions as usize != DEFAULT_SESSIONS
             || self.stamp_session_idle != Duration::from_secs(60)
+            || !self.stamp_short_from.is_empty()
+            || !self.stamp_allow_dscp.is_empty()
     }
 }
 

@@ -6,7 +6,11 @@
 //! transforms in place, [`Responder::respond`], the seam where upper, echo and
 //! the STAMP reflector sit); then [`send`](Worker::send) plans the sends
 //! (same-size replies to one sender gathered into one GSO send) and sends them.
-//! Housekeeping (counters, warnings) comes last in the file.
+//! The one reply longer than its request, a short TWAMP-Light test packet's
+//! where the operator opted in, is answered out of place and sent at once
+//! ([`answer_unpadded`](Worker::answer_unpadded)); so is a STAMP reply that
+//! leaves with the traffic class its Class of Service TLV asked for (a
+//! control message on its own send). Housekeeping (counters, warnings) comes last in the file.
 //!
 //! Per-datagram failures are counted and warned about at a limited rate; only
 //! losing the socket ends [`Worker::serve`].
@@ -23,7 +27,7 @@ use crate::counters::{Counts, Refusal, WorkerStats};
 use crate::monitor::{Monitor, Throttle};
 use crate::policy::{Policy, Tick};
 use crate::sys::{self, segments, RecvMeta, Transmit, BATCH, MAX_BUF, MAX_DATAGRAM_V4};
-use crate::transform::{Envelope, Responder};
+use crate::transform::{Envelope, Responder, UNPADDED_REPLY};
 
 /// After a one-datagram batch, receive one at a time (recvmsg) for this many
 /// calls before trying a full batch again: ping-pong traffic then pays for no
@@ -204,6 +208,12 @@ impl<'a> Worker<'a> {
                 &mut buf[start..end],
                 now,
             ) {
+                Ok(reply) if self.responder.reply_tos().is_some() => {
+                    // A Class of Service reply: its own traffic class, its own send.
+                    let tos = self.responder.reply_tos();
+                    let len = reply.len();
+                    self.send_all(&[Transmit { tos, ..transmit(m, reply, len) }], counts);
+                }
                 Ok(reply) => {
                     let (at, len) = (kept.unwrap_or(0), reply.len());
                     if at != start {
@@ -211,12 +221,33 @@ impl<'a> Worker<'a> {
                     }
                     kept = Some(at + len);
                 }
+                Err(Refusal::StampShort) => {
+                    self.answer_unpadded(m, &buf[start..end], &envelope, counts);
+                }
                 Err(reason) => counts.add_drop(reason, 1),
             }
             start = end;
             if start >= m.len {
                 return kept;
             }
+        }
+    }
+
+    /// A short TWAMP-Light test packet, the one request whose reply is longer:
+    /// answered out of place and at once where the operator opted in for its
+    /// sender (`--stamp-short-from`), counted as `stamp_short` otherwise.
+    /// Rare by design, so it costs a send of its own.
+    fn answer_unpadded(
+        &mut self,
+        m: &RecvMeta,
+        request: &[u8],
+        envelope: &Envelope,
+        counts: &mut Counts,
+    ) {
+        let mut out = [0u8; UNPADDED_REPLY];
+        match self.responder.respond_unpadded(request, envelope, &mut out) {
+            Ok(len) => self.send_all(&[transmit(m, &out[..len], len)], counts),
+            Err(reason) => counts.add_drop(reason, 1),
         }
     }
 
@@ -232,17 +263,18 @@ impl<'a> Worker<'a> {
         if let [m] = meta {
             // One datagram (ping-pong): nothing to gather, no table of sends.
             if let Some(len) = reply_len[0] {
-                self.send_all(&[reply(m, &storage[..len], m.stride)], counts);
+                self.send_all(&[transmit(m, &storage[..len], m.stride)], counts);
             }
             return;
         }
         let plan = self.plan_sends(storage, meta, reply_len);
-        let empty = Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None };
+        let empty =
+            Transmit { dst: meta[0].addr, contents: &[], segment_size: None, src: None, tos: None };
         let mut txs = [empty; BATCH];
         let mut ntx = 0;
         for (i, (planned, m)) in plan.iter().zip(meta).enumerate() {
             let Some(len) = planned.len else { continue };
-            txs[ntx] = reply(m, &storage[i * MAX_BUF..][..len], planned.stride);
+            txs[ntx] = transmit(m, &storage[i * MAX_BUF..][..len], planned.stride);
             ntx += 1;
         }
         self.send_all(&txs[..ntx], counts);
@@ -433,12 +465,13 @@ struct Planned {
 }
 
 /// The transmit answering `m` with `contents`, cut every `stride` bytes.
-fn reply<'a>(m: &RecvMeta, contents: &'a [u8], stride: usize) -> Transmit<'a> {
+fn transmit<'a>(m: &RecvMeta, contents: &'a [u8], stride: usize) -> Transmit<'a> {
     Transmit {
         dst: m.addr,
         contents,
         segment_size: (contents.len() > stride).then_some(stride),
         // Never answer *from* a multicast group a request was sent to.
         src: m.dst.filter(|ip| !ip.is_multicast()),
+        tos: None,
     }
 }

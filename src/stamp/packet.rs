@@ -86,6 +86,12 @@ pub struct Layout {
     pub hmac: Option<usize>,
 }
 
+/// The shortest unauthenticated test packet a TWAMP-Light sender may send
+/// (RFC 5357 §4.1.2, after OWAMP's RFC 4656 §4.1.2): Sequence Number,
+/// Timestamp and Error Estimate, no padding. Its reply, a STAMP base packet
+/// of [`UNAUTHENTICATED`]`.len` octets, is longer.
+pub const TWAMP_LIGHT_MIN: usize = 14;
+
 /// Unauthenticated base packets (RFC 8762 §4.2.1, §4.3.1).
 pub const UNAUTHENTICATED: Layout = Layout {
     len: 44,

@@ -10,10 +10,12 @@ use std::time::{Duration, SystemTime};
 use super::auth::{Key, KeyError};
 use super::packet::{
     get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, AuthMode, Layout, HMAC_LEN,
+    TWAMP_LIGHT_MIN, UNAUTHENTICATED,
 };
 use super::session::{SessionKey, SessionTable, DEFAULT_SESSIONS};
 use super::timestamp::{ErrorEstimate, Timestamp, TimestampFormat};
 use super::tlv::{self, kind, TlvFlags, HEADER_LEN};
+use crate::limit::Prefix;
 
 /// Timestamp Information "Sync Src" codes (RFC 8972 §5.4).
 pub mod sync_source {
@@ -68,6 +70,11 @@ pub struct ReflectorConfig {
     /// DSCP values a Class of Service TLV may ask for the reply: bit `n` allows
     /// DSCP `n`. Refused values get the RP flag (RFC 8972 §4.4).
     pub allowed_dscp: u64,
+    /// Senders whose short (TWAMP-Light, fewer than 44 octets) unauthenticated
+    /// test packets are answered with a 44-octet reply
+    /// ([`Reflector::reflect_unpadded`]); empty: none, the default, as a
+    /// reply longer than its request amplifies.
+    pub unpadded_from: Vec<Prefix>,
 }
 
 impl Default for ReflectorConfig {
@@ -84,6 +91,7 @@ impl Default for ReflectorConfig {
             session_capacity: DEFAULT_SESSIONS,
             session_idle: Duration::from_secs(60),
             allowed_dscp: 0,
+            unpadded_from: Vec::new(),
         }
     }
 }
@@ -121,17 +129,23 @@ pub enum StampDrop {
     Short,
     /// The base packet's HMAC does not match (authenticated mode).
     Auth,
+    /// An unauthenticated test packet of at least the TWAMP-Light minimum
+    /// ([`TWAMP_LIGHT_MIN`], 14 octets) but shorter than the base packet: its
+    /// reply would be longer than the request. Answered only out of place,
+    /// from the senders the operator names ([`Reflector::reflect_unpadded`]).
+    Unpadded,
 }
 
 impl StampDrop {
     /// Every reason, for registering counters.
-    pub const ALL: [StampDrop; 2] = [Self::Short, Self::Auth];
+    pub const ALL: [StampDrop; 3] = [Self::Short, Self::Auth, Self::Unpadded];
 
     /// The counter name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Short => "too_short",
             Self::Auth => "auth_failed",
+            Self::Unpadded => "unpadded",
         }
     }
 }
@@ -275,11 +289,39 @@ impl Reflector {
         Ok(len)
     }
 
+    /// Answers a short unauthenticated test packet (a TWAMP-Light sender's,
+    /// 14 to 43 octets: [`StampDrop::Unpadded`]) from a sender in
+    /// [`ReflectorConfig::unpadded_from`] with a full 44-octet reflected
+    /// packet in `out`, as if the request had been zero-padded to 44 octets
+    /// (so its SSID is 0 unless its padding says otherwise). The one reply
+    /// longer than its request: the operator opts in per prefix. Returns the
+    /// reply's length, or why there is none: `Unpadded` for a sender not
+    /// named, `Short` for anything but a short unauthenticated test packet
+    /// ([`reflect`](Self::reflect) is the road for full ones).
+    pub fn reflect_unpadded(
+        &mut self,
+        request: &[u8],
+        out: &mut [u8; UNAUTHENTICATED.len],
+        rx: &Arrival,
+    ) -> Result<usize, StampDrop> {
+        if self.check(request, self.cfg.mode.layout()) != Err(StampDrop::Unpadded) {
+            return Err(StampDrop::Short);
+        }
+        if !self.cfg.unpadded_from.iter().any(|p| p.contains(rx.src.ip())) {
+            return Err(StampDrop::Unpadded);
+        }
+        out.fill(0);
+        out[..request.len()].copy_from_slice(request);
+        self.reflect(out, UNAUTHENTICATED.len, rx)
+    }
+
     /// The checks made before anything is read, let alone state touched: the
     /// packet is at least the mode's base packet, and its HMAC holds.
     fn check(&self, pkt: &[u8], l: &Layout) -> Result<(), StampDrop> {
         if pkt.len() < l.len {
-            return Err(StampDrop::Short);
+            let twamp_light =
+                self.cfg.mode == AuthMode::Unauthenticated && pkt.len() >= TWAMP_LIGHT_MIN;
+            return Err(if twamp_light { StampDrop::Unpadded } else { StampDrop::Short });
         }
         if let Some(at) = l.hmac {
             let key = self.key.as_ref().ok_or(StampDrop::Auth)?;

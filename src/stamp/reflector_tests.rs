@@ -95,7 +95,8 @@ fn short_and_bad_hmac_are_dropped_untouched() {
     let mut r = Reflector::new(ReflectorConfig::default()).unwrap();
     let mut p = unauth_request(1, 0);
     let rx = arrival(9, None, None);
-    assert_eq!(r.reflect(&mut p, 43, &rx), Err(StampDrop::Short));
+    assert_eq!(r.reflect(&mut p, 13, &rx), Err(StampDrop::Short));
+    assert_eq!(r.reflect(&mut p, 43, &rx), Err(StampDrop::Unpadded));
     assert_eq!(p, unauth_request(1, 0));
     let mut a = Reflector::new(ReflectorConfig {
         mode: AuthMode::Authenticated,
@@ -317,4 +318,43 @@ fn a_length_past_the_buffer_is_the_callers_bug_not_the_peers() {
     let mut r = Reflector::new(ReflectorConfig::default()).unwrap();
     let mut p = unauth_request(1, 0);
     let _ = r.reflect(&mut p, 45, &arrival(9, None, None));
+}
+
+#[test]
+fn unpadded_twamp_light_packets_are_answered_whole_only_from_named_prefixes() {
+    let allowed = arrival(9, Some(64), None);
+    let other = Arrival { src: SocketAddr::from(([192, 0, 2, 1], 9)), ..allowed };
+    let mut r = Reflector::new(ReflectorConfig {
+        unpadded_from: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    let full = unauth_request(7, 0);
+    let mut out = [0xa5u8; 44];
+    // The 14-octet packet of RFC 5357 §4.1.2, and one with some padding.
+    for len in [14, 30, 43] {
+        out = [0xa5; 44];
+        assert_eq!(r.reflect_unpadded(&full[..len], &mut out, &other), Err(StampDrop::Unpadded));
+        assert_eq!(out, [0xa5; 44], "untouched for a sender not named");
+        assert_eq!(r.reflect_unpadded(&full[..len], &mut out, &allowed), Ok(44));
+        let mut padded = full.clone();
+        assert_eq!(r.reflect(&mut padded, 44, &allowed), Ok(44));
+        // As the zero-padded request would be answered, but for the transmit time.
+        assert_eq!(out[..4], padded[..4]);
+        assert_eq!(out[12..], padded[12..], "{len}");
+    }
+    // Not short: too short for TWAMP-Light, or a full packet.
+    assert_eq!(r.reflect_unpadded(&full[..13], &mut out, &allowed), Err(StampDrop::Short));
+    assert_eq!(r.reflect_unpadded(&full, &mut out, &allowed), Err(StampDrop::Short));
+    // Authenticated mode: a 48-octet authenticated TWAMP packet is merely short.
+    let mut a = Reflector::new(ReflectorConfig {
+        mode: AuthMode::Authenticated,
+        auth_key: Some(b"k".to_vec()),
+        unpadded_from: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut p = vec![0u8; 48];
+    assert_eq!(a.reflect(&mut p, 48, &allowed), Err(StampDrop::Short));
+    assert_eq!(a.reflect_unpadded(&p, &mut out, &allowed), Err(StampDrop::Short));
 }

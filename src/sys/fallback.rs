@@ -86,6 +86,16 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     // No destination address is ever read here (`enable_pktinfo` is refused), so
     // nothing asks to answer from one: the kernel picks the source.
     debug_assert!(tx.src.is_none(), "a source address needs IP_PKTINFO");
+    if let (Some(tos), true) = (tx.tos, tx.dst.is_ipv4()) {
+        // No control messages here: the socket's class for this one send.
+        let sock2 = SockRef::from(sock);
+        let before = sock2.tos()?;
+        sock2.set_tos(u32::from(tos))?;
+        let sent = sock.send_to(tx.contents, tx.dst).map(|_| 1);
+        sock2.set_tos(before)?;
+        return sent;
+    }
+    // IPv6 elsewhere keeps the socket's traffic class.
     sock.send_to(tx.contents, tx.dst).map(|_| 1)
 }
 
@@ -108,6 +118,7 @@ mod tests {
             contents: b"hi",
             segment_size: None,
             src: None,
+            tos: None,
         };
         assert_eq!(send_batch(&a, &[tx]).unwrap(), 1);
         let mut buf = [0u8; 16];

@@ -352,7 +352,7 @@ fn put_cmsg<T: Copy>(buf: &mut Cmsg, offset: usize, level: i32, kind: i32, value
 pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
     let n = txs.len().min(BATCH);
     if let [tx] = txs {
-        if tx.segment_size.is_none() && tx.src.is_none() {
+        if tx.segment_size.is_none() && tx.src.is_none() && tx.tos.is_none() {
             // One plain datagram (ping-pong): sendto skips copying a msghdr.
             return sock.send_to(tx.contents, tx.dst).map(|_| 1);
         }
@@ -375,7 +375,7 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
         hdr.msg_hdr.msg_namelen = name.len();
         hdr.msg_hdr.msg_iov = iov;
         hdr.msg_hdr.msg_iovlen = 1;
-        if tx.segment_size.is_some() || tx.src.is_some() {
+        if tx.segment_size.is_some() || tx.src.is_some() || tx.tos.is_some() {
             let buf = ctrl[i].write(Cmsg([0; CMSG_LEN]));
             let mut used = 0;
             if let Some(segment) = tx.segment_size {
@@ -398,6 +398,14 @@ pub fn send_batch(sock: &UdpSocket, txs: &[Transmit<'_>]) -> io::Result<usize> {
                     used = put_cmsg(buf, used, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, info);
                 }
                 None => {}
+            }
+            if let Some(tos) = tx.tos {
+                let (level, kind) = if tx.dst.is_ipv6() {
+                    (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+                } else {
+                    (libc::IPPROTO_IP, libc::IP_TOS)
+                };
+                used = put_cmsg(buf, used, level, kind, libc::c_int::from(tos));
             }
             hdr.msg_hdr.msg_control = buf.0.as_mut_ptr().cast();
             hdr.msg_hdr.msg_controllen = used as _;
@@ -459,6 +467,33 @@ mod tests {
             let mut bufs = [IoSliceMut::new(&mut buf)];
             assert_eq!(recv_batch(&rx, &mut bufs, &mut meta, true).unwrap(), 1);
             assert_eq!((meta[0].ttl, meta[0].tos), (Some(17), Some(0xb8)), "{bind}");
+        }
+    }
+
+    #[test]
+    fn a_transmit_s_traffic_class_is_its_own() {
+        for (bind, ipv6) in [("127.0.0.1:0", false), ("[::1]:0", true)] {
+            let Ok(rx) = UdpSocket::bind(bind) else { continue }; // no IPv6 here
+            let tx = UdpSocket::bind(bind).unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            enable_ttl_tos(&rx, ipv6).unwrap();
+            let dst = rx.local_addr().unwrap();
+            let plain = Transmit { dst, contents: b"a", segment_size: None, src: None, tos: None };
+            let ef = Transmit { contents: b"b", tos: Some(0xb8), ..plain };
+            let af41 = Transmit { contents: b"c", tos: Some(0x88), ..plain };
+            assert_eq!(send_batch(&tx, &[plain, ef, af41, plain]).unwrap(), 4);
+            assert_eq!(send_batch(&tx, &[ef]).unwrap(), 1, "alone, too");
+            let mut buf = [0u8; 16];
+            let mut meta = [RecvMeta::default(); 1];
+            let mut seen = Vec::new();
+            for _ in 0..5 {
+                let mut bufs = [IoSliceMut::new(&mut buf)];
+                assert_eq!(recv_batch(&rx, &mut bufs, &mut meta, true).unwrap(), 1);
+                seen.push((buf[0], meta[0].tos));
+            }
+            let want = [(b'a', Some(0)), (b'b', Some(0xb8)), (b'c', Some(0x88)), (b'a', Some(0))];
+            assert_eq!(seen[..4], want, "{bind}");
+            assert_eq!(seen[4], (b'b', Some(0xb8)), "{bind}");
         }
     }
 

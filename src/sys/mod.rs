@@ -88,6 +88,9 @@ pub struct Transmit<'a> {
     /// Source address to send from (`IP_PKTINFO`), so a wildcard socket answers
     /// from the address it was asked on; `None` lets the kernel choose.
     pub src: Option<IpAddr>,
+    /// The traffic class byte (DSCP and ECN) for this send alone (`IP_TOS` or
+    /// `IPV6_TCLASS` as a control message); `None` keeps the socket's.
+    pub tos: Option<u8>,
 }
 
 impl Transmit<'_> {

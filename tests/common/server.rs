@@ -191,7 +191,7 @@ impl Summary {
 
 /// Every reason the summary counts a datagram dropped unanswered (the server's
 /// `Refusal`s): received = answered + reply_failed + the sum of these.
-pub(crate) const DROP_REASONS: [&str; 9] = [
+pub(crate) const DROP_REASONS: [&str; 10] = [
     "oversize",
     "port_zero",
     "denied_port",
@@ -201,6 +201,7 @@ pub(crate) const DROP_REASONS: [&str; 9] = [
     "total_limited",
     "stamp_malformed",
     "stamp_auth_failed",
+    "stamp_short",
 ];
 
 impl fmt::Display for Summary {

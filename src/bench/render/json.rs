@@ -51,6 +51,7 @@ pub const STAMP_JSON_FIELDS: &[&str] = &[
     "turnaround_us",
     "rtt_net_us",
     "tlv_results",
+    "cos",
 ];
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::bench::report::{Report, StampReport, TlvResults};
+use crate::bench::report::{CosReport, Report, StampReport, TlvResults};
 use crate::duration::human;
 
 impl fmt::Display for Report {
@@ -135,10 +135,36 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             None => writeln!(f, "{name:<11} unknown")?,
         }
     }
+    if let Some(c) = &s.cos {
+        write_cos(f, c)?;
+    }
     if let Some(t) = &s.tlv_results {
         write_tlvs(f, t)?;
     }
     Ok(())
+}
+
+/// The Class of Service asked for, and the DSCP and ECN each way as received.
+fn write_cos(f: &mut fmt::Formatter<'_>, c: &CosReport) -> fmt::Result {
+    let list = |v: &[u8]| match v {
+        [] => "unknown".to_string(),
+        _ => v.iter().map(u8::to_string).collect::<Vec<_>>().join(","),
+    };
+    writeln!(
+        f,
+        "cos forward dscp {}, ecn {} (as the reflector received them)",
+        list(&c.forward_dscp),
+        list(&c.forward_ecn)
+    )?;
+    writeln!(
+        f,
+        "cos back    dscp {}, ecn {} (asked for {}; refused on {} of {} replies)",
+        list(&c.backward_dscp),
+        list(&c.backward_ecn),
+        c.requested,
+        c.refused,
+        c.replies
+    )
 }
 
 /// One line per TLV type sent: how many replies brought it back, and flagged how.
