@@ -195,6 +195,30 @@ fn usage_errors_exit_2() {
     assert!(stderr.contains("28 bytes"), "{stderr}");
 }
 
+/// A `--stamp-*` flag without `--stamp` is refused, never silently ignored:
+/// with ADDR (or `--expect`) given, clap alone would let it through.
+#[test]
+fn stamp_flags_without_stamp_are_usage_errors() {
+    let key = scratch("unused.key"); // refused before anything reads it
+    let key = key.to_str().unwrap();
+    for args in [
+        &["127.0.0.1:9", "--stamp-key-file", key][..],
+        &["127.0.0.1:9", "--stamp-ssid", "3"],
+        &["127.0.0.1:9", "--stamp-ssid", "0"],
+        &["127.0.0.1:9", "--stamp-timestamp", "ptp"],
+        &["127.0.0.1:9", "--stamp-tlv", "direct"],
+        &["127.0.0.1:9", "--stamp-stateful"],
+        &["--expect", "echo", "--stamp-key-file", key],
+        &["--stamp-ssid", "3"],
+    ] {
+        let out = bench(args, Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--stamp"), "{args:?} must name --stamp: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
+    }
+}
+
 #[test]
 fn gso_flood_with_warmup_counts_every_probe() {
     with_server(|addr| {

@@ -66,12 +66,12 @@ pub struct BenchArgs {
     /// STAMP authenticated mode with the HMAC key in this file (its bytes; one trailing newline is ignored).
     #[arg(long, value_name = "PATH", requires = "stamp")]
     stamp_key_file: Option<std::path::PathBuf>,
-    /// STAMP timestamp format of the test packets.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Ntp, requires = "stamp")]
-    stamp_timestamp: Format,
-    /// STAMP Session-Sender Identifier (RFC 8972), 0 for none.
-    #[arg(long, value_name = "N", default_value_t = 0, requires = "stamp")]
-    stamp_ssid: u16,
+    /// STAMP timestamp format of the test packets [default: ntp].
+    #[arg(long, value_name = "FORMAT", value_enum, requires = "stamp")]
+    stamp_timestamp: Option<Format>,
+    /// STAMP Session-Sender Identifier (RFC 8972), 0 for none [default: 0].
+    #[arg(long, value_name = "N", requires = "stamp")]
+    stamp_ssid: Option<u16>,
     /// RFC 8972 TLVs on every test packet, comma-separated: timestamp-info, cos[=DSCP], direct, access-report, follow-up.
     #[arg(long, value_name = "TLV,...", value_delimiter = ',', value_parser = parse_tlv, requires = "stamp")]
     stamp_tlv: Vec<TlvRequest>,
@@ -157,8 +157,8 @@ impl BenchArgs {
         let sender = SenderConfig {
             mode,
             auth_key,
-            ssid: self.stamp_ssid,
-            format: self.stamp_timestamp.into(),
+            ssid: self.stamp_ssid.unwrap_or(0),
+            format: self.stamp_timestamp.unwrap_or_default().into(),
             tlvs: self.stamp_tlv.clone(),
             size: self.size.unwrap_or(0),
             ..SenderConfig::default()
@@ -166,8 +166,29 @@ impl BenchArgs {
         Ok(StampConfig { sender, stateful: self.stamp_stateful })
     }
 
+    /// The `--stamp-*` flags given. clap's `requires = "stamp"` is waived
+    /// when an argument that conflicts with `--stamp` (ADDR, `--expect`) is
+    /// given, so they are checked here too.
+    fn stamp_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--stamp-key-file", self.stamp_key_file.is_some()),
+            ("--stamp-timestamp", self.stamp_timestamp.is_some()),
+            ("--stamp-ssid", self.stamp_ssid.is_some()),
+            ("--stamp-tlv", !self.stamp_tlv.is_empty()),
+            ("--stamp-stateful", self.stamp_stateful),
+        ];
+        given.into_iter().filter_map(|(flag, on)| on.then_some(flag)).collect()
+    }
+
     /// The run these arguments describe, checked.
     pub fn config(&self) -> Result<BenchConfig> {
+        if self.stamp.is_none() {
+            if let Some(flag) = self.stamp_flags().first() {
+                bail!(UsageError(format!(
+                    "{flag} needs --stamp ADDR (a STAMP reflector); ADDR alone is a shout server"
+                )));
+            }
+        }
         if self.max_loss.is_some_and(|pct| !(0.0..=100.0).contains(&pct)) {
             bail!(UsageError("--max-loss is a percentage: 0 to 100".into()));
         }
