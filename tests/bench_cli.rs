@@ -149,6 +149,39 @@ fn p99_check_fails_when_exceeded() {
     });
 }
 
+/// A run with no answer has failed (exit 1, as ping and iperf3), report and
+/// all: 100 % loss even within `--max-loss 100`, or nothing sent at all.
+#[test]
+fn a_run_without_an_answer_exits_1() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap(); // queues, never answers
+    let addr = silent.local_addr().unwrap().to_string();
+    for extra in [&[][..], &["--max-loss", "100"]] {
+        let mut args = vec![addr.as_str(), "-d", "200ms", "-t", "50ms", "--json"];
+        args.extend_from_slice(extra);
+        let out = bench(&args, Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {out:?}");
+        let report = json(&out);
+        assert!(count(&report, "sent") > 0, "{report}");
+        assert_eq!(count(&report, "lost"), count(&report, "sent"), "{report}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error: none of the") && stderr.contains("was answered"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("check failed"), "--max-loss 100 holds: {stderr}");
+    }
+    with_server(|addr| {
+        let out = bench(&[&addr.to_string(), "-d", "1ns", "--json"], Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(count(&json(&out), "sent"), 0);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error: no probe was sent"), "{stderr}");
+        // One answer is enough for the run to have measured something.
+        let out = bench(&[&addr.to_string(), "-d", "100ms"], Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    });
+}
+
 #[test]
 fn no_server_is_a_clear_error() {
     let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed again

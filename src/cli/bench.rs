@@ -26,8 +26,8 @@ Examples:
   shout bench --stamp [::1]:862 --stamp-key-file stamp.key --stamp-timestamp ptp
 
 Exit codes:
-  0  the run finished and every --max-* limit held
-  1  a limit was broken, no server, or a socket error
+  0  the run finished, some probe was answered, and every --max-* limit held
+  1  a limit was broken, no probe was answered (or none sent), no server, or a socket error
   2  usage error";
 
 /// `shout bench`'s arguments.
@@ -222,7 +222,7 @@ impl BenchArgs {
 
     /// Runs the load until `--duration` ends or Ctrl-C; prints the report
     /// (table or JSON), writes `--plot` and `--csv`; exit 1 if a `--max-*`
-    /// limit broke.
+    /// limit broke or no probe was answered.
     pub fn run(self) -> Result<ExitCode> {
         measure(self)
     }
@@ -286,7 +286,16 @@ fn measure(args: BenchArgs) -> Result<ExitCode> {
     for why in &broken {
         let _ = writeln!(io::stderr(), "check failed: {why}");
     }
-    Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    // As ping and iperf3: a run that measured nothing has failed, whatever the limits.
+    let silent = match (report.sent, report.answered) {
+        (0, _) => Some("no probe was sent (is --duration shorter than one send?)".to_owned()),
+        (sent, 0) => Some(format!("none of the {sent} probes was answered")),
+        _ => None,
+    };
+    if let Some(why) = &silent {
+        let _ = writeln!(io::stderr(), "error: {why}");
+    }
+    Ok(if broken.is_empty() && silent.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[cfg(test)]
