@@ -149,6 +149,58 @@ fn p99_check_fails_when_exceeded() {
     });
 }
 
+/// Runs `f` with the address of a server that answers for `for_how_long`,
+/// then closes its socket: later probes get "port unreachable".
+fn with_server_that_goes_away(for_how_long: Duration, f: impl FnOnce(SocketAddr)) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let addr = sock.local_addr().unwrap();
+    thread::scope(|s| {
+        s.spawn(move || {
+            let until = Instant::now() + for_how_long;
+            let mut buf = [0u8; 2048];
+            while Instant::now() < until {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    // Probes have no lowercase: the uppercase reply is the probe.
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+            drop(sock);
+        });
+        f(addr);
+    });
+}
+
+/// A server that goes away mid-run does not throw the run away: the probes
+/// after it are lost, the "port unreachable" reports counted, and the report
+/// covers the whole duration, in closed and open loop.
+#[test]
+fn a_server_that_goes_away_mid_run_is_lost_not_an_error() {
+    for load in [&["--window", "2"][..], &["--rate", "200"]] {
+        with_server_that_goes_away(Duration::from_millis(300), |addr| {
+            let mut args = vec![addr.to_string()];
+            args.extend(["-d", "1s", "-t", "50ms", "--json"].map(String::from));
+            args.extend(load.iter().map(|a| a.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = bench(&args, Duration::from_secs(5));
+            // Some probes were answered and no limit was set: exit 0.
+            assert_eq!(out.status.code(), Some(0), "{load:?}: {out:?}");
+            let report = json(&out);
+            assert!(count(&report, "answered") > 0, "{load:?}: {report}");
+            assert!(count(&report, "unreachable") > 0, "{load:?}: {report}");
+            // Each report is about a probe sent to the closed port: lost.
+            assert!(count(&report, "lost") >= count(&report, "unreachable"), "{report}");
+            let duration = report["duration_s"].as_f64().unwrap();
+            assert!(duration > 0.95, "sent until the end: {report}");
+        });
+    }
+    with_server_that_goes_away(Duration::from_millis(200), |addr| {
+        let out = bench(&[&addr.to_string(), "-d", "600ms", "-t", "50ms"], Duration::from_secs(5));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("(port unreachable: the target went away"), "{out:?}");
+    });
+}
+
 /// A run with no answer has failed (exit 1, as ping and iperf3), report and
 /// all: 100 % loss even within `--max-loss 100`, or nothing sent at all.
 #[test]

@@ -630,6 +630,42 @@ fn cli_key_file_json_plot_csv_and_checks() {
     });
 }
 
+/// `shout server --mode stamp` killed mid-run: the bench goes on to the end
+/// and reports, the probes after the kill lost and the "port unreachable"
+/// reports counted, in the JSON and the table.
+#[test]
+fn a_reflector_killed_mid_run_leaves_a_report() {
+    for json_flag in [true, false] {
+        let server = common::Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+        let target = server.addr().to_string();
+        let mut args = vec!["--stamp", &target, "--rate", "200", "-d", "1s", "-t", "50ms"];
+        if json_flag {
+            args.push("--json");
+        }
+        let out = thread::scope(|s| {
+            s.spawn(move || {
+                thread::sleep(Duration::from_millis(300));
+                server.kill();
+            });
+            bench(&args)
+        });
+        assert_eq!(out.status.code(), Some(0), "some answered, no limit: {out:?}");
+        if json_flag {
+            let report = json(&out);
+            let answered = report["answered"].as_u64().unwrap();
+            let unreachable = report["unreachable"].as_u64().unwrap();
+            assert!(answered > 0 && unreachable > 0, "{report}");
+            assert!(report["lost"].as_u64().unwrap() >= unreachable, "{report}");
+            assert!(report["duration_s"].as_f64().unwrap() > 0.95, "{report}");
+            assert!(report["stamp"]["unsplit_lost"].as_u64().unwrap() > 0, "{report}");
+        } else {
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert!(table.contains("the target went away during the run"), "{table}");
+            assert!(table.contains("stamp       unauthenticated"), "{table}");
+        }
+    }
+}
+
 #[test]
 fn cli_stamp_usage_errors_exit_2() {
     let scratch = Scratch::new("stamp_bench_usage");

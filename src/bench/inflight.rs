@@ -46,6 +46,9 @@ pub(crate) struct Tally {
     pub(crate) mismatched: u64,
     /// Probes past their timeout with no reply yet: the loss so far.
     pub(crate) overdue: u64,
+    /// "Port unreachable" reports (ICMP) after the target had answered: it
+    /// went away. The probes they stand for are in the loss.
+    pub(crate) unreachable: u64,
 }
 
 impl std::ops::AddAssign for Tally {
@@ -57,6 +60,7 @@ impl std::ops::AddAssign for Tally {
         self.reordered += rhs.reordered;
         self.mismatched += rhs.mismatched;
         self.overdue += rhs.overdue;
+        self.unreachable += rhs.unreachable;
     }
 }
 
@@ -198,6 +202,14 @@ impl Tracker {
     /// sender's final count may be lower than it announced: what it never sent.
     pub(crate) fn set_sent(&mut self, next_seq: u64) {
         self.next_seq = next_seq;
+    }
+
+    /// Counts a "port unreachable" report, seen at `now_ns`, from a target
+    /// that had answered before.
+    pub(crate) fn unreachable(&mut self, now_ns: u64) {
+        if self.measured(now_ns) {
+            self.tally.unreachable += 1;
+        }
     }
 
     /// Counts a datagram that cannot be a reply (truncated, or garbage).

@@ -62,6 +62,11 @@ pub struct Report {
     pub reordered: u64,
     /// Datagrams that were no correct reply to any probe.
     pub mismatched: u64,
+    /// "Port unreachable" (ICMP) reports after the target had answered: it
+    /// went away during the run. The kernel keeps one such report per socket
+    /// until it is read, so this is at least 1 per outage and at most one per
+    /// probe lost to it; those probes are in `lost`.
+    pub unreachable: u64,
     /// Replies the kernel dropped on this host's sockets (receive queues full);
     /// `None` where the counter cannot be read. With GRO the kernel counts a
     /// dropped buffer of many replies once, so with `gso` this is a lower bound.
@@ -372,6 +377,7 @@ impl Report {
             duplicated: tally.duplicated,
             reordered: tally.reordered,
             mismatched: tally.mismatched,
+            unreachable: tally.unreachable,
             dropped_here,
             lost_elsewhere: dropped_here.map(|d| lost.saturating_sub(d)),
             loss_pct: if tally.sent > 0 { lost as f64 * 100.0 / tally.sent as f64 } else { 0.0 },

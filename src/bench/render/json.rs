@@ -23,6 +23,7 @@ pub const JSON_FIELDS: &[&str] = &[
     "duplicated",
     "reordered",
     "mismatched",
+    "unreachable",
     "dropped_here",
     "lost_elsewhere",
     "loss_pct",

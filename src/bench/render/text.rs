@@ -49,6 +49,15 @@ impl fmt::Display for Report {
         writeln!(f, "duplicated  {}", self.duplicated)?;
         writeln!(f, "reordered   {}", self.reordered)?;
         writeln!(f, "mismatched  {}", self.mismatched)?;
+        if self.unreachable > 0 {
+            writeln!(
+                f,
+                "unreachable {}  (port unreachable: the target went away during the run)",
+                self.unreachable
+            )?;
+        } else {
+            writeln!(f, "unreachable 0")?;
+        }
         match self.rtt_us {
             None => writeln!(f, "rtt         none answered")?,
             Some(rtt) => {
