@@ -304,6 +304,83 @@ fn stamp_flags_without_stamp_are_usage_errors() {
     }
 }
 
+/// Runs `f` with the address of an echo server on `bind` that notes the
+/// traffic class byte (IPv4 TOS, IPv6 Traffic Class) each datagram arrived with.
+fn with_tos_reading_server(bind: &str, f: impl FnOnce(SocketAddr)) -> Vec<Option<u8>> {
+    use shout::test_seam::{enable_ttl_tos, recv_batch, RecvMeta};
+    let sock = UdpSocket::bind(bind).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    enable_ttl_tos(&sock, sock.local_addr().unwrap().is_ipv6()).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    thread::scope(|s| {
+        let server = s.spawn(|| {
+            let mut tos = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut meta = [RecvMeta::default(); 1];
+                let mut bufs = [std::io::IoSliceMut::new(&mut buf)];
+                if let Ok(1) = recv_batch(&sock, &mut bufs, &mut meta, true) {
+                    tos.push(meta[0].tos);
+                    let _ = sock.send_to(&buf[..meta[0].len], meta[0].addr);
+                }
+            }
+            tos
+        });
+        {
+            let _stop = StopOnDrop(&stop);
+            f(addr);
+        }
+        seen = server.join().unwrap();
+    });
+    seen
+}
+
+/// `--dscp` marks every probe: what arrives carries DSCP << 2 in its TOS
+/// (IPv4) or Traffic Class (IPv6), named or numbered; a bad class is refused.
+#[test]
+fn dscp_marks_every_probe() {
+    let mut cases = vec![("127.0.0.1:0", "af41", 34u8), ("127.0.0.1:0", "10", 10)];
+    if common::ipv6_loopback_available() {
+        cases.push(("[::1]:0", "ef", 46));
+    }
+    for (bind, class, dscp) in cases {
+        let mut report = Value::Null;
+        let seen = with_tos_reading_server(bind, |addr| {
+            let args = [&addr.to_string(), "--dscp", class, "-d", "200ms", "--json"];
+            let out = bench(&args, Duration::from_secs(5));
+            assert!(out.status.success(), "{class}: {out:?}");
+            report = json(&out);
+        });
+        assert_eq!(report["dscp"], dscp, "{report}");
+        assert!(count(&report, "answered") > 0, "{report}");
+        assert!(!seen.is_empty(), "{class}: the server saw nothing");
+        let want = Some(dscp << 2);
+        assert!(
+            seen.iter().all(|&t| t == want),
+            "{class} over {bind}: want {want:?}, saw {seen:?}"
+        );
+    }
+    // Unmarked without the flag, and the table names the class.
+    let seen = with_tos_reading_server("127.0.0.1:0", |addr| {
+        let out = bench(&[&addr.to_string(), "-d", "100ms", "--json"], Duration::from_secs(5));
+        assert_eq!(json(&out)["dscp"], Value::Null);
+    });
+    assert!(!seen.is_empty() && seen.iter().all(|&t| t == Some(0)), "{seen:?}");
+    with_tos_reading_server("127.0.0.1:0", |addr| {
+        let out =
+            bench(&[&addr.to_string(), "-d", "100ms", "--dscp", "EF"], Duration::from_secs(5));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains(", DSCP 46 (ef)"), "{table}");
+    });
+    for bad in ["64", "af14", "cs8", "gold"] {
+        let out = bench(&["--dscp", bad], Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("0 to 63"), "{out:?}");
+    }
+}
+
 #[test]
 fn gso_flood_with_warmup_counts_every_probe() {
     with_server(|addr| {

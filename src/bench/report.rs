@@ -42,6 +42,8 @@ pub struct Report {
     pub gso: bool,
     /// Whether the bench's threads spun on their sockets instead of sleeping.
     pub busy_poll: bool,
+    /// The DSCP the probes were marked with (`--dscp`); `None`: unmarked.
+    pub dscp: Option<u8>,
     /// Warmup before counting began, in seconds.
     pub warmup_s: f64,
     /// Time over which probes were sent and counted, in seconds.
@@ -367,6 +369,7 @@ impl Report {
             rate,
             gso: config.gso,
             busy_poll: config.busy_poll,
+            dscp: config.dscp,
             warmup_s: config.warmup.as_secs_f64(),
             duration_s: secs,
             timeout_s: config.timeout.as_secs_f64(),

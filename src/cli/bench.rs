@@ -21,6 +21,7 @@ Examples:
   shout bench                                  (ping-pong: window 1, 10 s)
   shout bench 127.0.0.1:8080 --window 64 --flows 4 --duration 5s
   shout bench --rate 100000 --max-p99 1ms --max-loss 0.1 --json
+  shout bench 192.0.2.7:8080 --rate 1000 --dscp ef
   shout bench --window 8 --duration 30s --plot run.svg --csv run.csv
   shout bench --stamp 192.0.2.7 --rate 100 --stamp-tlv timestamp-info,direct
   shout bench --stamp [::1]:862 --stamp-key-file stamp.key --stamp-timestamp ptp
@@ -78,6 +79,9 @@ pub struct BenchArgs {
     /// The reflector is stateful: split the loss by direction even if no probe was lost on the way out.
     #[arg(long, requires = "stamp")]
     stamp_stateful: bool,
+    /// Mark the probes with this DSCP: a name (ef, af11 to af43, cs0 to cs7, be, le, va) or a number 0 to 63; sent as IPv4 TOS / IPv6 Traffic Class DSCP << 2.
+    #[arg(long, value_name = "CLASS", value_parser = shout::dscp::parse_dscp)]
+    dscp: Option<u8>,
     /// Send probes as UDP GSO buffers and receive with UDP GRO (Linux).
     #[arg(long)]
     gso: bool,
@@ -214,6 +218,7 @@ impl BenchArgs {
             progress: io::stderr().is_terminal(),
             timeline: self.plot.is_some() || self.csv.is_some(),
             busy_poll: self.busy_poll,
+            dscp: self.dscp,
             stamp,
         };
         config.validate().map_err(UsageError)?;

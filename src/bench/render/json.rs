@@ -13,6 +13,7 @@ pub const JSON_FIELDS: &[&str] = &[
     "rate",
     "gso",
     "busy_poll",
+    "dscp",
     "warmup_s",
     "duration_s",
     "timeout_s",

@@ -10,12 +10,19 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.flows == 1 { "" } else { "s" };
         writeln!(f, "target      {} (expect {})", self.target, self.expect)?;
-        let gso = match (self.gso, self.busy_poll) {
+        let mut gso = match (self.gso, self.busy_poll) {
             (false, false) => "",
             (true, false) => ", GSO/GRO",
             (false, true) => ", busy-poll",
             (true, true) => ", GSO/GRO, busy-poll",
-        };
+        }
+        .to_owned();
+        if let Some(d) = self.dscp {
+            gso += &match crate::dscp::dscp_name(d) {
+                Some(name) => format!(", DSCP {d} ({name})"),
+                None => format!(", DSCP {d}"),
+            };
+        }
         match (self.window, self.rate) {
             (Some(w), _) => writeln!(
                 f,
