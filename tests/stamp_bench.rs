@@ -425,8 +425,53 @@ fn replies_signed_with_another_key_are_mismatched_not_answered() {
         assert!(report.sent > 0);
         assert_eq!(stamp.auth_failed, counts.requests.load(Ordering::Relaxed), "{stamp:#?}");
         assert_eq!(report.mismatched, stamp.auth_failed);
+        assert_eq!(stamp.unauthenticated_replies, 0, "another key, not none: {stamp:#?}");
+        assert!(report.to_string().contains("replies (wrong key?)\n"), "{report}");
         assert_eq!(report.rtt_us, None);
     });
+}
+
+/// A key sent to a reflector without one: its replies are unauthenticated
+/// packets carrying our sequence numbers, and the report says so instead of
+/// blaming the key.
+#[test]
+fn an_unauthenticated_reflector_is_named_as_such() {
+    with_reflector(Knobs::default(), |addr, counts| {
+        let sender = SenderConfig {
+            mode: AuthMode::Authenticated,
+            auth_key: Some(KEY.to_vec()),
+            ..SenderConfig::default()
+        };
+        let (report, stamp) = run(&stamp_config(addr, sender, false));
+        let replies = counts.requests.load(Ordering::Relaxed);
+        assert!(report.sent > 0 && replies > 0, "{report:#?}");
+        assert_eq!(report.answered, 0, "not authenticated: not answered: {report:#?}");
+        assert_eq!(stamp.auth_failed, replies, "{stamp:#?}");
+        assert_eq!(stamp.unauthenticated_replies, replies, "{stamp:#?}");
+        let table = report.to_string();
+        assert!(table.contains("the reflector answers unauthenticated"), "{table}");
+        assert!(!table.contains("wrong key?"), "{table}");
+    });
+    // The real reflector, without a key, through the binary.
+    let scratch = Scratch::new("stamp_bench_unauth");
+    scratch.write("key", KEY);
+    let key = scratch.path().join("key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = common::Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+    let target = server.addr().to_string();
+    let key = key.to_str().unwrap();
+    let out = bench(&["--stamp", &target, "--stamp-key-file", key, "-d", "200ms", "-t", "50ms"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("the reflector answers unauthenticated"), "{out:?}");
+    let out = bench(&["--stamp", &target, "--stamp-key-file", key, "-d", "200ms", "--json"]);
+    let report = json(&out);
+    let failed = &report["stamp"]["auth_failed"];
+    assert!(failed.as_u64().unwrap() > 0, "{report}");
+    assert_eq!(&report["stamp"]["unauthenticated_replies"], failed, "{report}");
+    server.stop();
 }
 
 // ---- the binary ----

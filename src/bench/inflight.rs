@@ -226,13 +226,22 @@ impl Tracker {
             match self.rules.format.read(payload, self.next_seq) {
                 Ok(echo) => echo,
                 Err(why) => {
-                    if let (Unusable::Auth | Unusable::TlvAuth, Some(st)) =
-                        (why, self.stamp.as_mut())
+                    let ours = match why {
+                        Unusable::Unauthenticated(seq) => self.was_sent(seq),
+                        _ => false,
+                    };
+                    if let (
+                        Unusable::Auth | Unusable::TlvAuth | Unusable::Unauthenticated(_),
+                        Some(st),
+                    ) = (why, self.stamp.as_mut())
                     {
                         if now_ns >= self.rules.measure_from_ns {
                             st.auth_failed += 1;
                             if why == Unusable::TlvAuth {
                                 st.tlvs.hmac_failed += 1;
+                            }
+                            if ours {
+                                st.unauthenticated += 1;
                             }
                         }
                     }
@@ -302,6 +311,18 @@ impl Tracker {
             }
         }
         self.highest = self.highest.max(Some(seq));
+    }
+
+    /// Whether `seq` is a probe of this flow sent recently enough to be told
+    /// apart: still in its ring slot, or (open loop, where slots are written
+    /// only on news) within a ring's length of the next.
+    fn was_sent(&self, seq: u64) -> bool {
+        if seq >= self.next_seq {
+            return false;
+        }
+        let slot = self.slots[(seq & self.mask) as usize];
+        (slot.state != State::Free && slot.seq == seq)
+            || (self.rules.schedule.is_some() && self.next_seq - seq <= self.mask + 1)
     }
 
     /// Gives up on probes whose timeout has passed by `now_ns`.

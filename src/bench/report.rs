@@ -118,6 +118,10 @@ pub struct StampReport {
     pub unsplit_lost: u64,
     /// Replies that failed the HMAC check (also in `mismatched`).
     pub auth_failed: u64,
+    /// Of `auth_failed`, replies that are unauthenticated reflected packets
+    /// carrying the sequence number of a probe sent: the reflector answers
+    /// unauthenticated (it has no key), not with another key.
+    pub unauthenticated_replies: u64,
     /// TTL (hop limit) our probes reached the reflector with, as it reported.
     pub forward_ttl: Option<Ttl>,
     /// TTL the replies reached us with.
@@ -287,6 +291,7 @@ impl StampReport {
                 st.forward_lost + st.backward_lost + st.unsplit_lost
             },
             auth_failed: st.auth_failed,
+            unauthenticated_replies: st.unauthenticated,
             forward_ttl: Ttl::from_range(st.forward_ttl),
             backward_ttl: Ttl::from_range(st.backward_ttl),
             forward_us: Delay::from_signed(&st.forward),

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::stamp::{ParseError, Sender, TlvFlags, TlvIntegrity};
+use crate::stamp::{AuthMode, ParseError, Sender, TlvFlags, TlvIntegrity};
 
 /// The TTL (hop limit) probes are sent with: hops = 255 - TTL received.
 pub(crate) const SEND_TTL: u8 = 255;
@@ -158,6 +158,11 @@ pub(crate) enum Unusable {
     Auth,
     /// Its HMAC TLV does not match our key.
     TlvAuth,
+    /// Its base packet's HMAC does not match our key, but it reads as an
+    /// unauthenticated reflected packet carrying this sequence number of ours
+    /// (widened): the reflector answers unauthenticated. The caller checks
+    /// that the number is one it sent.
+    Unauthenticated(u64),
 }
 
 /// Nanoseconds since the Unix epoch, saturating.
@@ -182,7 +187,8 @@ impl StampFormat {
     #[inline]
     pub(crate) fn read(&self, reply: &[u8], next_seq: u64) -> Result<(u64, StampEcho), Unusable> {
         let r = self.sender.parse_reflected(reply).map_err(|e| match e {
-            ParseError::Auth => Unusable::Auth,
+            ParseError::Auth => unauthenticated(reply)
+                .map_or(Unusable::Auth, |seq| Unusable::Unauthenticated(widen(seq, next_seq))),
             ParseError::Short { .. } => Unusable::Mismatch,
         })?;
         if r.tlv_integrity == TlvIntegrity::Invalid {
@@ -217,6 +223,23 @@ impl StampFormat {
         }
         m
     }
+}
+
+/// The Session-Sender Sequence Number of `reply` read as an unauthenticated
+/// reflected packet (RFC 8762 §4.3.1), when it looks like one. Such a reply
+/// to an authenticated packet comes from a reflector without a key, which read
+/// our Sequence Number where both layouts have it. Its Timestamp (octets 4..12)
+/// is set, where an authenticated reflected packet has zeros (MBZ): that tells
+/// a wrong key's reply from it.
+fn unauthenticated(reply: &[u8]) -> Option<u32> {
+    let l = AuthMode::Unauthenticated.layout();
+    let base = reply.get(..l.len)?;
+    let timestamp = &base[l.timestamp..l.timestamp + 8];
+    if timestamp.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let seq = &base[l.sender_seq..l.sender_seq + 4];
+    Some(u32::from_be_bytes(seq.try_into().ok()?))
 }
 
 /// The sequence number below `next` whose low 32 bits are `low` (the most
@@ -339,6 +362,9 @@ pub(crate) struct StampTally {
     pub(crate) backward_ttl: Range,
     /// Replies that failed the HMAC check (not in `answered`: mismatched).
     pub(crate) auth_failed: u64,
+    /// Of those, replies that read as unauthenticated reflected packets
+    /// carrying the number of a probe we sent: the reflector has no key.
+    pub(crate) unauthenticated: u64,
     /// What came back of the TLVs we sent.
     pub(crate) tlvs: Box<TlvTally>,
     /// Replies whose reflector sequence number differs from ours: the
@@ -424,6 +450,7 @@ impl StampTally {
         self.forward_ttl.add(o.forward_ttl);
         self.backward_ttl.add(o.backward_ttl);
         self.auth_failed += o.auth_failed;
+        self.unauthenticated += o.unauthenticated;
         self.tlvs.add(&o.tlvs);
         self.own_seq += o.own_seq;
         self.forward_lost += o.forward_lost;

@@ -46,6 +46,7 @@ pub const STAMP_JSON_FIELDS: &[&str] = &[
     "backward_lost",
     "unsplit_lost",
     "auth_failed",
+    "unauthenticated_replies",
     "forward_ttl",
     "backward_ttl",
     "forward_us",

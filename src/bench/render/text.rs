@@ -116,8 +116,19 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             "loss split  unknown: the reflector's numbers never differed from ours (stateless, or say --stamp-stateful)"
         )?,
     }
-    if s.auth_failed > 0 {
-        writeln!(f, "auth failed {} replies (wrong key?)", s.auth_failed)?;
+    let (failed, plain) = (s.auth_failed, s.unauthenticated_replies);
+    if plain > 0 && plain == failed {
+        writeln!(
+            f,
+            "auth failed {failed} replies: the reflector answers unauthenticated (it has no key: run without --stamp-key-file, or give it the key)"
+        )?;
+    } else if plain > 0 {
+        writeln!(
+            f,
+            "auth failed {failed} replies (wrong key?); {plain} of them unauthenticated: a reflector without a key"
+        )?;
+    } else if failed > 0 {
+        writeln!(f, "auth failed {failed} replies (wrong key?)")?;
     }
     for (name, ttl) in [("forward", s.forward_ttl), ("back", s.backward_ttl)] {
         match ttl {
