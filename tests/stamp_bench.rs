@@ -50,6 +50,9 @@ struct Knobs {
     spoil_last_octet: bool,
     /// Listen on [::1] instead of 127.0.0.1.
     ipv6: bool,
+    /// Resize each reply to these lengths in turn (cut, or zero-padded), as a
+    /// TWAMP-Light reflector that pads its own way, or to a random IMIX.
+    pad_to: Vec<usize>,
 }
 
 /// What the reflector did.
@@ -89,7 +92,7 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
     let counts = Counts::default();
     thread::scope(|s| {
         s.spawn(|| {
-            let mut buf = vec![0u8; 2048];
+            let mut buf = vec![0u8; 65_536];
             let mut held: Option<(Vec<u8>, SocketAddr)> = None;
             let mut reflected = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -127,6 +130,14 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
                 if knobs.spoil_last_octet {
                     buf[len - 1] ^= 0xFF;
                 }
+                let len = match knobs.pad_to.len() {
+                    0 => len,
+                    n => {
+                        let to = knobs.pad_to[mine as usize % n];
+                        buf[len.min(to)..to].fill(0);
+                        to
+                    }
+                };
                 let reply = &buf[..len];
                 if knobs.reorder && mine % 2 == 0 {
                     held = Some((reply.to_vec(), m.addr));
@@ -346,6 +357,46 @@ fn replies_whose_hmac_tlv_fails_are_counted_not_used() {
         assert_eq!(report.mismatched, replies);
         assert_eq!(summary(&t.types[0]), ("timestamp-info", 3, 0, [0; 3]), "not counted");
         assert!(report.to_string().contains(&format!("tlv hmac    failed on {replies} replies")));
+    });
+}
+
+/// A reflector that pads its replies its own way: longer, shorter (base
+/// packet only, as TWAMP-Light may answer a padded request), or a mix of
+/// sizes. Every reply that parses and carries our number is an answer, and
+/// the report says which sizes came back.
+#[test]
+fn replies_padded_differently_are_answers_with_their_sizes_reported() {
+    let cases: [(&[usize], usize, usize, &[usize]); 3] = [
+        (&[100], 100, 100, &[100]),
+        (&[44], 44, 44, &[44]),
+        (&[64, 9000, 594, 1518], 64, 9000, &[64, 594, 1518, 9000]),
+    ];
+    for (pad_to, min, max, seen) in cases {
+        let knobs = Knobs { pad_to: pad_to.to_vec(), ..Knobs::default() };
+        with_reflector(knobs, |addr, counts| {
+            // 200-byte test packets (Extra Padding), so a 44-byte reply is shorter.
+            let sender = SenderConfig { size: 200, ..SenderConfig::default() };
+            let (report, stamp) = run(&stamp_config(addr, sender, false));
+            assert_clean(&report, &stamp);
+            assert_eq!(counts.requests.load(Ordering::Relaxed), report.sent);
+            let sizes = stamp.reply_sizes.clone().expect("sizes differed: reported");
+            assert_eq!(sizes.differed, report.answered, "{pad_to:?}: {sizes:?}");
+            assert_eq!((sizes.min, sizes.max, &sizes.seen[..]), (min, max, seen), "{sizes:?}");
+            let table = report.to_string();
+            let range = if min == max { format!("{min} B") } else { format!("{min}-{max} B") };
+            let line =
+                format!("reply size  {} replies not 200 B as sent: {range}", report.answered);
+            assert!(table.contains(&line), "{line:?} in:\n{table}");
+            let json = serde_json::to_value(&report).unwrap();
+            assert_eq!(json["stamp"]["reply_sizes"]["seen"], serde_json::json!(seen), "{json}");
+        });
+    }
+    // Replies of the size sent: nothing to say.
+    with_reflector(Knobs::default(), |addr, _| {
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert_clean(&report, &stamp);
+        assert_eq!(stamp.reply_sizes, None);
+        assert!(!report.to_string().contains("reply size"), "{report}");
     });
 }
 

@@ -308,6 +308,7 @@ impl Tracker {
             }
             if let (Some(st), Some(e)) = (self.stamp.as_mut(), stamp.as_ref()) {
                 st.on_answer(seq, rtt, e, ttl, unix_ns(SystemTime::now()));
+                st.other_sizes.note(payload.len(), self.rules.format.size);
             }
         }
         self.highest = self.highest.max(Some(seq));

@@ -93,7 +93,7 @@ pub use config::{
 };
 pub use record::{Interval, Percentile, Timeline, MAX_INTERVALS};
 pub use render::{CSV_HEADER, JSON_FIELDS, STAMP_JSON_FIELDS};
-pub use report::{Delay, Report, Rtt, StampReport, TlvResult, TlvResults, SCHEMA};
+pub use report::{Delay, ReplySizes, Report, Rtt, StampReport, TlvResult, TlvResults, SCHEMA};
 
 use inflight::Tally;
 use loops::{FlowResult, Live, Run};

@@ -136,9 +136,27 @@ pub struct StampReport {
     pub turnaround_us: Option<Delay>,
     /// Round trip minus the reflector's turnaround, per probe.
     pub rtt_net_us: Option<Delay>,
+    /// Answered replies of another size than the test packets (a reflector
+    /// that pads differently); `None` when every reply had their size.
+    pub reply_sizes: Option<ReplySizes>,
     /// What the reflector did with the TLVs of [`tlvs`](StampReport::tlvs);
     /// `None` when none were sent.
     pub tlv_results: Option<TlvResults>,
+}
+
+/// Answered STAMP replies whose size differed from the test packets'. They
+/// are answers all the same: measured like the others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplySizes {
+    /// How many answered replies had another size than [`Report::size`].
+    pub differed: u64,
+    /// The smallest of them, in bytes.
+    pub min: usize,
+    /// The largest of them, in bytes.
+    pub max: usize,
+    /// Their distinct sizes, ascending: the first 16 seen (`min` and `max`
+    /// always among them when there are no more).
+    pub seen: Vec<usize>,
 }
 
 /// With `--stamp-tlv`: what came back of the TLVs sent (RFC 8972 §4).
@@ -298,6 +316,12 @@ impl StampReport {
             backward_us: Delay::from_signed(&st.backward),
             turnaround_us: Delay::from_signed(&st.turnaround),
             rtt_net_us: Delay::from_signed(&st.net_rtt),
+            reply_sizes: (st.other_sizes.replies > 0).then(|| ReplySizes {
+                differed: st.other_sizes.replies,
+                min: st.other_sizes.min,
+                max: st.other_sizes.max,
+                seen: st.other_sizes.sizes().to_vec(),
+            }),
             tlv_results: TlvResults::new(&sender.tlvs, answered, &st.tlvs),
         }
     }

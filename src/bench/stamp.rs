@@ -345,6 +345,64 @@ impl Range {
     }
 }
 
+/// Most distinct reply sizes [`OtherSizes`] lists.
+pub(crate) const MAX_SIZES: usize = 16;
+
+/// Answered replies whose size differed from the test packet's (a reflector
+/// that pads differently): how many, the smallest and largest, and the first
+/// [`MAX_SIZES`] distinct sizes, ascending. Fixed size: nothing allocated per reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OtherSizes {
+    pub(crate) replies: u64,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    seen: [usize; MAX_SIZES],
+    distinct: usize,
+}
+
+impl OtherSizes {
+    /// Notes an answered reply of `len` octets to a packet of `sent`.
+    pub(crate) fn note(&mut self, len: usize, sent: usize) {
+        if len != sent {
+            self.add_size(len, 1);
+        }
+    }
+
+    fn add_size(&mut self, len: usize, replies: u64) {
+        if self.replies == 0 {
+            (self.min, self.max) = (len, len);
+        }
+        self.replies += replies;
+        self.min = self.min.min(len);
+        self.max = self.max.max(len);
+        let seen = &mut self.seen[..self.distinct];
+        if let Err(at) = seen.binary_search(&len) {
+            if self.distinct < MAX_SIZES {
+                self.seen.copy_within(at..self.distinct, at + 1);
+                self.seen[at] = len;
+                self.distinct += 1;
+            }
+        }
+    }
+
+    /// The distinct sizes kept, ascending.
+    pub(crate) fn sizes(&self) -> &[usize] {
+        &self.seen[..self.distinct]
+    }
+
+    fn add(&mut self, o: &OtherSizes) {
+        if o.replies == 0 {
+            return;
+        }
+        // The counts go with the extremes; the other sizes add no replies.
+        self.add_size(o.min, o.replies);
+        self.add_size(o.max, 0);
+        for &len in o.sizes() {
+            self.add_size(len, 0);
+        }
+    }
+}
+
 /// One flow's STAMP sums, then all flows' (measured probes only).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StampTally {
@@ -365,6 +423,8 @@ pub(crate) struct StampTally {
     /// Of those, replies that read as unauthenticated reflected packets
     /// carrying the number of a probe we sent: the reflector has no key.
     pub(crate) unauthenticated: u64,
+    /// Answered replies of another size than the test packets.
+    pub(crate) other_sizes: OtherSizes,
     /// What came back of the TLVs we sent.
     pub(crate) tlvs: Box<TlvTally>,
     /// Replies whose reflector sequence number differs from ours: the
@@ -451,6 +511,7 @@ impl StampTally {
         self.backward_ttl.add(o.backward_ttl);
         self.auth_failed += o.auth_failed;
         self.unauthenticated += o.unauthenticated;
+        self.other_sizes.add(&o.other_sizes);
         self.tlvs.add(&o.tlvs);
         self.own_seq += o.own_seq;
         self.forward_lost += o.forward_lost;
@@ -462,6 +523,28 @@ impl StampTally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_sizes_count_and_list_what_differed() {
+        let mut a = OtherSizes::default();
+        for len in [44, 100, 64, 100, 44, 1500] {
+            a.note(len, 44);
+        }
+        assert_eq!((a.replies, a.min, a.max), (4, 64, 1500));
+        assert_eq!(a.sizes(), [64, 100, 1500]);
+        let mut many = OtherSizes::default();
+        for len in (0..40).rev().map(|i| 50 + i) {
+            many.note(len, 44);
+        }
+        assert_eq!((many.replies, many.min, many.max), (40, 50, 89));
+        assert_eq!(many.sizes().len(), MAX_SIZES, "the first 16 kept");
+        a.add(&many);
+        assert_eq!((a.replies, a.min, a.max), (44, 50, 1500));
+        assert_eq!(a.sizes().len(), MAX_SIZES);
+        let mut none = OtherSizes::default();
+        none.add(&OtherSizes::default());
+        assert_eq!(none, OtherSizes::default());
+    }
 
     #[test]
     fn widening_finds_the_latest_sent() {

@@ -53,6 +53,7 @@ pub const STAMP_JSON_FIELDS: &[&str] = &[
     "backward_us",
     "turnaround_us",
     "rtt_net_us",
+    "reply_sizes",
     "tlv_results",
 ];
 

@@ -82,7 +82,7 @@ impl fmt::Display for Report {
             }
         }
         if let Some(s) = &self.stamp {
-            write_stamp(f, s)?;
+            write_stamp(f, s, self.size)?;
             if s.mode == "authenticated"
                 && self.answered == 0
                 && self.sent > 0
@@ -98,7 +98,7 @@ impl fmt::Display for Report {
     }
 }
 
-fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
+fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport, sent_size: usize) -> fmt::Result {
     write!(f, "stamp       {}, {} timestamps, ssid {}", s.mode, s.timestamp, s.ssid)?;
     if !s.tlvs.is_empty() {
         write!(f, ", TLVs {}", s.tlvs.join(","))?;
@@ -161,6 +161,16 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             )?,
             None => writeln!(f, "{name:<11} unknown")?,
         }
+    }
+    if let Some(r) = &s.reply_sizes {
+        let seen: Vec<String> = r.seen.iter().map(usize::to_string).collect();
+        let range =
+            if r.min == r.max { format!("{} B", r.min) } else { format!("{}-{} B", r.min, r.max) };
+        write!(f, "reply size  {} replies not {sent_size} B as sent: {range}", r.differed)?;
+        if r.min != r.max {
+            write!(f, " ({}{})", seen.join(", "), if r.seen.len() >= 16 { ", ..." } else { "" })?;
+        }
+        writeln!(f, "; measured all the same (the reflector pads its own way)")?;
     }
     if let Some(t) = &s.tlv_results {
         write_tlvs(f, t)?;
