@@ -19,6 +19,7 @@
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
 //! - [`duration`]: `200ms`-style durations.
+//! - [`dscp`]: DSCP names (`ef`, `af41`, `cs6`) and numbers, for the flags that mark packets.
 //! - `sys`: batched socket I/O, the only `unsafe` code; private to the crate.
 //!
 //! # Example
@@ -47,6 +48,7 @@
 pub mod bench;
 pub mod client;
 pub mod counters;
+pub mod dscp;
 pub mod duration;
 pub mod escape;
 mod limit;

@@ -149,6 +149,91 @@ fn p99_check_fails_when_exceeded() {
     });
 }
 
+/// Runs `f` with the address of a server that answers for `for_how_long`,
+/// then closes its socket: later probes get "port unreachable".
+fn with_server_that_goes_away(for_how_long: Duration, f: impl FnOnce(SocketAddr)) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    let addr = sock.local_addr().unwrap();
+    thread::scope(|s| {
+        s.spawn(move || {
+            let until = Instant::now() + for_how_long;
+            let mut buf = [0u8; 2048];
+            while Instant::now() < until {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    // Probes have no lowercase: the uppercase reply is the probe.
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+            drop(sock);
+        });
+        f(addr);
+    });
+}
+
+/// A server that goes away mid-run does not throw the run away: the probes
+/// after it are lost, the "port unreachable" reports counted, and the report
+/// covers the whole duration, in closed and open loop.
+#[test]
+fn a_server_that_goes_away_mid_run_is_lost_not_an_error() {
+    for load in [&["--window", "2"][..], &["--rate", "200"]] {
+        with_server_that_goes_away(Duration::from_millis(300), |addr| {
+            let mut args = vec![addr.to_string()];
+            args.extend(["-d", "1s", "-t", "50ms", "--json"].map(String::from));
+            args.extend(load.iter().map(|a| a.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = bench(&args, Duration::from_secs(5));
+            // Some probes were answered and no limit was set: exit 0.
+            assert_eq!(out.status.code(), Some(0), "{load:?}: {out:?}");
+            let report = json(&out);
+            assert!(count(&report, "answered") > 0, "{load:?}: {report}");
+            assert!(count(&report, "unreachable") > 0, "{load:?}: {report}");
+            // Each report is about a probe sent to the closed port: lost.
+            assert!(count(&report, "lost") >= count(&report, "unreachable"), "{report}");
+            let duration = report["duration_s"].as_f64().unwrap();
+            assert!(duration > 0.95, "sent until the end: {report}");
+        });
+    }
+    with_server_that_goes_away(Duration::from_millis(200), |addr| {
+        let out = bench(&[&addr.to_string(), "-d", "600ms", "-t", "50ms"], Duration::from_secs(5));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains("(port unreachable: the target went away"), "{out:?}");
+    });
+}
+
+/// A run with no answer has failed (exit 1, as ping and iperf3), report and
+/// all: 100 % loss even within `--max-loss 100`, or nothing sent at all.
+#[test]
+fn a_run_without_an_answer_exits_1() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap(); // queues, never answers
+    let addr = silent.local_addr().unwrap().to_string();
+    for extra in [&[][..], &["--max-loss", "100"]] {
+        let mut args = vec![addr.as_str(), "-d", "200ms", "-t", "50ms", "--json"];
+        args.extend_from_slice(extra);
+        let out = bench(&args, Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {out:?}");
+        let report = json(&out);
+        assert!(count(&report, "sent") > 0, "{report}");
+        assert_eq!(count(&report, "lost"), count(&report, "sent"), "{report}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error: none of the") && stderr.contains("was answered"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("check failed"), "--max-loss 100 holds: {stderr}");
+    }
+    with_server(|addr| {
+        let out = bench(&[&addr.to_string(), "-d", "1ns", "--json"], Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert_eq!(count(&json(&out), "sent"), 0);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("error: no probe was sent"), "{stderr}");
+        // One answer is enough for the run to have measured something.
+        let out = bench(&[&addr.to_string(), "-d", "100ms"], Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    });
+}
+
 #[test]
 fn no_server_is_a_clear_error() {
     let addr = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed again
@@ -193,6 +278,107 @@ fn usage_errors_exit_2() {
     let out = bench(&["--size", "27"], Duration::from_secs(5));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("28 bytes"), "{stderr}");
+}
+
+/// A `--stamp-*` flag without `--stamp` is refused, never silently ignored:
+/// with ADDR (or `--expect`) given, clap alone would let it through.
+#[test]
+fn stamp_flags_without_stamp_are_usage_errors() {
+    let key = scratch("unused.key"); // refused before anything reads it
+    let key = key.to_str().unwrap();
+    for args in [
+        &["127.0.0.1:9", "--stamp-key-file", key][..],
+        &["127.0.0.1:9", "--stamp-ssid", "3"],
+        &["127.0.0.1:9", "--stamp-ssid", "0"],
+        &["127.0.0.1:9", "--stamp-timestamp", "ptp"],
+        &["127.0.0.1:9", "--stamp-tlv", "direct"],
+        &["127.0.0.1:9", "--stamp-stateful"],
+        &["--expect", "echo", "--stamp-key-file", key],
+        &["--stamp-ssid", "3"],
+    ] {
+        let out = bench(args, Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--stamp"), "{args:?} must name --stamp: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing measured");
+    }
+}
+
+/// Runs `f` with the address of an echo server on `bind` that notes the
+/// traffic class byte (IPv4 TOS, IPv6 Traffic Class) each datagram arrived with.
+fn with_tos_reading_server(bind: &str, f: impl FnOnce(SocketAddr)) -> Vec<Option<u8>> {
+    use shout::test_seam::{enable_ttl_tos, recv_batch, RecvMeta};
+    let sock = UdpSocket::bind(bind).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    enable_ttl_tos(&sock, sock.local_addr().unwrap().is_ipv6()).unwrap();
+    let addr = sock.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    thread::scope(|s| {
+        let server = s.spawn(|| {
+            let mut tos = Vec::new();
+            let mut buf = [0u8; 2048];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut meta = [RecvMeta::default(); 1];
+                let mut bufs = [std::io::IoSliceMut::new(&mut buf)];
+                if let Ok(1) = recv_batch(&sock, &mut bufs, &mut meta, true) {
+                    tos.push(meta[0].tos);
+                    let _ = sock.send_to(&buf[..meta[0].len], meta[0].addr);
+                }
+            }
+            tos
+        });
+        {
+            let _stop = StopOnDrop(&stop);
+            f(addr);
+        }
+        seen = server.join().unwrap();
+    });
+    seen
+}
+
+/// `--dscp` marks every probe: what arrives carries DSCP << 2 in its TOS
+/// (IPv4) or Traffic Class (IPv6), named or numbered; a bad class is refused.
+#[test]
+fn dscp_marks_every_probe() {
+    let mut cases = vec![("127.0.0.1:0", "af41", 34u8), ("127.0.0.1:0", "10", 10)];
+    if common::ipv6_loopback_available() {
+        cases.push(("[::1]:0", "ef", 46));
+    }
+    for (bind, class, dscp) in cases {
+        let mut report = Value::Null;
+        let seen = with_tos_reading_server(bind, |addr| {
+            let args = [&addr.to_string(), "--dscp", class, "-d", "200ms", "--json"];
+            let out = bench(&args, Duration::from_secs(5));
+            assert!(out.status.success(), "{class}: {out:?}");
+            report = json(&out);
+        });
+        assert_eq!(report["dscp"], dscp, "{report}");
+        assert!(count(&report, "answered") > 0, "{report}");
+        assert!(!seen.is_empty(), "{class}: the server saw nothing");
+        let want = Some(dscp << 2);
+        assert!(
+            seen.iter().all(|&t| t == want),
+            "{class} over {bind}: want {want:?}, saw {seen:?}"
+        );
+    }
+    // Unmarked without the flag, and the table names the class.
+    let seen = with_tos_reading_server("127.0.0.1:0", |addr| {
+        let out = bench(&[&addr.to_string(), "-d", "100ms", "--json"], Duration::from_secs(5));
+        assert_eq!(json(&out)["dscp"], Value::Null);
+    });
+    assert!(!seen.is_empty() && seen.iter().all(|&t| t == Some(0)), "{seen:?}");
+    with_tos_reading_server("127.0.0.1:0", |addr| {
+        let out =
+            bench(&[&addr.to_string(), "-d", "100ms", "--dscp", "EF"], Duration::from_secs(5));
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains(", DSCP 46 (ef)"), "{table}");
+    });
+    for bad in ["64", "af14", "cs8", "gold"] {
+        let out = bench(&["--dscp", bad], Duration::from_secs(5));
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("0 to 63"), "{out:?}");
+    }
 }
 
 #[test]

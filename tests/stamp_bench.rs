@@ -50,6 +50,9 @@ struct Knobs {
     spoil_last_octet: bool,
     /// Listen on [::1] instead of 127.0.0.1.
     ipv6: bool,
+    /// Resize each reply to these lengths in turn (cut, or zero-padded), as a
+    /// TWAMP-Light reflector that pads its own way, or to a random IMIX.
+    pad_to: Vec<usize>,
 }
 
 /// What the reflector did.
@@ -89,7 +92,7 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
     let counts = Counts::default();
     thread::scope(|s| {
         s.spawn(|| {
-            let mut buf = vec![0u8; 2048];
+            let mut buf = vec![0u8; 65_536];
             let mut held: Option<(Vec<u8>, SocketAddr)> = None;
             let mut reflected = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -127,6 +130,14 @@ fn with_reflector(knobs: Knobs, f: impl FnOnce(SocketAddr, &Counts)) {
                 if knobs.spoil_last_octet {
                     buf[len - 1] ^= 0xFF;
                 }
+                let len = match knobs.pad_to.len() {
+                    0 => len,
+                    n => {
+                        let to = knobs.pad_to[mine as usize % n];
+                        buf[len.min(to)..to].fill(0);
+                        to
+                    }
+                };
                 let reply = &buf[..len];
                 if knobs.reorder && mine.is_multiple_of(2) {
                     held = Some((reply.to_vec(), m.addr));
@@ -349,6 +360,46 @@ fn replies_whose_hmac_tlv_fails_are_counted_not_used() {
     });
 }
 
+/// A reflector that pads its replies its own way: longer, shorter (base
+/// packet only, as TWAMP-Light may answer a padded request), or a mix of
+/// sizes. Every reply that parses and carries our number is an answer, and
+/// the report says which sizes came back.
+#[test]
+fn replies_padded_differently_are_answers_with_their_sizes_reported() {
+    let cases: [(&[usize], usize, usize, &[usize]); 3] = [
+        (&[100], 100, 100, &[100]),
+        (&[44], 44, 44, &[44]),
+        (&[64, 9000, 594, 1518], 64, 9000, &[64, 594, 1518, 9000]),
+    ];
+    for (pad_to, min, max, seen) in cases {
+        let knobs = Knobs { pad_to: pad_to.to_vec(), ..Knobs::default() };
+        with_reflector(knobs, |addr, counts| {
+            // 200-byte test packets (Extra Padding), so a 44-byte reply is shorter.
+            let sender = SenderConfig { size: 200, ..SenderConfig::default() };
+            let (report, stamp) = run(&stamp_config(addr, sender, false));
+            assert_clean(&report, &stamp);
+            assert_eq!(counts.requests.load(Ordering::Relaxed), report.sent);
+            let sizes = stamp.reply_sizes.clone().expect("sizes differed: reported");
+            assert_eq!(sizes.differed, report.answered, "{pad_to:?}: {sizes:?}");
+            assert_eq!((sizes.min, sizes.max, &sizes.seen[..]), (min, max, seen), "{sizes:?}");
+            let table = report.to_string();
+            let range = if min == max { format!("{min} B") } else { format!("{min}-{max} B") };
+            let line =
+                format!("reply size  {} replies not 200 B as sent: {range}", report.answered);
+            assert!(table.contains(&line), "{line:?} in:\n{table}");
+            let json = serde_json::to_value(&report).unwrap();
+            assert_eq!(json["stamp"]["reply_sizes"]["seen"], serde_json::json!(seen), "{json}");
+        });
+    }
+    // Replies of the size sent: nothing to say.
+    with_reflector(Knobs::default(), |addr, _| {
+        let (report, stamp) = run(&stamp_config(addr, SenderConfig::default(), false));
+        assert_clean(&report, &stamp);
+        assert_eq!(stamp.reply_sizes, None);
+        assert!(!report.to_string().contains("reply size"), "{report}");
+    });
+}
+
 #[test]
 fn forward_loss_is_told_from_a_stateful_reflectors_numbers() {
     let knobs = Knobs { stateful: true, drop_request_every: Some(10), ..Knobs::default() };
@@ -425,8 +476,53 @@ fn replies_signed_with_another_key_are_mismatched_not_answered() {
         assert!(report.sent > 0);
         assert_eq!(stamp.auth_failed, counts.requests.load(Ordering::Relaxed), "{stamp:#?}");
         assert_eq!(report.mismatched, stamp.auth_failed);
+        assert_eq!(stamp.unauthenticated_replies, 0, "another key, not none: {stamp:#?}");
+        assert!(report.to_string().contains("replies (wrong key?)\n"), "{report}");
         assert_eq!(report.rtt_us, None);
     });
+}
+
+/// A key sent to a reflector without one: its replies are unauthenticated
+/// packets carrying our sequence numbers, and the report says so instead of
+/// blaming the key.
+#[test]
+fn an_unauthenticated_reflector_is_named_as_such() {
+    with_reflector(Knobs::default(), |addr, counts| {
+        let sender = SenderConfig {
+            mode: AuthMode::Authenticated,
+            auth_key: Some(KEY.to_vec()),
+            ..SenderConfig::default()
+        };
+        let (report, stamp) = run(&stamp_config(addr, sender, false));
+        let replies = counts.requests.load(Ordering::Relaxed);
+        assert!(report.sent > 0 && replies > 0, "{report:#?}");
+        assert_eq!(report.answered, 0, "not authenticated: not answered: {report:#?}");
+        assert_eq!(stamp.auth_failed, replies, "{stamp:#?}");
+        assert_eq!(stamp.unauthenticated_replies, replies, "{stamp:#?}");
+        let table = report.to_string();
+        assert!(table.contains("the reflector answers unauthenticated"), "{table}");
+        assert!(!table.contains("wrong key?"), "{table}");
+    });
+    // The real reflector, without a key, through the binary.
+    let scratch = Scratch::new("stamp_bench_unauth");
+    scratch.write("key", KEY);
+    let key = scratch.path().join("key");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = common::Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+    let target = server.addr().to_string();
+    let key = key.to_str().unwrap();
+    let out = bench(&["--stamp", &target, "--stamp-key-file", key, "-d", "200ms", "-t", "50ms"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("the reflector answers unauthenticated"), "{out:?}");
+    let out = bench(&["--stamp", &target, "--stamp-key-file", key, "-d", "200ms", "--json"]);
+    let report = json(&out);
+    let failed = &report["stamp"]["auth_failed"];
+    assert!(failed.as_u64().unwrap() > 0, "{report}");
+    assert_eq!(&report["stamp"]["unauthenticated_replies"], failed, "{report}");
+    server.stop();
 }
 
 // ---- the binary ----
@@ -679,6 +775,42 @@ fn cli_key_file_json_plot_csv_and_checks() {
         assert!(!table.contains("\ntlv "), "no TLVs sent, no TLV lines: {table}");
         assert!(String::from_utf8_lossy(&out.stderr).contains("above --max-loss"), "{out:?}");
     });
+}
+
+/// `shout server --mode stamp` killed mid-run: the bench goes on to the end
+/// and reports, the probes after the kill lost and the "port unreachable"
+/// reports counted, in the JSON and the table.
+#[test]
+fn a_reflector_killed_mid_run_leaves_a_report() {
+    for json_flag in [true, false] {
+        let server = common::Server::start(&["--mode", "stamp", "--bind", "127.0.0.1:0"]);
+        let target = server.addr().to_string();
+        let mut args = vec!["--stamp", &target, "--rate", "200", "-d", "1s", "-t", "50ms"];
+        if json_flag {
+            args.push("--json");
+        }
+        let out = thread::scope(|s| {
+            s.spawn(move || {
+                thread::sleep(Duration::from_millis(300));
+                server.kill();
+            });
+            bench(&args)
+        });
+        assert_eq!(out.status.code(), Some(0), "some answered, no limit: {out:?}");
+        if json_flag {
+            let report = json(&out);
+            let answered = report["answered"].as_u64().unwrap();
+            let unreachable = report["unreachable"].as_u64().unwrap();
+            assert!(answered > 0 && unreachable > 0, "{report}");
+            assert!(report["lost"].as_u64().unwrap() >= unreachable, "{report}");
+            assert!(report["duration_s"].as_f64().unwrap() > 0.95, "{report}");
+            assert!(report["stamp"]["unsplit_lost"].as_u64().unwrap() > 0, "{report}");
+        } else {
+            let table = String::from_utf8_lossy(&out.stdout);
+            assert!(table.contains("the target went away during the run"), "{table}");
+            assert!(table.contains("stamp       unauthenticated"), "{table}");
+        }
+    }
 }
 
 #[test]

@@ -121,6 +121,10 @@ pub struct BenchConfig {
     /// [`threads`](BenchConfig::threads); with fewer cores, threads take turns
     /// and measure each other instead.
     pub busy_poll: bool,
+    /// Mark the probes with this DSCP (0 to 63; [`crate::dscp`] reads names):
+    /// the IPv4 TOS or IPv6 Traffic Class of the flows' sockets is `dscp << 2`.
+    /// `None`: the system's default (0).
+    pub dscp: Option<u8>,
     /// Send STAMP test packets to a STAMP reflector (`--stamp`); `None`:
     /// `SB` probes to an echo or uppercase server. `expect` does not apply.
     pub stamp: Option<StampConfig>,
@@ -141,6 +145,7 @@ impl Default for BenchConfig {
             progress: false,
             timeline: false,
             busy_poll: false,
+            dscp: None,
             stamp: None,
         }
     }
@@ -228,6 +233,9 @@ impl BenchConfig {
         }
         if self.timeout > MAX_TIMEOUT {
             return Err("--timeout must be at most 1 hour".into());
+        }
+        if let Some(d) = self.dscp.filter(|&d| d > crate::dscp::MAX_DSCP) {
+            return Err(format!("--dscp must be 0 to 63, not {d}"));
         }
         self.format()?;
         Ok(())

@@ -46,6 +46,9 @@ pub(crate) struct Tally {
     pub(crate) mismatched: u64,
     /// Probes past their timeout with no reply yet: the loss so far.
     pub(crate) overdue: u64,
+    /// "Port unreachable" reports (ICMP) after the target had answered: it
+    /// went away. The probes they stand for are in the loss.
+    pub(crate) unreachable: u64,
 }
 
 impl std::ops::AddAssign for Tally {
@@ -57,6 +60,7 @@ impl std::ops::AddAssign for Tally {
         self.reordered += rhs.reordered;
         self.mismatched += rhs.mismatched;
         self.overdue += rhs.overdue;
+        self.unreachable += rhs.unreachable;
     }
 }
 
@@ -200,6 +204,14 @@ impl Tracker {
         self.next_seq = next_seq;
     }
 
+    /// Counts a "port unreachable" report, seen at `now_ns`, from a target
+    /// that had answered before.
+    pub(crate) fn unreachable(&mut self, now_ns: u64) {
+        if self.measured(now_ns) {
+            self.tally.unreachable += 1;
+        }
+    }
+
     /// Counts a datagram that cannot be a reply (truncated, or garbage).
     pub(crate) fn mismatch(&mut self, now_ns: u64) {
         if self.measured(now_ns) {
@@ -219,13 +231,22 @@ impl Tracker {
             match self.rules.format.read(payload, self.next_seq) {
                 Ok(echo) => echo,
                 Err(why) => {
-                    if let (Unusable::Auth | Unusable::TlvAuth, Some(st)) =
-                        (why, self.stamp.as_mut())
+                    let ours = match why {
+                        Unusable::Unauthenticated(seq) => self.was_sent(seq),
+                        _ => false,
+                    };
+                    if let (
+                        Unusable::Auth | Unusable::TlvAuth | Unusable::Unauthenticated(_),
+                        Some(st),
+                    ) = (why, self.stamp.as_mut())
                     {
                         if now_ns >= self.rules.measure_from_ns {
                             st.auth_failed += 1;
                             if why == Unusable::TlvAuth {
                                 st.tlvs.hmac_failed += 1;
+                            }
+                            if ours {
+                                st.unauthenticated += 1;
                             }
                         }
                     }
@@ -292,9 +313,22 @@ impl Tracker {
             }
             if let (Some(st), Some(e)) = (self.stamp.as_mut(), stamp.as_ref()) {
                 st.on_answer(seq, rtt, e, (ttl, tos), unix_ns(SystemTime::now()));
+                st.other_sizes.note(payload.len(), self.rules.format.size);
             }
         }
         self.highest = self.highest.max(Some(seq));
+    }
+
+    /// Whether `seq` is a probe of this flow sent recently enough to be told
+    /// apart: still in its ring slot, or (open loop, where slots are written
+    /// only on news) within a ring's length of the next.
+    fn was_sent(&self, seq: u64) -> bool {
+        if seq >= self.next_seq {
+            return false;
+        }
+        let slot = self.slots[(seq & self.mask) as usize];
+        (slot.state != State::Free && slot.seq == seq)
+            || (self.rules.schedule.is_some() && self.next_seq - seq <= self.mask + 1)
     }
 
     /// Gives up on probes whose timeout has passed by `now_ns`.

@@ -59,6 +59,10 @@ pub(super) struct Run<'a> {
     pub(super) stop: &'a AtomicBool,
     /// Set when a flow fails: every flow ends at once.
     pub(super) abort: AtomicBool,
+    /// Set once any flow has received a datagram from the target. After
+    /// that, "port unreachable" means it went away mid-run: counted, and the
+    /// run goes on; before, that nothing listens there: the run fails.
+    pub(super) heard: AtomicBool,
     /// Whether threads may poll instead of sleeping: only when each has a core
     /// of its own, or spinning threads would take turns for whole time slices.
     pub(super) spin: bool,
@@ -75,6 +79,12 @@ impl Run<'_> {
 
     fn aborted(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Whether `err` is the target gone away after it answered: a "port
+    /// unreachable" (ICMP) report, reported on the next send or receive.
+    fn went_away(&self, err: &io::Error) -> bool {
+        err.kind() == io::ErrorKind::ConnectionRefused && self.heard.load(Ordering::Relaxed)
     }
 
     fn tracker(&self, ring: usize, schedule: Option<Schedule>) -> Tracker {
@@ -159,7 +169,15 @@ pub(super) fn closed(run: &Run<'_>, window: usize, live: &Live) -> io::Result<Fl
                 break;
             }
             let at = run.now_ns();
-            let sent = outbox.send(&sock, seq, room, |_| at)?;
+            let sent = match outbox.send(&sock, seq, room, |_| at) {
+                Ok(sent) => sent,
+                // The failed call sent nothing and cleared the error: the next can send.
+                Err(err) if run.went_away(&err) => {
+                    tracker.unreachable(at);
+                    break;
+                }
+                Err(err) => return Err(err),
+            };
             for s in seq..seq + sent as u64 {
                 tracker.on_send(s, at);
             }
@@ -216,10 +234,11 @@ pub(super) fn open(run: &Run<'_>, index: usize, rate: f64, live: &Live) -> io::R
         }
         let sent =
             sender.join().unwrap_or_else(|_| Err(io::Error::other("bench sender thread panicked")));
-        let (drops, (sent, sent_until_ns, sent_by_interval)) = (received?, sent?);
+        let (drops, (sent, sent_until_ns, sent_by_interval, unreachable)) = (received?, sent?);
         tracker.finish_intervals(run.timeline.as_ref());
         let mut tally = tracker.tally;
         tally.sent = sent;
+        tally.unreachable += unreachable;
         // The sender counted what went out; the receiver, what came back.
         let intervals = tracker.intervals.map(|rec| Counts {
             sent: sent_by_interval.map(|c| c.sent).unwrap_or_default(),
@@ -248,19 +267,21 @@ fn open_ring(rate_per_flow: f64, timeout: Duration) -> usize {
 }
 
 /// Open loop's sending half: returns probes counted as sent, when it stopped,
-/// and (with a timeline) the probes sent by interval.
+/// (with a timeline) the probes sent by interval, and the "port unreachable"
+/// reports its sends got.
 fn send_on_schedule(
     run: &Run<'_>,
     sock: &UdpSocket,
     schedule: Schedule,
     announced: &AtomicU64,
     live: &Live,
-) -> io::Result<(u64, u64, Option<SentCounter>)> {
+) -> io::Result<(u64, u64, Option<SentCounter>, u64)> {
     let mut outbox = Outbox::new(run.config, &run.format, usize::MAX);
     let mut by_interval = run.timeline.as_ref().map(|m| SentCounter::new(m.shape()));
     let capacity = outbox.capacity() as u64;
     let mut seq = 0u64;
     let mut counted = 0u64;
+    let mut unreachable = 0u64;
     let result = loop {
         if run.aborted() || run.stop.load(Ordering::Relaxed) {
             break Ok(run.now_ns().min(run.end_ns));
@@ -291,6 +312,13 @@ fn send_on_schedule(
         announced.store(seq + due, Ordering::Release);
         let sent = match outbox.send(sock, seq, due as usize, |s| schedule.at(s)) {
             Ok(sent) => sent as u64,
+            // Nothing went out; the error is cleared, so the retry below can send.
+            Err(err) if run.went_away(&err) => {
+                if now >= run.measure_from_ns {
+                    unreachable += 1;
+                }
+                0
+            }
             Err(err) => break Err(err),
         };
         for at in (seq..seq + sent).map(|s| schedule.at(s)) {
@@ -310,7 +338,7 @@ fn send_on_schedule(
     };
     // What was announced but never sent must not count as outstanding.
     announced.store(seq, Ordering::Release);
-    result.map(|until| (counted, until, by_interval))
+    result.map(|until| (counted, until, by_interval, unreachable))
 }
 
 /// Open loop's receiving half: returns the socket's drops since the warmup.
@@ -396,6 +424,9 @@ fn receive(
 ) -> io::Result<()> {
     match inbox.recv(sock, wait, slots) {
         Ok(n) => {
+            if n > 0 && !run.heard.load(Ordering::Relaxed) {
+                run.heard.store(true, Ordering::Relaxed);
+            }
             let now = run.now_ns();
             if let Some(announced) = announced {
                 tracker.set_sent(announced.load(Ordering::Acquire));
@@ -412,6 +443,10 @@ fn receive(
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
             ) =>
         {
+            Ok(())
+        }
+        Err(err) if run.went_away(&err) => {
+            tracker.unreachable(run.now_ns());
             Ok(())
         }
         Err(err) => Err(socket_error(err, run.config.target, "receiving from")),

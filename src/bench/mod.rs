@@ -93,7 +93,9 @@ pub use config::{
 };
 pub use record::{Interval, Percentile, Timeline, MAX_INTERVALS};
 pub use render::{CSV_HEADER, JSON_FIELDS, STAMP_JSON_FIELDS};
-pub use report::{CosReport, Delay, Report, Rtt, StampReport, TlvResult, TlvResults, SCHEMA};
+pub use report::{
+    CosReport, Delay, ReplySizes, Report, Rtt, StampReport, TlvResult, TlvResults, SCHEMA,
+};
 
 use inflight::Tally;
 use loops::{FlowResult, Live, Run};
@@ -103,7 +105,10 @@ use stamp::StampTally;
 
 /// Runs the bench to the end and reports. Returns an error if the
 /// configuration is invalid (`InvalidInput`), nothing listens at the target
-/// (`ConnectionRefused`, "no server at ADDR"), or a socket fails.
+/// (`ConnectionRefused`, "no server at ADDR": "port unreachable" before any
+/// reply), or a socket fails. A target that goes away after it answered is
+/// no error: the run goes on, its probes lost, the reports counted in
+/// [`Report::unreachable`].
 pub fn run(config: &BenchConfig) -> io::Result<Report> {
     run_until(config, &AtomicBool::new(false))
 }
@@ -124,6 +129,7 @@ pub fn run_until(config: &BenchConfig, stop: &AtomicBool) -> io::Result<Report> 
         end_ns: measure_from_ns + clock::nanos(config.duration),
         stop,
         abort: AtomicBool::new(false),
+        heard: AtomicBool::new(false),
         spin: config.busy_poll
             || config.threads() <= thread::available_parallelism().map_or(1, |n| n.get()),
         busy: config.busy_poll,

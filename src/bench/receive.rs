@@ -61,8 +61,14 @@ pub(super) struct Inbox {
 impl Inbox {
     pub(super) fn new(config: &BenchConfig) -> Self {
         // One byte over the probe size, so a longer reply shows as truncated.
-        let chunk =
-            if config.gso { MAX_BUF } else { (config.size + 1).next_multiple_of(64).min(MAX_BUF) };
+        // STAMP: whole datagrams, as a reflector may pad its replies to any
+        // size (TWAMP-Light, IMIX) and a longer reply is still an answer. The
+        // pages of a slot no reply reaches are never touched, so never backed.
+        let chunk = if config.gso || config.stamp.is_some() {
+            MAX_BUF
+        } else {
+            (config.size + 1).next_multiple_of(64).min(MAX_BUF)
+        };
         Inbox {
             storage: vec![0; BATCH * chunk],
             chunk,

@@ -42,6 +42,8 @@ pub struct Report {
     pub gso: bool,
     /// Whether the bench's threads spun on their sockets instead of sleeping.
     pub busy_poll: bool,
+    /// The DSCP the probes were marked with (`--dscp`); `None`: unmarked.
+    pub dscp: Option<u8>,
     /// Warmup before counting began, in seconds.
     pub warmup_s: f64,
     /// Time over which probes were sent and counted, in seconds.
@@ -62,6 +64,11 @@ pub struct Report {
     pub reordered: u64,
     /// Datagrams that were no correct reply to any probe.
     pub mismatched: u64,
+    /// "Port unreachable" (ICMP) reports after the target had answered: it
+    /// went away during the run. The kernel keeps one such report per socket
+    /// until it is read, so this is at least 1 per outage and at most one per
+    /// probe lost to it; those probes are in `lost`.
+    pub unreachable: u64,
     /// Replies the kernel dropped on this host's sockets (receive queues full);
     /// `None` where the counter cannot be read. With GRO the kernel counts a
     /// dropped buffer of many replies once, so with `gso` this is a lower bound.
@@ -111,6 +118,10 @@ pub struct StampReport {
     pub unsplit_lost: u64,
     /// Replies that failed the HMAC check (also in `mismatched`).
     pub auth_failed: u64,
+    /// Of `auth_failed`, replies that are unauthenticated reflected packets
+    /// carrying the sequence number of a probe sent: the reflector answers
+    /// unauthenticated (it has no key), not with another key.
+    pub unauthenticated_replies: u64,
     /// TTL (hop limit) our probes reached the reflector with, as it reported.
     pub forward_ttl: Option<Ttl>,
     /// TTL the replies reached us with.
@@ -125,6 +136,9 @@ pub struct StampReport {
     pub turnaround_us: Option<Delay>,
     /// Round trip minus the reflector's turnaround, per probe.
     pub rtt_net_us: Option<Delay>,
+    /// Answered replies of another size than the test packets (a reflector
+    /// that pads differently); `None` when every reply had their size.
+    pub reply_sizes: Option<ReplySizes>,
     /// What the reflector did with the TLVs of [`tlvs`](StampReport::tlvs);
     /// `None` when none were sent.
     pub tlv_results: Option<TlvResults>,
@@ -170,6 +184,21 @@ impl CosReport {
             backward_ecn: values(u64::from(c.backward_ecn)),
         })
     }
+}
+
+/// Answered STAMP replies whose size differed from the test packets'. They
+/// are answers all the same: measured like the others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplySizes {
+    /// How many answered replies had another size than [`Report::size`].
+    pub differed: u64,
+    /// The smallest of them, in bytes.
+    pub min: usize,
+    /// The largest of them, in bytes.
+    pub max: usize,
+    /// Their distinct sizes, ascending: the first 16 seen (`min` and `max`
+    /// always among them when there are no more).
+    pub seen: Vec<usize>,
 }
 
 /// With `--stamp-tlv`: what came back of the TLVs sent (RFC 8972 §4).
@@ -322,12 +351,19 @@ impl StampReport {
                 st.forward_lost + st.backward_lost + st.unsplit_lost
             },
             auth_failed: st.auth_failed,
+            unauthenticated_replies: st.unauthenticated,
             forward_ttl: Ttl::from_range(st.forward_ttl),
             backward_ttl: Ttl::from_range(st.backward_ttl),
             forward_us: Delay::from_signed(&st.forward),
             backward_us: Delay::from_signed(&st.backward),
             turnaround_us: Delay::from_signed(&st.turnaround),
             rtt_net_us: Delay::from_signed(&st.net_rtt),
+            reply_sizes: (st.other_sizes.replies > 0).then(|| ReplySizes {
+                differed: st.other_sizes.replies,
+                min: st.other_sizes.min,
+                max: st.other_sizes.max,
+                seen: st.other_sizes.sizes().to_vec(),
+            }),
             tlv_results: TlvResults::new(&sender.tlvs, answered, &st.tlvs),
             cos: CosReport::new(&sender.tlvs, &st.cos),
         }
@@ -405,6 +441,7 @@ impl Report {
             rate,
             gso: config.gso,
             busy_poll: config.busy_poll,
+            dscp: config.dscp,
             warmup_s: config.warmup.as_secs_f64(),
             duration_s: secs,
             timeout_s: config.timeout.as_secs_f64(),
@@ -415,6 +452,7 @@ impl Report {
             duplicated: tally.duplicated,
             reordered: tally.reordered,
             mismatched: tally.mismatched,
+            unreachable: tally.unreachable,
             dropped_here,
             lost_elsewhere: dropped_here.map(|d| lost.saturating_sub(d)),
             loss_pct: if tally.sent > 0 { lost as f64 * 100.0 / tally.sent as f64 } else { 0.0 },

@@ -114,6 +114,9 @@ impl Outbox {
                 Ok(k) => done += k,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) if is_short_of_buffers(&err) => break,
+                // A "port unreachable" report for an earlier probe: what this
+                // call sent counts; the caller sends the rest.
+                Err(err) if done > 0 && err.kind() == io::ErrorKind::ConnectionRefused => break,
                 Err(err) if txs[done].segment_size.is_some() && sys::is_gso_error(&err) => {
                     return Err(io::Error::new(
                         err.kind(),

@@ -40,6 +40,12 @@ pub(super) fn connect(config: &BenchConfig) -> io::Result<UdpSocket> {
             if target.is_ipv4() { socket.set_ttl(ttl) } else { socket.set_unicast_hops_v6(ttl) };
         set.map_err(|err| io::Error::new(err.kind(), format!("--stamp: setting TTL 255: {err}")))?;
     }
+    if let Some(dscp) = config.dscp {
+        // DSCP in the upper six bits, ECN (the lower two) left to the stack.
+        let tos = u32::from(dscp) << 2;
+        let set = if target.is_ipv4() { socket.set_tos(tos) } else { socket.set_tclass_v6(tos) };
+        set.map_err(|err| io::Error::new(err.kind(), format!("--dscp {dscp}: {err}")))?;
+    }
     let sock: UdpSocket = socket.into();
     if config.stamp.is_some() {
         sys::enable_ttl_tos(&sock, target.is_ipv6()).map_err(|err| {

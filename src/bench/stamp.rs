@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
-use crate::stamp::{ParseError, Sender, TlvFlags, TlvIntegrity};
+use crate::stamp::{AuthMode, ParseError, Sender, TlvFlags, TlvIntegrity};
 
 /// The TTL (hop limit) probes are sent with: hops = 255 - TTL received.
 pub(crate) const SEND_TTL: u8 = 255;
@@ -211,6 +211,11 @@ pub(crate) enum Unusable {
     Auth,
     /// Its HMAC TLV does not match our key.
     TlvAuth,
+    /// Its base packet's HMAC does not match our key, but it reads as an
+    /// unauthenticated reflected packet carrying this sequence number of ours
+    /// (widened): the reflector answers unauthenticated. The caller checks
+    /// that the number is one it sent.
+    Unauthenticated(u64),
 }
 
 /// Nanoseconds since the Unix epoch, saturating.
@@ -235,7 +240,8 @@ impl StampFormat {
     #[inline]
     pub(crate) fn read(&self, reply: &[u8], next_seq: u64) -> Result<(u64, StampEcho), Unusable> {
         let r = self.sender.parse_reflected(reply).map_err(|e| match e {
-            ParseError::Auth => Unusable::Auth,
+            ParseError::Auth => unauthenticated(reply)
+                .map_or(Unusable::Auth, |seq| Unusable::Unauthenticated(widen(seq, next_seq))),
             ParseError::Short { .. } => Unusable::Mismatch,
         })?;
         if r.tlv_integrity == TlvIntegrity::Invalid {
@@ -295,6 +301,23 @@ impl StampFormat {
                 _ => None,
             })
     }
+}
+
+/// The Session-Sender Sequence Number of `reply` read as an unauthenticated
+/// reflected packet (RFC 8762 §4.3.1), when it looks like one. Such a reply
+/// to an authenticated packet comes from a reflector without a key, which read
+/// our Sequence Number where both layouts have it. Its Timestamp (octets 4..12)
+/// is set, where an authenticated reflected packet has zeros (MBZ): that tells
+/// a wrong key's reply from it.
+fn unauthenticated(reply: &[u8]) -> Option<u32> {
+    let l = AuthMode::Unauthenticated.layout();
+    let base = reply.get(..l.len)?;
+    let timestamp = &base[l.timestamp..l.timestamp + 8];
+    if timestamp.iter().all(|&b| b == 0) {
+        return None;
+    }
+    let seq = &base[l.sender_seq..l.sender_seq + 4];
+    Some(u32::from_be_bytes(seq.try_into().ok()?))
 }
 
 /// The sequence number below `next` whose low 32 bits are `low` (the most
@@ -400,6 +423,64 @@ impl Range {
     }
 }
 
+/// Most distinct reply sizes [`OtherSizes`] lists.
+pub(crate) const MAX_SIZES: usize = 16;
+
+/// Answered replies whose size differed from the test packet's (a reflector
+/// that pads differently): how many, the smallest and largest, and the first
+/// [`MAX_SIZES`] distinct sizes, ascending. Fixed size: nothing allocated per reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OtherSizes {
+    pub(crate) replies: u64,
+    pub(crate) min: usize,
+    pub(crate) max: usize,
+    seen: [usize; MAX_SIZES],
+    distinct: usize,
+}
+
+impl OtherSizes {
+    /// Notes an answered reply of `len` octets to a packet of `sent`.
+    pub(crate) fn note(&mut self, len: usize, sent: usize) {
+        if len != sent {
+            self.add_size(len, 1);
+        }
+    }
+
+    fn add_size(&mut self, len: usize, replies: u64) {
+        if self.replies == 0 {
+            (self.min, self.max) = (len, len);
+        }
+        self.replies += replies;
+        self.min = self.min.min(len);
+        self.max = self.max.max(len);
+        let seen = &mut self.seen[..self.distinct];
+        if let Err(at) = seen.binary_search(&len) {
+            if self.distinct < MAX_SIZES {
+                self.seen.copy_within(at..self.distinct, at + 1);
+                self.seen[at] = len;
+                self.distinct += 1;
+            }
+        }
+    }
+
+    /// The distinct sizes kept, ascending.
+    pub(crate) fn sizes(&self) -> &[usize] {
+        &self.seen[..self.distinct]
+    }
+
+    fn add(&mut self, o: &OtherSizes) {
+        if o.replies == 0 {
+            return;
+        }
+        // The counts go with the extremes; the other sizes add no replies.
+        self.add_size(o.min, o.replies);
+        self.add_size(o.max, 0);
+        for &len in o.sizes() {
+            self.add_size(len, 0);
+        }
+    }
+}
+
 /// One flow's STAMP sums, then all flows' (measured probes only).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StampTally {
@@ -417,6 +498,11 @@ pub(crate) struct StampTally {
     pub(crate) backward_ttl: Range,
     /// Replies that failed the HMAC check (not in `answered`: mismatched).
     pub(crate) auth_failed: u64,
+    /// Of those, replies that read as unauthenticated reflected packets
+    /// carrying the number of a probe we sent: the reflector has no key.
+    pub(crate) unauthenticated: u64,
+    /// Answered replies of another size than the test packets.
+    pub(crate) other_sizes: OtherSizes,
     /// What came back of the TLVs we sent.
     pub(crate) tlvs: Box<TlvTally>,
     /// The Class of Service each way (with `--stamp-cos`).
@@ -506,6 +592,8 @@ impl StampTally {
         self.forward_ttl.add(o.forward_ttl);
         self.backward_ttl.add(o.backward_ttl);
         self.auth_failed += o.auth_failed;
+        self.unauthenticated += o.unauthenticated;
+        self.other_sizes.add(&o.other_sizes);
         self.tlvs.add(&o.tlvs);
         self.cos.add(&o.cos);
         self.own_seq += o.own_seq;

@@ -3,6 +3,28 @@
 use super::*;
 
 #[test]
+fn other_sizes_count_and_list_what_differed() {
+    let mut a = OtherSizes::default();
+    for len in [44, 100, 64, 100, 44, 1500] {
+        a.note(len, 44);
+    }
+    assert_eq!((a.replies, a.min, a.max), (4, 64, 1500));
+    assert_eq!(a.sizes(), [64, 100, 1500]);
+    let mut many = OtherSizes::default();
+    for len in (0..40).rev().map(|i| 50 + i) {
+        many.note(len, 44);
+    }
+    assert_eq!((many.replies, many.min, many.max), (40, 50, 89));
+    assert_eq!(many.sizes().len(), MAX_SIZES, "the first 16 kept");
+    a.add(&many);
+    assert_eq!((a.replies, a.min, a.max), (44, 50, 1500));
+    assert_eq!(a.sizes().len(), MAX_SIZES);
+    let mut none = OtherSizes::default();
+    none.add(&OtherSizes::default());
+    assert_eq!(none, OtherSizes::default());
+}
+
+#[test]
 fn widening_finds_the_latest_sent() {
     assert_eq!(widen(5, 0), 5);
     assert_eq!(widen(5, 10), 5);

@@ -21,13 +21,14 @@ Examples:
   shout bench                                  (ping-pong: window 1, 10 s)
   shout bench 127.0.0.1:8080 --window 64 --flows 4 --duration 5s
   shout bench --rate 100000 --max-p99 1ms --max-loss 0.1 --json
+  shout bench 192.0.2.7:8080 --rate 1000 --dscp ef
   shout bench --window 8 --duration 30s --plot run.svg --csv run.csv
   shout bench --stamp 192.0.2.7 --rate 100 --stamp-tlv timestamp-info,direct
   shout bench --stamp [::1]:862 --stamp-key-file stamp.key --stamp-timestamp ptp
 
 Exit codes:
-  0  the run finished and every --max-* limit held
-  1  a limit was broken, no server, or a socket error
+  0  the run finished, some probe was answered, and every --max-* limit held
+  1  a limit was broken, no probe was answered (or none sent), no server, or a socket error
   2  usage error";
 
 /// `shout bench`'s arguments.
@@ -66,12 +67,12 @@ pub struct BenchArgs {
     /// STAMP authenticated mode with the HMAC key in this file (its bytes; one trailing newline is ignored).
     #[arg(long, value_name = "PATH", requires = "stamp")]
     stamp_key_file: Option<std::path::PathBuf>,
-    /// STAMP timestamp format of the test packets.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Ntp, requires = "stamp")]
-    stamp_timestamp: Format,
-    /// STAMP Session-Sender Identifier (RFC 8972), 0 for none.
-    #[arg(long, value_name = "N", default_value_t = 0, requires = "stamp")]
-    stamp_ssid: u16,
+    /// STAMP timestamp format of the test packets [default: ntp].
+    #[arg(long, value_name = "FORMAT", value_enum, requires = "stamp")]
+    stamp_timestamp: Option<Format>,
+    /// STAMP Session-Sender Identifier (RFC 8972), 0 for none [default: 0].
+    #[arg(long, value_name = "N", requires = "stamp")]
+    stamp_ssid: Option<u16>,
     /// RFC 8972 TLVs on every test packet, comma-separated: timestamp-info, cos[=DSCP], direct, access-report, follow-up.
     #[arg(long, value_name = "TLV,...", value_delimiter = ',', value_parser = parse_tlv, requires = "stamp")]
     stamp_tlv: Vec<TlvRequest>,
@@ -81,6 +82,9 @@ pub struct BenchArgs {
     /// The reflector is stateful: split the loss by direction even if no probe was lost on the way out.
     #[arg(long, requires = "stamp")]
     stamp_stateful: bool,
+    /// Mark the probes with this DSCP: a name (ef, af11 to af43, cs0 to cs7, be, le, va) or a number 0 to 63; sent as IPv4 TOS / IPv6 Traffic Class DSCP << 2.
+    #[arg(long, value_name = "CLASS", value_parser = shout::dscp::parse_dscp)]
+    dscp: Option<u8>,
     /// Send probes as UDP GSO buffers and receive with UDP GRO (Linux).
     #[arg(long)]
     gso: bool,
@@ -167,8 +171,8 @@ impl BenchArgs {
         let sender = SenderConfig {
             mode,
             auth_key,
-            ssid: self.stamp_ssid,
-            format: self.stamp_timestamp.into(),
+            ssid: self.stamp_ssid.unwrap_or(0),
+            format: self.stamp_timestamp.unwrap_or_default().into(),
             tlvs,
             size: self.size.unwrap_or(0),
             ..SenderConfig::default()
@@ -176,8 +180,29 @@ impl BenchArgs {
         Ok(StampConfig { sender, stateful: self.stamp_stateful })
     }
 
+    /// The `--stamp-*` flags given. clap's `requires = "stamp"` is waived
+    /// when an argument that conflicts with `--stamp` (ADDR, `--expect`) is
+    /// given, so they are checked here too.
+    fn stamp_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--stamp-key-file", self.stamp_key_file.is_some()),
+            ("--stamp-timestamp", self.stamp_timestamp.is_some()),
+            ("--stamp-ssid", self.stamp_ssid.is_some()),
+            ("--stamp-tlv", !self.stamp_tlv.is_empty()),
+            ("--stamp-stateful", self.stamp_stateful),
+        ];
+        given.into_iter().filter_map(|(flag, on)| on.then_some(flag)).collect()
+    }
+
     /// The run these arguments describe, checked.
     pub fn config(&self) -> Result<BenchConfig> {
+        if self.stamp.is_none() {
+            if let Some(flag) = self.stamp_flags().first() {
+                bail!(UsageError(format!(
+                    "{flag} needs --stamp ADDR (a STAMP reflector); ADDR alone is a shout server"
+                )));
+            }
+        }
         if self.max_loss.is_some_and(|pct| !(0.0..=100.0).contains(&pct)) {
             bail!(UsageError("--max-loss is a percentage: 0 to 100".into()));
         }
@@ -203,6 +228,7 @@ impl BenchArgs {
             progress: io::stderr().is_terminal(),
             timeline: self.plot.is_some() || self.csv.is_some(),
             busy_poll: self.busy_poll,
+            dscp: self.dscp,
             stamp,
         };
         config.validate().map_err(UsageError)?;
@@ -211,7 +237,7 @@ impl BenchArgs {
 
     /// Runs the load until `--duration` ends or Ctrl-C; prints the report
     /// (table or JSON), writes `--plot` and `--csv`; exit 1 if a `--max-*`
-    /// limit broke.
+    /// limit broke or no probe was answered.
     pub fn run(self) -> Result<ExitCode> {
         measure(self)
     }
@@ -275,7 +301,16 @@ fn measure(args: BenchArgs) -> Result<ExitCode> {
     for why in &broken {
         let _ = writeln!(io::stderr(), "check failed: {why}");
     }
-    Ok(if broken.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    // As ping and iperf3: a run that measured nothing has failed, whatever the limits.
+    let silent = match (report.sent, report.answered) {
+        (0, _) => Some("no probe was sent (is --duration shorter than one send?)".to_owned()),
+        (sent, 0) => Some(format!("none of the {sent} probes was answered")),
+        _ => None,
+    };
+    if let Some(why) = &silent {
+        let _ = writeln!(io::stderr(), "error: {why}");
+    }
+    Ok(if broken.is_empty() && silent.is_none() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 #[cfg(test)]

@@ -10,12 +10,19 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plural = if self.flows == 1 { "" } else { "s" };
         writeln!(f, "target      {} (expect {})", self.target, self.expect)?;
-        let gso = match (self.gso, self.busy_poll) {
+        let mut gso = match (self.gso, self.busy_poll) {
             (false, false) => "",
             (true, false) => ", GSO/GRO",
             (false, true) => ", busy-poll",
             (true, true) => ", GSO/GRO, busy-poll",
-        };
+        }
+        .to_owned();
+        if let Some(d) = self.dscp {
+            gso += &match crate::dscp::dscp_name(d) {
+                Some(name) => format!(", DSCP {d} ({name})"),
+                None => format!(", DSCP {d}"),
+            };
+        }
         match (self.window, self.rate) {
             (Some(w), _) => writeln!(
                 f,
@@ -49,6 +56,15 @@ impl fmt::Display for Report {
         writeln!(f, "duplicated  {}", self.duplicated)?;
         writeln!(f, "reordered   {}", self.reordered)?;
         writeln!(f, "mismatched  {}", self.mismatched)?;
+        if self.unreachable > 0 {
+            writeln!(
+                f,
+                "unreachable {}  (port unreachable: the target went away during the run)",
+                self.unreachable
+            )?;
+        } else {
+            writeln!(f, "unreachable 0")?;
+        }
         match self.rtt_us {
             None => writeln!(f, "rtt         none answered")?,
             Some(rtt) => {
@@ -66,7 +82,7 @@ impl fmt::Display for Report {
             }
         }
         if let Some(s) = &self.stamp {
-            write_stamp(f, s)?;
+            write_stamp(f, s, self.size)?;
             if s.mode == "authenticated"
                 && self.answered == 0
                 && self.sent > 0
@@ -82,7 +98,7 @@ impl fmt::Display for Report {
     }
 }
 
-fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
+fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport, sent_size: usize) -> fmt::Result {
     write!(f, "stamp       {}, {} timestamps, ssid {}", s.mode, s.timestamp, s.ssid)?;
     if !s.tlvs.is_empty() {
         write!(f, ", TLVs {}", s.tlvs.join(","))?;
@@ -100,8 +116,19 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
             "loss split  unknown: the reflector's numbers never differed from ours (stateless, or say --stamp-stateful)"
         )?,
     }
-    if s.auth_failed > 0 {
-        writeln!(f, "auth failed {} replies (wrong key?)", s.auth_failed)?;
+    let (failed, plain) = (s.auth_failed, s.unauthenticated_replies);
+    if plain > 0 && plain == failed {
+        writeln!(
+            f,
+            "auth failed {failed} replies: the reflector answers unauthenticated (it has no key: run without --stamp-key-file, or give it the key)"
+        )?;
+    } else if plain > 0 {
+        writeln!(
+            f,
+            "auth failed {failed} replies (wrong key?); {plain} of them unauthenticated: a reflector without a key"
+        )?;
+    } else if failed > 0 {
+        writeln!(f, "auth failed {failed} replies (wrong key?)")?;
     }
     for (name, ttl) in [("forward", s.forward_ttl), ("back", s.backward_ttl)] {
         match ttl {
@@ -137,6 +164,16 @@ fn write_stamp(f: &mut fmt::Formatter<'_>, s: &StampReport) -> fmt::Result {
     }
     if let Some(c) = &s.cos {
         write_cos(f, c)?;
+    }
+    if let Some(r) = &s.reply_sizes {
+        let seen: Vec<String> = r.seen.iter().map(usize::to_string).collect();
+        let range =
+            if r.min == r.max { format!("{} B", r.min) } else { format!("{}-{} B", r.min, r.max) };
+        write!(f, "reply size  {} replies not {sent_size} B as sent: {range}", r.differed)?;
+        if r.min != r.max {
+            write!(f, " ({}{})", seen.join(", "), if r.seen.len() >= 16 { ", ..." } else { "" })?;
+        }
+        writeln!(f, "; measured all the same (the reflector pads its own way)")?;
     }
     if let Some(t) = &s.tlv_results {
         write_tlvs(f, t)?;
