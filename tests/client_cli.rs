@@ -348,6 +348,17 @@ fn message_over_1232_bytes_warns_about_fragmentation() {
     assert!(!run.stderr.contains("fragment"), "1232 B must not warn: {}", run.stderr);
 }
 
+/// With the don't-fragment bit the message cannot travel as fragments: no warning that it may.
+#[test]
+fn dont_fragment_does_not_warn_about_fragmentation() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let big = "f".repeat(1300);
+    let run = run_shout(&client(server.addr, &["--dont-fragment", &big]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(!run.stderr.contains("fragment"), "--dont-fragment must not warn: {}", run.stderr);
+    assert_eq!(run.stdout_str(), format!("{}\n", "F".repeat(1300)));
+}
+
 #[test]
 fn bad_arguments_are_usage_errors() {
     let server = FakeServer::upper("127.0.0.1:0");
