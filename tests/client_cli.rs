@@ -545,6 +545,25 @@ fn echo_server_is_named_at_once() {
     assert_eq!(run.stdout_str(), "hello\n");
 }
 
+/// Issue 15, item 5: the mirror image. `--expect echo` against `shout server` (uppercasing)
+/// names the mismatch at once instead of three silent attempts over 7 s and `no reply`.
+#[test]
+fn uppercasing_server_is_named_at_once_when_an_echo_is_expected() {
+    let server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--quiet"]);
+    let args = ["--expect", "echo", "hello", "world"];
+    let run = run_shout(&client(server.addr(), &args), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "", "an uppercased copy is not an echo: {}", run.describe());
+    assert!(run.stderr.contains("looks like an uppercasing server"), "{}", run.describe());
+    assert!(run.stderr.contains("--expect upper"), "{}", run.describe());
+    assert_eq!(run.stderr.matches("error:").count(), 1, "stops at the first: {}", run.describe());
+    assert!(run.elapsed < Duration::from_secs(1), "took {:?}", run.elapsed);
+    // A message with no lowercase letter is its own uppercase: answered as an echo.
+    let run = run_shout(&client(server.addr(), &["--expect", "echo", "HI 42"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "HI 42\n");
+}
+
 /// The same against a plain echo server, `socat UDP-LISTEN:P,fork PIPE`, when installed.
 #[test]
 fn socat_echo_server_is_named_at_once() {

@@ -105,10 +105,12 @@ impl<'a, O: Write, D: Write> Exchange<'a, O, D> {
                 let (red, reset) = self.output.paint("\x1b[31m");
                 writeln!(self.diag, "{red}error:{reset} {err}")?;
                 match err {
-                    // An echo server will echo the next message too.
+                    // An echo server will echo the next message too (and an
+                    // uppercasing one uppercase it).
                     RequestError::NoServer(_)
                     | RequestError::Io(_)
-                    | RequestError::EchoServer { .. } => Ok(Next::Stop),
+                    | RequestError::EchoServer { .. }
+                    | RequestError::UpperServer { .. } => Ok(Next::Stop),
                     _ => Ok(Next::Continue),
                 }
             }
