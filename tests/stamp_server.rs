@@ -521,3 +521,36 @@ fn unprivileged_default_port_fails_with_a_hint() {
     assert!(!run.stderr.contains("panicked"), "{run}");
     assert!(run.stdout.is_empty(), "{run}");
 }
+
+/// Runs `shout ARGS --stamp-key-file PATH` for the server and the bench: each must exit 2
+/// within a second, nothing on stdout, with `want` in the message (never hang in `open()`).
+fn assert_key_refused(path: &std::path::Path, want: &str) {
+    let path = path.to_str().unwrap();
+    let server = ["server", "--mode", "stamp", "--bind", "127.0.0.1:0", "--stamp-key-file", path];
+    let bench = ["bench", "--stamp", "127.0.0.1:9", "-d", "1s", "--stamp-key-file", path];
+    for args in [&server[..], &bench[..]] {
+        let run = shout(args, Duration::from_secs(10));
+        assert_eq!(run.code(), Some(2), "{args:?}: {run}");
+        assert!(run.elapsed < Duration::from_secs(1), "{args:?} took {:?}: {run}", run.elapsed);
+        assert!(run.stdout.is_empty(), "{args:?}: nothing served or measured: {run}");
+        assert!(run.stderr.contains("the STAMP key file"), "{args:?}: {run}");
+        assert!(run.stderr.contains(want), "{args:?}: want {want:?}: {run}");
+    }
+}
+
+/// Issue 15, item 8: a key path that is a FIFO (no writer), a directory or a device is
+/// refused at once, by the server and the bench alike, instead of blocking in `open()`.
+#[test]
+fn key_files_that_are_not_regular_files_are_refused_at_once() {
+    let dir = Scratch::new("stamp-key-kinds");
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    if made {
+        assert_key_refused(&fifo, "is a FIFO, not a regular file");
+    } else {
+        eprintln!("SKIPPED (FIFO part): mkfifo failed");
+    }
+    assert_key_refused(dir.path(), "is a directory, not a regular file");
+    assert_key_refused(std::path::Path::new("/dev/zero"), "is a character device");
+    assert_key_refused(&dir.path().join("missing"), "missing");
+}
