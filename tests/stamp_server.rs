@@ -554,3 +554,50 @@ fn key_files_that_are_not_regular_files_are_refused_at_once() {
     assert_key_refused(std::path::Path::new("/dev/zero"), "is a character device");
     assert_key_refused(&dir.path().join("missing"), "missing");
 }
+
+/// Issue 15, item 9: a key file's size is capped (read no further than the cap), an all-zero
+/// key is refused, hex-looking text that is not valid hex is an error naming the rule (never
+/// raw bytes), and the permission message names the group; server and bench alike.
+#[test]
+fn key_files_too_large_all_zero_bad_hex_or_group_readable_are_refused() {
+    let cases: [(&str, &[u8], u32, &str); 6] = [
+        ("zeros", &[0; 32], 0o600, "all zeros"),
+        ("hex-zeros", &[b'0'; 64], 0o600, "all zeros"),
+        ("odd", b"00112233445566778899aabbccddeeff0\n", 0o600, "odd number of digits (33)"),
+        ("spaced", b"0011 2233 4455 6677 8899 aabb ccdd eeff\n", 0o600, "white space between"),
+        ("group", KEY_HEX.as_bytes(), 0o640, "readable by group (mode 640)"),
+        ("others", KEY_HEX.as_bytes(), 0o604, "readable by others (mode 604)"),
+    ];
+    for (name, contents, mode, want) in cases {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Scratch::new(&format!("stamp-key-{name}"));
+        dir.write("key", contents);
+        let path = dir.path().join("key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_key_refused(&path, want);
+    }
+    // 256 MiB (sparse: no disk used) was read whole and taken as a key of zeros.
+    let dir = Scratch::new("stamp-key-huge");
+    dir.write("key", b"");
+    let path = dir.path().join("key");
+    std::fs::File::options().write(true).open(&path).unwrap().set_len(256 << 20).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    assert_key_refused(&path, "larger than 4096 bytes");
+}
+
+/// The key file rule is stated once: `server --help`, `bench --help` and docs/STAMP.md carry
+/// the same sentence.
+#[test]
+fn key_file_rule_is_the_same_in_both_helps_and_the_docs() {
+    let rule = shout::stamp::key::KEY_FILE_RULE;
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/STAMP.md"))
+        .expect("docs/STAMP.md");
+    assert_eq!(docs.matches(rule).count(), 2, "docs/STAMP.md states the rule for both ends");
+    for sub in ["server", "bench"] {
+        let run = shout(&[sub, "--help"], Duration::from_secs(10));
+        assert!(run.stdout.contains(rule), "`shout {sub} --help` lacks the rule: {run}");
+    }
+}

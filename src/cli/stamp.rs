@@ -31,6 +31,10 @@ impl From<Format> for TimestampFormat {
     }
 }
 
+/// `--stamp-key-file`'s help, the server's and the bench's alike: the rule
+/// docs/STAMP.md states too.
+pub const KEY_FILE_HELP: &str = shout::stamp::key::KEY_FILE_HELP;
+
 /// Reads an HMAC key file ([`shout::stamp::load_key`]); a file that gives no
 /// key is the user's to fix: a usage error naming the path.
 pub fn read_key(path: &Path) -> Result<Vec<u8>> {
@@ -49,8 +53,8 @@ pub fn auth(key_file: Option<&Path>) -> Result<(AuthMode, Option<Vec<u8>>)> {
 #[derive(clap::Args, Debug)]
 #[command(next_help_heading = "STAMP reflector (--mode stamp; docs/STAMP.md)")]
 pub struct ReflectorArgs {
-    /// Authenticated mode (RFC 8762 §4.4): the HMAC key, as hex text or raw bytes, from this file (mode 600).
-    #[arg(long, value_name = "PATH")]
+    // The help is the library's rule, word for word, as in docs/STAMP.md.
+    #[arg(long, value_name = "PATH", help = KEY_FILE_HELP)]
     stamp_key_file: Option<PathBuf>,
     /// Stateful reflection (RFC 8972 §4): per-session reflector sequence numbers, so senders can tell forward from backward loss.
     #[arg(long)]

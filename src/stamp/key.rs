@@ -2,9 +2,11 @@
 //! reflector (`shout server --stamp-key-file`), the sender (`shout bench
 //! --stamp-key-file`) and the probe agent, so one file serves every end.
 //!
-//! The file's text is the key as hex when it is hex (surrounding white space
-//! ignored), else its bytes as they are: the format stamp-suite's
-//! `--hmac-key-file` reads too.
+//! The rule, [`KEY_FILE_RULE`], is written so that no file means two things: a
+//! file made only of hex digits and white space is hex text and must be valid
+//! hex (an even number of digits, white space only around them); anything
+//! else is raw bytes. A hex-looking file that is not valid hex is an error,
+//! never quietly a raw key that another implementation would read as hex.
 //!
 //! The file is opened without blocking and only a regular file is read, so a
 //! FIFO, a directory or a device given by mistake is refused at once instead
@@ -17,6 +19,27 @@ use std::path::Path;
 /// The shortest key accepted: 16 octets, as RFC 8762 §4.4 keys are at least.
 pub const MIN_KEY: usize = 16;
 
+/// The largest key file read, in bytes. HMAC-SHA-256 hashes any key longer
+/// than its 64-byte block down to 32 bytes, so a longer key adds nothing; the
+/// cap keeps a wrong path (a disk image, a log) from being read into memory.
+pub const MAX_KEY_FILE: usize = 4096;
+
+/// The rule as one literal, so that [`KEY_FILE_HELP`] can be built from it at compile time.
+macro_rules! key_file_rule {
+    () => {
+        "The key file holds either hex text (only hex digits, an even number, at least 32, with white space allowed only before and after them) or, if it holds any byte that is neither a hex digit nor white space, the key as raw bytes (at least 16). It is a regular file of at most 4096 bytes, not all zeros, that group and others cannot read (chmod 600)."
+    };
+}
+
+/// The key file rule, as `--help` and docs/STAMP.md state it.
+pub const KEY_FILE_RULE: &str = key_file_rule!();
+
+/// `--stamp-key-file`'s help text: authenticated mode, then [`KEY_FILE_RULE`].
+pub const KEY_FILE_HELP: &str = concat!(
+    "Authenticated mode (RFC 8762 §4.4) with the HMAC key in this file. ",
+    key_file_rule!()
+);
+
 /// Why a key file gives no key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
@@ -27,20 +50,41 @@ pub enum KeyFileError {
     #[error("it is {0}, not a regular file")]
     NotRegular(&'static str),
     /// Group or others may read it, so it would sign for anyone who can.
-    #[error("it is readable by others (mode {mode:o}): chmod 600 it")]
+    #[error("it is readable by {who} (mode {mode:o}): chmod 600 it")]
     Readable {
+        /// "group", "others" or "group and others".
+        who: &'static str,
         /// The permission bits.
         mode: u32,
     },
+    /// It is larger than [`MAX_KEY_FILE`].
+    #[error(
+        "it is larger than {MAX_KEY_FILE} bytes, too large for a key file (is it the right file?)"
+    )]
+    TooLarge,
+    /// It holds nothing but white space, or nothing at all.
+    #[error("it is empty")]
+    Empty,
+    /// Hex text with white space between the digits.
+    #[error("it looks like hex text (only hex digits and white space) but has white space between the digits: write the hex digits as one word")]
+    SpacedHex,
+    /// Hex text with an odd number of digits.
+    #[error("it looks like hex text (only hex digits and white space) but has an odd number of digits ({0}): two hex digits make one byte")]
+    OddHex(usize),
     /// The key is shorter than [`MIN_KEY`].
-    #[error("the key is {len} bytes: use at least {MIN_KEY} (32 hex digits or more)")]
+    #[error("the key is {len} bytes{}: use at least {MIN_KEY} (32 hex digits or more)", if *.hex { " (as hex text)" } else { " (as raw bytes)" })]
     TooShort {
         /// The key's length in bytes.
         len: usize,
+        /// Whether it was read as hex text.
+        hex: bool,
     },
+    /// Every byte of the key is zero.
+    #[error("the key is all zeros: use a random key (e.g. head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')")]
+    AllZero,
 }
 
-/// Reads the key in the file at `path`.
+/// Reads the key in the file at `path` by [`KEY_FILE_RULE`].
 ///
 /// ```
 /// let path = std::env::temp_dir().join(format!("shout-doc-key-{}", std::process::id()));
@@ -63,29 +107,46 @@ pub fn load_key(path: &Path) -> Result<Vec<u8>, KeyFileError> {
     regular(&meta)?;
     private(&meta)?;
     let mut bytes = Vec::new();
-    let mut file = file;
-    file.read_to_end(&mut bytes)?;
+    file.take(MAX_KEY_FILE as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_KEY_FILE {
+        return Err(KeyFileError::TooLarge);
+    }
     parse_key(bytes)
 }
 
-/// The key in a key file's contents: hex text, else the bytes as they are.
+/// The key in a key file's contents, by [`KEY_FILE_RULE`].
 pub fn parse_key(bytes: Vec<u8>) -> Result<Vec<u8>, KeyFileError> {
-    let key = std::str::from_utf8(&bytes).ok().and_then(|text| hex(text.trim())).unwrap_or(bytes);
+    let looks_hex = bytes.iter().all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace());
+    let (key, hex) = if looks_hex {
+        let digits = bytes.trim_ascii();
+        if digits.is_empty() {
+            return Err(KeyFileError::Empty);
+        }
+        if digits.iter().any(u8::is_ascii_whitespace) {
+            return Err(KeyFileError::SpacedHex);
+        }
+        if digits.len() % 2 != 0 {
+            return Err(KeyFileError::OddHex(digits.len()));
+        }
+        (digits.chunks(2).map(|pair| nibble(pair[0]) << 4 | nibble(pair[1])).collect(), true)
+    } else {
+        (bytes, false)
+    };
     if key.len() < MIN_KEY {
-        return Err(KeyFileError::TooShort { len: key.len() });
+        return Err(KeyFileError::TooShort { len: key.len(), hex });
+    }
+    if key.iter().all(|&b| b == 0) {
+        return Err(KeyFileError::AllZero);
     }
     Ok(key)
 }
 
-/// `text` as bytes, two hex digits each, or `None`.
-fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
-        return None;
+/// The value of one hex digit (the caller checked that it is one).
+fn nibble(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        _ => (digit | 0x20) - b'a' + 10,
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
 }
 
 fn regular(meta: &std::fs::Metadata) -> Result<(), KeyFileError> {
@@ -136,10 +197,13 @@ fn open_nonblocking(path: &Path) -> io::Result<File> {
 fn private(meta: &std::fs::Metadata) -> Result<(), KeyFileError> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyFileError::Readable { mode });
-    }
-    Ok(())
+    let who = match (mode & 0o070 != 0, mode & 0o007 != 0) {
+        (false, false) => return Ok(()),
+        (true, false) => "group",
+        (false, true) => "others",
+        (true, true) => "group and others",
+    };
+    Err(KeyFileError::Readable { who, mode })
 }
 
 #[cfg(not(unix))]
@@ -186,20 +250,75 @@ mod tests {
     }
 
     #[test]
+    fn the_help_states_the_rule() {
+        assert!(KEY_FILE_HELP.ends_with(KEY_FILE_RULE));
+        assert!(KEY_FILE_RULE.contains(&MAX_KEY_FILE.to_string()));
+    }
+
+    #[test]
     fn keys_are_hex_text_or_raw_bytes() {
         let want: Vec<u8> = (0..16).map(|i| i * 0x11).collect();
         assert_eq!(load(b"00112233445566778899aabbccddeeff\n").unwrap(), want);
+        assert_eq!(load(b"  00112233445566778899AABBCCDDEEFF\r\n\n").unwrap(), want);
         let raw = b"not hex, but long enough";
+        assert_eq!(load(raw).unwrap(), raw);
+        // One byte that is neither a hex digit nor white space makes it raw, whole.
+        let raw = b"00112233445566778899aabbccddeeffx\n";
         assert_eq!(load(raw).unwrap(), raw);
     }
 
     #[test]
-    fn short_or_readable_keys_are_refused_with_a_reason() {
+    fn hex_looking_files_must_be_valid_hex() {
+        let err = load(b"00112233445566778899aabbccddeef\n").unwrap_err();
+        assert!(matches!(err, KeyFileError::OddHex(31)), "{err}");
+        assert!(err.to_string().contains("odd number of digits"), "{err}");
+        for spaced in [
+            &b"0011 2233 4455 6677 8899 aabb ccdd eeff\n"[..],
+            b"00112233\n44556677\n8899aabbccddeeff",
+        ] {
+            let err = load(spaced).unwrap_err();
+            assert!(matches!(err, KeyFileError::SpacedHex), "{err}");
+            assert!(err.to_string().contains("white space between the digits"), "{err}");
+        }
+        assert!(matches!(load(b"").unwrap_err(), KeyFileError::Empty));
+        assert!(matches!(load(b" \n\t").unwrap_err(), KeyFileError::Empty));
+    }
+
+    #[test]
+    fn short_all_zero_and_oversized_keys_are_refused() {
         let err = load(b"00112233").unwrap_err();
+        assert!(matches!(err, KeyFileError::TooShort { len: 4, hex: true }), "{err}");
         assert!(err.to_string().contains("at least 16"), "{err}");
+        assert!(matches!(
+            load(b"short\0").unwrap_err(),
+            KeyFileError::TooShort { len: 6, hex: false }
+        ));
+        assert!(matches!(load(&[0; 32]).unwrap_err(), KeyFileError::AllZero));
+        assert!(matches!(load(&[b'0'; 64]).unwrap_err(), KeyFileError::AllZero));
+        assert_eq!(load(&[7; MAX_KEY_FILE]).unwrap().len(), MAX_KEY_FILE);
+        let err = load(&[7; MAX_KEY_FILE + 1]).unwrap_err();
+        assert!(matches!(err, KeyFileError::TooLarge), "{err}");
+    }
+
+    #[test]
+    fn a_sparse_256_mib_file_is_refused_without_reading_it() {
         let dir = Dir::new();
-        let err = load_key(&dir.file(b"00112233445566778899aabbccddeeff", 0o644)).unwrap_err();
-        assert!(err.to_string().contains("chmod 600"), "{err}");
+        let path = dir.file(b"", 0o600);
+        std::fs::File::options().write(true).open(&path).unwrap().set_len(256 << 20).unwrap();
+        assert!(matches!(load_key(&path).unwrap_err(), KeyFileError::TooLarge));
+    }
+
+    #[test]
+    fn readable_keys_name_who_may_read_them() {
+        let dir = Dir::new();
+        let key = b"00112233445566778899aabbccddeeff";
+        for (mode, who) in [(0o640, "group"), (0o604, "others"), (0o644, "group and others")] {
+            let err = load_key(&dir.file(key, mode)).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(&format!("readable by {who} (mode {mode:o})")), "{text}");
+            assert!(text.contains("chmod 600"), "{text}");
+        }
+        assert!(load_key(&dir.file(key, 0o400)).is_ok());
     }
 
     #[test]
