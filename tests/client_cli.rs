@@ -428,7 +428,7 @@ finish(status, sig, error)
 "#
 );
 
-fn pty_session(final_key: &str) {
+fn pty_session(final_key: &str, want_status: i64) {
     if !python3_or_skip("pty session") {
         return;
     }
@@ -453,8 +453,8 @@ fn pty_session(final_key: &str) {
     assert!((0.0..5000.0).contains(&ms), "implausible round trip {ms} ms");
     assert_eq!(
         v["status"].as_i64(),
-        Some(0),
-        "exit after {final_key:?} must be status 0 (signal: {}); output:\n{output}",
+        Some(want_status),
+        "exit after {final_key:?} must be status {want_status} (signal: {}); output:\n{output}",
         v["signal"]
     );
     assert_eq!(data_of(&server.seen_until_marker()), vec![b"hello".to_vec()]);
@@ -462,12 +462,74 @@ fn pty_session(final_key: &str) {
 
 #[test]
 fn terminal_session_prompts_shows_address_and_rtt_and_exits_on_ctrl_d() {
-    pty_session("\\x04");
+    pty_session("\\x04", 0);
 }
 
+/// Issue 15, item 6: Ctrl-C at the prompt exits 130, as Ctrl-C does in the other modes
+/// (`interrupt_during_a_wait_exits_130_at_once`); Ctrl-D is the clean way out.
 #[test]
-fn terminal_session_exits_zero_on_ctrl_c() {
-    pty_session("\\x03");
+fn terminal_session_exits_130_on_ctrl_c() {
+    pty_session("\\x03", 130);
+}
+
+/// Issue 15, item 6: the total time of a client is bounded: `--retries` has a range.
+#[test]
+fn retries_out_of_range_are_usage_errors() {
+    let server = FakeServer::silent();
+    for retries in ["1000000", "11"] {
+        let run = run_shout(&client(server.addr, &["--retries", retries, "x"]), None, RUN_TIMEOUT);
+        assert_eq!(run.code(), Some(2), "--retries {retries}: {}", run.describe());
+        assert!(run.stderr.contains("--retries"), "{}", run.describe());
+    }
+    assert!(server.seen_until_marker().is_empty(), "nothing is sent");
+}
+
+/// Issue 15, item 6: SIGINT ends a one-shot client waiting on a silent server, and a pipe
+/// client waiting for its next stdin line, at once with the documented code 130.
+#[test]
+fn interrupt_during_a_wait_exits_130_at_once() {
+    use std::process::{Command, Stdio};
+    let server = FakeServer::silent();
+    let one_shot = client(server.addr, &["--timeout", "10s", "hello"]);
+    let mut cmd = Command::new(BIN);
+    cmd.args(&one_shot);
+    let running = Running::spawn(cmd);
+    // Once the datagram has arrived the client is waiting for its reply.
+    let deadline = std::time::Instant::now() + RECV_TIMEOUT;
+    while server.seen().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the client sent nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = std::time::Instant::now();
+    signal(running.pid(), "INT");
+    let run = running.output(RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(130), "{}", run.describe());
+    assert!(sent.elapsed() < Duration::from_secs(1), "took {:?}", sent.elapsed());
+
+    // A pipe whose writer stays open: once the first line is answered, the client waits in
+    // a read of stdin.
+    use std::io::{BufRead, Write};
+    let upper = FakeServer::upper("127.0.0.1:0");
+    let mut child = ChildGuard::new(
+        Command::new(BIN)
+            .args(client(upper.addr, &[]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.child_mut().stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    let mut stdout = std::io::BufReader::new(child.child_mut().stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "HELLO\n");
+    let sent = std::time::Instant::now();
+    child.signal("INT");
+    let status = child.wait_timeout(RUN_TIMEOUT).expect("the pipe client exits on SIGINT");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(sent.elapsed() < Duration::from_secs(1), "took {:?}", sent.elapsed());
 }
 
 /// Removes ANSI CSI sequences (`ESC [` parameters, final byte `@`..`~`) from terminal output.

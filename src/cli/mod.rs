@@ -30,7 +30,11 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  every request answered (client); clean stop on SIGINT/SIGTERM (server)
   1  some request unanswered, no server, or a socket error
-  2  usage error, including a message too large for one datagram";
+  2  usage error, including a message too large for one datagram
+  130  interrupted by Ctrl-C (client)";
+
+/// The exit code of a client interrupted by Ctrl-C (SIGINT), 128 + 2 as shells report it.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses a duration flag that must lie within `min..=max`; the error names
 /// the range as `range` says it (`"1ms to 24h"`).
