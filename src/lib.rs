@@ -18,6 +18,7 @@
 //! - [`escape`](mod@escape): untrusted bytes shown as one safe line.
 //! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
 //! - [`duration`]: `200ms`-style durations.
+//! - [`addr`]: `HOST:PORT`, `[IPv6%scope]:PORT` and default ports, as users write them.
 //! - `sys`: batched socket I/O, the only `unsafe` code; private to the crate.
 //!
 //! # Example
@@ -43,6 +44,7 @@
 //! });
 //! ```
 
+pub mod addr;
 pub mod arrivals;
 pub mod bench;
 pub mod client;

@@ -773,3 +773,30 @@ fn absurd_durations_are_usage_errors() {
     }
     assert!(server.seen_until_marker().is_empty(), "nothing is sent");
 }
+
+/// Issue 15, item 13: an IPv6 scope by interface name is accepted (loopback has no
+/// fe80::1, so the network refuses it: exit 1, not a usage error); each way of writing an
+/// address wrong names what is wrong, exit 2.
+#[test]
+fn addresses_name_what_is_missing_and_accept_scopes_by_interface_name() {
+    let quick = ["--timeout", "50ms", "--retries", "0", "x"];
+    let run = |addr: &str| {
+        let mut args = vec!["client", addr];
+        args.extend(quick);
+        run_shout(&args, None, RUN_TIMEOUT)
+    };
+    let scoped = run("[fe80::1%lo]:9");
+    assert_eq!(scoped.code(), Some(1), "{}", scoped.describe());
+    assert!(!scoped.stderr.contains("invalid address"), "{}", scoped.describe());
+    for (addr, want) in [
+        ("127.0.0.1", "\"127.0.0.1\" has no port"),
+        ("[::1]", "\"[::1]\" has no port"),
+        ("[fe80::1]:9", "link-local IPv6 address without a scope"),
+        ("[fe80::1%4000000000]:9", "no interface \"4000000000\""),
+        ("[fe80::1%nosuchif0]:9", "no interface \"nosuchif0\""),
+    ] {
+        let run = run(addr);
+        assert_eq!(run.code(), Some(2), "{addr}: {}", run.describe());
+        assert!(run.stderr.contains(want), "{addr}: want {want:?}: {}", run.describe());
+    }
+}

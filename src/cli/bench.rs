@@ -136,19 +136,10 @@ fn parse_tlv(text: &str) -> std::result::Result<TlvRequest, String> {
 
 /// `--stamp ADDR`: HOST:PORT, [IPv6]:PORT, or without a port STAMP's 862.
 fn resolve_stamp(addr: &str) -> Result<std::net::SocketAddr> {
-    use std::net::{IpAddr, SocketAddr};
-    if let Ok(a) = addr.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let bare = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, STAMP_PORT));
-    }
-    if addr.contains(':') {
-        resolve(addr)
-    } else {
-        resolve(&format!("{addr}:{STAMP_PORT}"))
-    }
+    let addrs = shout::addr::parse_target(addr, Some(STAMP_PORT))
+        .map_err(|err| UsageError(err.to_string()))?;
+    // parse_target returns at least one address or an error.
+    Ok(addrs[0])
 }
 
 impl BenchArgs {

@@ -11,7 +11,7 @@
 //! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
 
 use std::io::{self, IsTerminal};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -94,21 +94,10 @@ pub fn color_wanted() -> bool {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Every address `addr` names, in the resolver's order, without repeats.
+/// Every address `addr` names, in the resolver's order, without repeats
+/// ([`shout::addr::parse_target`]); a text that names none is a usage error.
 pub fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
-    let resolved = addr.to_socket_addrs().map_err(|err| {
-        UsageError(format!("invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"))
-    })?;
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for a in resolved {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(UsageError(format!("{addr:?} resolves to no address")).into());
-    }
-    Ok(addrs)
+    shout::addr::parse_target(addr, None).map_err(|err| UsageError(err.to_string()).into())
 }
 
 /// The first address `addr` names.
@@ -125,5 +114,7 @@ mod tests {
         let addrs = resolve_all("127.0.0.1:8080").unwrap();
         assert_eq!(addrs, ["127.0.0.1:8080".parse().unwrap()]);
         assert!(resolve_all("no port").is_err());
+        let err = resolve_all("[fe80::1]:9").unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
     }
 }
