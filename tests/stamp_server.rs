@@ -552,7 +552,14 @@ fn key_files_that_are_not_regular_files_are_refused_at_once() {
     }
     assert_key_refused(dir.path(), "is a directory, not a regular file");
     assert_key_refused(std::path::Path::new("/dev/zero"), "is a character device");
-    assert_key_refused(&dir.path().join("missing"), "missing");
+    // A file that cannot be read stays an I/O error (exit 1), as it was; it names the path.
+    let missing = dir.path().join("missing");
+    let run = shout(
+        &["server", "--mode", "stamp", "--stamp-key-file", missing.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(run.stderr.contains(missing.to_str().unwrap()), "{run}");
 }
 
 /// Issue 15, item 9: a key file's size is capped (read no further than the cap), an all-zero

@@ -10,7 +10,7 @@ use anyhow::Result;
 use super::duration_in;
 use super::UsageError;
 pub use shout::stamp::STAMP_PORT;
-use shout::stamp::{load_key, AuthMode, ReflectorConfig, TimestampFormat};
+use shout::stamp::{load_key, AuthMode, KeyFileError, ReflectorConfig, TimestampFormat};
 
 /// The timestamp format on the wire (the Z bit of the Error Estimate).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,11 +35,17 @@ impl From<Format> for TimestampFormat {
 /// docs/STAMP.md states too.
 pub const KEY_FILE_HELP: &str = shout::stamp::key::KEY_FILE_HELP;
 
-/// Reads an HMAC key file ([`shout::stamp::load_key`]); a file that gives no
-/// key is the user's to fix: a usage error naming the path.
+/// Reads an HMAC key file ([`shout::stamp::load_key`]). A file that cannot be
+/// read is an error like any other I/O error (exit 1); one that can but gives
+/// no key is the user's to fix: a usage error (exit 2). Both name the path.
 pub fn read_key(path: &Path) -> Result<Vec<u8>> {
-    load_key(path)
-        .map_err(|err| UsageError(format!("the STAMP key file {}: {err}", path.display())).into())
+    load_key(path).map_err(|err| {
+        let message = format!("the STAMP key file {}: {err}", path.display());
+        match err {
+            KeyFileError::Io(_) => anyhow::anyhow!(message),
+            _ => UsageError(message).into(),
+        }
+    })
 }
 
 /// The mode a key file gives: authenticated with its key, else unauthenticated.
@@ -111,9 +117,10 @@ mod tests {
     #[test]
     fn a_key_file_that_gives_no_key_is_a_usage_error_naming_it() {
         let err = read_key(Path::new("/nonexistent/key")).unwrap_err();
-        assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
+        assert!(err.downcast_ref::<UsageError>().is_none(), "an I/O error: {err:#}");
         assert!(format!("{err:#}").contains("/nonexistent/key"), "{err:#}");
         let err = read_key(Path::new("/dev/null")).unwrap_err();
-        assert!(format!("{err:#}").contains("not a regular file"), "{err:#}");
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
+        assert!(format!("{err:#}").contains("/dev/null: it is a character device"), "{err:#}");
     }
 }
