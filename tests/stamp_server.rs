@@ -542,15 +542,24 @@ fn assert_key_refused(path: &std::path::Path, want: &str) {
 /// refused at once, by the server and the bench alike, instead of blocking in `open()`.
 #[test]
 fn key_files_that_are_not_regular_files_are_refused_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
     let dir = Scratch::new("stamp-key-kinds");
+    // Mode 600, as a key should be: the permission check passes and the open is reached.
     let fifo = dir.path().join("fifo");
     let made = Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
     if made {
+        private(&fifo, 0o600);
         assert_key_refused(&fifo, "is a FIFO, not a regular file");
     } else {
         eprintln!("SKIPPED (FIFO part): mkfifo failed");
     }
-    assert_key_refused(dir.path(), "is a directory, not a regular file");
+    let sub = dir.path().join("dir");
+    std::fs::create_dir(&sub).unwrap();
+    private(&sub, 0o700);
+    assert_key_refused(&sub, "is a directory, not a regular file");
     assert_key_refused(std::path::Path::new("/dev/zero"), "is a character device");
     // A file that cannot be read stays an I/O error (exit 1), as it was; it names the path.
     let missing = dir.path().join("missing");
