@@ -472,6 +472,70 @@ fn terminal_session_exits_130_on_ctrl_c() {
     pty_session("\\x03", 130);
 }
 
+/// Drives `shout client ADDR` on a pty against a silent server: waits for the prompt, types
+/// `hello` + Enter, and while the client waits for the reply (the terminal back in cooked
+/// mode, so ^C is SIGINT) types Ctrl-C. Prints JSON {"status", "signal", "error", "after"}.
+const PTY_WAIT_PY: &str = concat!(
+    include_str!("common/pty_client.py"),
+    r#"
+def read_until(token, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while token not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not pump(left):
+            return token in buf
+    return True
+error, status, sig, after = None, None, None, None
+if not read_until(b">>: "):
+    error = "no prompt"
+else:
+    os.write(fd, b"hello\r")
+    # The line is sent once the prompt is gone from the editor; then the client waits.
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        pump(0.05)
+    os.write(fd, b"\x03")
+    sent = time.monotonic()
+    deadline = sent + 3.0
+    while time.monotonic() < deadline:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            after = time.monotonic() - sent
+            if os.WIFEXITED(st):
+                status = os.WEXITSTATUS(st)
+            else:
+                sig = os.WTERMSIG(st)
+            break
+        pump(0.02)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        error = "did not exit within 3 s of Ctrl-C"
+print(json.dumps({"status": status, "signal": sig, "error": error, "after": after,
+                  "output": buf.decode("utf-8", "replace")}))
+"#
+);
+
+/// Issue 15, item 6: Ctrl-C while the prompt waits for a reply ends the wait at once and
+/// exits 130, as at the prompt and in the other modes.
+#[test]
+fn terminal_session_ctrl_c_during_a_wait_exits_130_at_once() {
+    if !python3_or_skip("pty wait") {
+        return;
+    }
+    let server = FakeServer::silent();
+    let addr = server.addr.to_string();
+    let run = run_python(PTY_WAIT_PY, &[BIN, &addr], Duration::from_secs(15));
+    assert!(run.status.success(), "pty driver failed: {}", run.describe());
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("pty driver prints JSON");
+    let output = strip_csi(v["output"].as_str().unwrap_or_default());
+    assert!(v["error"].is_null(), "{}; terminal output:\n{output}", v["error"]);
+    assert_eq!(v["status"].as_i64(), Some(130), "signal {}; output:\n{output}", v["signal"]);
+    let after = v["after"].as_f64().unwrap();
+    assert!(after < 1.0, "exited {after} s after Ctrl-C; output:\n{output}");
+    assert_eq!(data_of(&server.seen_until_marker()), vec![b"hello".to_vec()], "it was waiting");
+}
+
 /// Issue 15, item 6: the total time of a client is bounded: `--retries` has a range.
 #[test]
 fn retries_out_of_range_are_usage_errors() {
