@@ -4,8 +4,8 @@
 //! The names are those of RFC 2474 (class selectors `cs0`–`cs7`), RFC 2597
 //! (assured forwarding `af11`–`af43`: class *x*, drop precedence *y* is
 //! `8x + 2y`), RFC 3246 (expedited forwarding `ef`, 46), RFC 5865 (`va`,
-//! voice admit, 44) and RFC 8622 (`le`, lower effort, 1); `be` and `default`
-//! are 0. A number 0 to 63 is taken as it is. The DSCP is the upper six bits
+//! voice admit, 44) and RFC 8622 (`le`, lower effort, 1); `be`, `default`
+//! and `df` are 0. A number 0 to 63 is taken as it is. The DSCP is the upper six bits
 //! of the IPv4 TOS octet and of the IPv6 Traffic Class: `dscp << 2`, ECN left 0.
 //!
 //! ```
@@ -24,6 +24,7 @@
 const NAMES: &[(&str, u8)] = &[
     ("be", 0),
     ("default", 0),
+    ("df", 0),
     ("cs0", 0),
     ("le", 1),
     ("cs1", 8),
@@ -72,6 +73,22 @@ pub fn dscp_name(dscp: u8) -> Option<&'static str> {
     NAMES.iter().find(|&&(_, d)| d == dscp).map(|&(name, _)| name)
 }
 
+/// A set of DSCPs as a bit mask (bit `n` for DSCP `n`): one class, or a
+/// range `LOW-HIGH` of numbers or names (`0-7`, `cs1-af13`).
+pub fn parse_dscp_set(text: &str) -> Result<u64, String> {
+    let (low, high) = match text.split_once('-') {
+        Some((low, high)) => (parse_dscp(low)?, parse_dscp(high)?),
+        None => {
+            let one = parse_dscp(text)?;
+            (one, one)
+        }
+    };
+    if low > high {
+        return Err(format!("{text:?}: the range runs backwards"));
+    }
+    Ok((low..=high).fold(0, |mask, d| mask | 1u64 << d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +121,15 @@ mod tests {
             let err = parse_dscp(bad).unwrap_err();
             assert!(err.contains("0 to 63") && err.contains("af11"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn sets_are_classes_and_ranges() {
+        assert_eq!(parse_dscp_set("ef"), Ok(1 << 46));
+        assert_eq!(parse_dscp_set("0-7"), Ok(0xff));
+        assert_eq!(parse_dscp_set("cs1-af11"), Ok((1 << 8) | (1 << 9) | (1 << 10)));
+        assert_eq!(parse_dscp_set("df"), Ok(1));
+        assert!(parse_dscp_set("7-0").unwrap_err().contains("backwards"));
+        assert!(parse_dscp_set("ef-64").unwrap_err().contains("0 to 63"));
     }
 }

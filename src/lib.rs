@@ -20,6 +20,7 @@
 //! - [`stamp`]: STAMP (RFC 8762, RFC 8972) test packets: the reflector's and the sender's side.
 //! - [`duration`]: `200ms`-style durations.
 //! - [`dscp`]: DSCP names (`ef`, `af41`, `cs6`) and numbers, for the flags that mark packets.
+//! - [`addr`]: `HOST:PORT`, `[IPv6%scope]:PORT` and default ports, as users write them.
 //! - `sys`: batched socket I/O, the only `unsafe` code; private to the crate.
 //!
 //! # Example
@@ -45,6 +46,7 @@
 //! });
 //! ```
 
+pub mod addr;
 pub mod bench;
 pub mod client;
 pub mod counters;

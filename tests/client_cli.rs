@@ -348,6 +348,17 @@ fn message_over_1232_bytes_warns_about_fragmentation() {
     assert!(!run.stderr.contains("fragment"), "1232 B must not warn: {}", run.stderr);
 }
 
+/// With the don't-fragment bit the message cannot travel as fragments: no warning that it may.
+#[test]
+fn dont_fragment_does_not_warn_about_fragmentation() {
+    let server = FakeServer::upper("127.0.0.1:0");
+    let big = "f".repeat(1300);
+    let run = run_shout(&client(server.addr, &["--dont-fragment", &big]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert!(!run.stderr.contains("fragment"), "--dont-fragment must not warn: {}", run.stderr);
+    assert_eq!(run.stdout_str(), format!("{}\n", "F".repeat(1300)));
+}
+
 #[test]
 fn bad_arguments_are_usage_errors() {
     let server = FakeServer::upper("127.0.0.1:0");
@@ -417,7 +428,7 @@ finish(status, sig, error)
 "#
 );
 
-fn pty_session(final_key: &str) {
+fn pty_session(final_key: &str, want_status: i64) {
     if !python3_or_skip("pty session") {
         return;
     }
@@ -442,8 +453,8 @@ fn pty_session(final_key: &str) {
     assert!((0.0..5000.0).contains(&ms), "implausible round trip {ms} ms");
     assert_eq!(
         v["status"].as_i64(),
-        Some(0),
-        "exit after {final_key:?} must be status 0 (signal: {}); output:\n{output}",
+        Some(want_status),
+        "exit after {final_key:?} must be status {want_status} (signal: {}); output:\n{output}",
         v["signal"]
     );
     assert_eq!(data_of(&server.seen_until_marker()), vec![b"hello".to_vec()]);
@@ -451,12 +462,138 @@ fn pty_session(final_key: &str) {
 
 #[test]
 fn terminal_session_prompts_shows_address_and_rtt_and_exits_on_ctrl_d() {
-    pty_session("\\x04");
+    pty_session("\\x04", 0);
 }
 
+/// Issue 15, item 6: Ctrl-C at the prompt exits 130, as Ctrl-C does in the other modes
+/// (`interrupt_during_a_wait_exits_130_at_once`); Ctrl-D is the clean way out.
 #[test]
-fn terminal_session_exits_zero_on_ctrl_c() {
-    pty_session("\\x03");
+fn terminal_session_exits_130_on_ctrl_c() {
+    pty_session("\\x03", 130);
+}
+
+/// Drives `shout client ADDR` on a pty against a silent server: waits for the prompt, types
+/// `hello` + Enter, and while the client waits for the reply (the terminal back in cooked
+/// mode, so ^C is SIGINT) types Ctrl-C. Prints JSON {"status", "signal", "error", "after"}.
+const PTY_WAIT_PY: &str = concat!(
+    include_str!("common/pty_client.py"),
+    r#"
+def read_until(token, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while token not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0 or not pump(left):
+            return token in buf
+    return True
+error, status, sig, after = None, None, None, None
+if not read_until(b">>: "):
+    error = "no prompt"
+else:
+    os.write(fd, b"hello\r")
+    # The line is sent once the prompt is gone from the editor; then the client waits.
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        pump(0.05)
+    os.write(fd, b"\x03")
+    sent = time.monotonic()
+    deadline = sent + 3.0
+    while time.monotonic() < deadline:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            after = time.monotonic() - sent
+            if os.WIFEXITED(st):
+                status = os.WEXITSTATUS(st)
+            else:
+                sig = os.WTERMSIG(st)
+            break
+        pump(0.02)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        error = "did not exit within 3 s of Ctrl-C"
+print(json.dumps({"status": status, "signal": sig, "error": error, "after": after,
+                  "output": buf.decode("utf-8", "replace")}))
+"#
+);
+
+/// Issue 15, item 6: Ctrl-C while the prompt waits for a reply ends the wait at once and
+/// exits 130, as at the prompt and in the other modes.
+#[test]
+fn terminal_session_ctrl_c_during_a_wait_exits_130_at_once() {
+    if !python3_or_skip("pty wait") {
+        return;
+    }
+    let server = FakeServer::silent();
+    let addr = server.addr.to_string();
+    let run = run_python(PTY_WAIT_PY, &[BIN, &addr], Duration::from_secs(15));
+    assert!(run.status.success(), "pty driver failed: {}", run.describe());
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).expect("pty driver prints JSON");
+    let output = strip_csi(v["output"].as_str().unwrap_or_default());
+    assert!(v["error"].is_null(), "{}; terminal output:\n{output}", v["error"]);
+    assert_eq!(v["status"].as_i64(), Some(130), "signal {}; output:\n{output}", v["signal"]);
+    let after = v["after"].as_f64().unwrap();
+    assert!(after < 1.0, "exited {after} s after Ctrl-C; output:\n{output}");
+    assert_eq!(data_of(&server.seen_until_marker()), vec![b"hello".to_vec()], "it was waiting");
+}
+
+/// Issue 15, item 6: the total time of a client is bounded: `--retries` has a range.
+#[test]
+fn retries_out_of_range_are_usage_errors() {
+    let server = FakeServer::silent();
+    for retries in ["1000000", "11"] {
+        let run = run_shout(&client(server.addr, &["--retries", retries, "x"]), None, RUN_TIMEOUT);
+        assert_eq!(run.code(), Some(2), "--retries {retries}: {}", run.describe());
+        assert!(run.stderr.contains("--retries"), "{}", run.describe());
+    }
+    assert!(server.seen_until_marker().is_empty(), "nothing is sent");
+}
+
+/// Issue 15, item 6: SIGINT ends a one-shot client waiting on a silent server, and a pipe
+/// client waiting for its next stdin line, at once with the documented code 130.
+#[test]
+fn interrupt_during_a_wait_exits_130_at_once() {
+    use std::process::{Command, Stdio};
+    let server = FakeServer::silent();
+    let one_shot = client(server.addr, &["--timeout", "10s", "hello"]);
+    let mut cmd = Command::new(BIN);
+    cmd.args(&one_shot);
+    let running = Running::spawn(cmd);
+    // Once the datagram has arrived the client is waiting for its reply.
+    let deadline = std::time::Instant::now() + RECV_TIMEOUT;
+    while server.seen().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the client sent nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sent = std::time::Instant::now();
+    signal(running.pid(), "INT");
+    let run = running.output(RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(130), "{}", run.describe());
+    assert!(sent.elapsed() < Duration::from_secs(1), "took {:?}", sent.elapsed());
+
+    // A pipe whose writer stays open: once the first line is answered, the client waits in
+    // a read of stdin.
+    use std::io::{BufRead, Write};
+    let upper = FakeServer::upper("127.0.0.1:0");
+    let mut child = ChildGuard::new(
+        Command::new(BIN)
+            .args(client(upper.addr, &[]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = child.child_mut().stdin.take().unwrap();
+    stdin.write_all(b"hello\n").unwrap();
+    let mut stdout = std::io::BufReader::new(child.child_mut().stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "HELLO\n");
+    let sent = std::time::Instant::now();
+    child.signal("INT");
+    let status = child.wait_timeout(RUN_TIMEOUT).expect("the pipe client exits on SIGINT");
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(sent.elapsed() < Duration::from_secs(1), "took {:?}", sent.elapsed());
 }
 
 /// Removes ANSI CSI sequences (`ESC [` parameters, final byte `@`..`~`) from terminal output.
@@ -532,6 +669,25 @@ fn echo_server_is_named_at_once() {
     let run = run_shout(&client(server.addr(), &["--expect", "echo", "hello"]), None, RUN_TIMEOUT);
     assert_eq!(run.code(), Some(0), "{}", run.describe());
     assert_eq!(run.stdout_str(), "hello\n");
+}
+
+/// Issue 15, item 5: the mirror image. `--expect echo` against `shout server` (uppercasing)
+/// names the mismatch at once instead of three silent attempts over 7 s and `no reply`.
+#[test]
+fn uppercasing_server_is_named_at_once_when_an_echo_is_expected() {
+    let server = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--quiet"]);
+    let args = ["--expect", "echo", "hello", "world"];
+    let run = run_shout(&client(server.addr(), &args), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(1), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "", "an uppercased copy is not an echo: {}", run.describe());
+    assert!(run.stderr.contains("looks like an uppercasing server"), "{}", run.describe());
+    assert!(run.stderr.contains("--expect upper"), "{}", run.describe());
+    assert_eq!(run.stderr.matches("error:").count(), 1, "stops at the first: {}", run.describe());
+    assert!(run.elapsed < Duration::from_secs(1), "took {:?}", run.elapsed);
+    // A message with no lowercase letter is its own uppercase: answered as an echo.
+    let run = run_shout(&client(server.addr(), &["--expect", "echo", "HI 42"]), None, RUN_TIMEOUT);
+    assert_eq!(run.code(), Some(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "HI 42\n");
 }
 
 /// The same against a plain echo server, `socat UDP-LISTEN:P,fork PIPE`, when installed.
@@ -680,4 +836,31 @@ fn absurd_durations_are_usage_errors() {
         assert!(run.stderr.contains(expected), "{timeout}: {}", run.describe());
     }
     assert!(server.seen_until_marker().is_empty(), "nothing is sent");
+}
+
+/// Issue 15, item 13: an IPv6 scope by interface name is accepted (loopback has no
+/// fe80::1, so the network refuses it: exit 1, not a usage error); each way of writing an
+/// address wrong names what is wrong, exit 2.
+#[test]
+fn addresses_name_what_is_missing_and_accept_scopes_by_interface_name() {
+    let quick = ["--timeout", "50ms", "--retries", "0", "x"];
+    let run = |addr: &str| {
+        let mut args = vec!["client", addr];
+        args.extend(quick);
+        run_shout(&args, None, RUN_TIMEOUT)
+    };
+    let scoped = run("[fe80::1%lo]:9");
+    assert_eq!(scoped.code(), Some(1), "{}", scoped.describe());
+    assert!(!scoped.stderr.contains("invalid address"), "{}", scoped.describe());
+    for (addr, want) in [
+        ("127.0.0.1", "\"127.0.0.1\" has no port"),
+        ("[::1]", "\"[::1]\" has no port"),
+        ("[fe80::1]:9", "link-local IPv6 address without a scope"),
+        ("[fe80::1%4000000000]:9", "no interface \"4000000000\""),
+        ("[fe80::1%nosuchif0]:9", "no interface \"nosuchif0\""),
+    ] {
+        let run = run(addr);
+        assert_eq!(run.code(), Some(2), "{addr}: {}", run.describe());
+        assert!(run.stderr.contains(want), "{addr}: want {want:?}: {}", run.describe());
+    }
 }

@@ -637,3 +637,14 @@ fn bogus_socket_activation_is_a_clear_error() {
         assert_eq!(run.stdout_str(), "", "{case}: nothing served");
     }
 }
+
+/// Port 0 is always refused as a source (docs/SECURITY.md): `--allow-port 0` cannot change
+/// that, so it is a usage error rather than a flag that silently does nothing.
+#[test]
+fn allow_port_zero_is_a_usage_error() {
+    let run =
+        shout(&["server", "--bind", "127.0.0.1:0", "--allow-port", "0"], Duration::from_secs(5));
+    assert_eq!(run.code(), Some(2), "{run}");
+    assert!(run.stderr.contains("--allow-port"), "{run}");
+    assert!(run.stdout.is_empty(), "nothing served: {run}");
+}

@@ -638,3 +638,99 @@ fn short_from_and_allow_dscp_usage_errors_exit_2() {
         assert!(err.contains(says), "{args:?} should name {says:?}: {err}");
     }
 }
+
+/// Runs `shout ARGS --stamp-key-file PATH` for the server and the bench: each must exit 2
+/// within a second, nothing on stdout, with `want` in the message (never hang in `open()`).
+fn assert_key_refused(path: &std::path::Path, want: &str) {
+    let path = path.to_str().unwrap();
+    let server = ["server", "--mode", "stamp", "--bind", "127.0.0.1:0", "--stamp-key-file", path];
+    let bench = ["bench", "--stamp", "127.0.0.1:9", "-d", "1s", "--stamp-key-file", path];
+    for args in [&server[..], &bench[..]] {
+        let run = shout(args, Duration::from_secs(10));
+        assert_eq!(run.code(), Some(2), "{args:?}: {run}");
+        assert!(run.elapsed < Duration::from_secs(1), "{args:?} took {:?}: {run}", run.elapsed);
+        assert!(run.stdout.is_empty(), "{args:?}: nothing served or measured: {run}");
+        assert!(run.stderr.contains("the STAMP key file"), "{args:?}: {run}");
+        assert!(run.stderr.contains(want), "{args:?}: want {want:?}: {run}");
+    }
+}
+
+/// Issue 15, item 8: a key path that is a FIFO (no writer), a directory or a device is
+/// refused at once, by the server and the bench alike, instead of blocking in `open()`.
+#[test]
+fn key_files_that_are_not_regular_files_are_refused_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let private = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = Scratch::new("stamp-key-kinds");
+    // Mode 600, as a key should be: the permission check passes and the open is reached.
+    let fifo = dir.path().join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    if made {
+        private(&fifo, 0o600);
+        assert_key_refused(&fifo, "is a FIFO, not a regular file");
+    } else {
+        eprintln!("SKIPPED (FIFO part): mkfifo failed");
+    }
+    let sub = dir.path().join("dir");
+    std::fs::create_dir(&sub).unwrap();
+    private(&sub, 0o700);
+    assert_key_refused(&sub, "is a directory, not a regular file");
+    assert_key_refused(std::path::Path::new("/dev/zero"), "is a character device");
+    // A file that cannot be read stays an I/O error (exit 1), as it was; it names the path.
+    let missing = dir.path().join("missing");
+    let run = shout(
+        &["server", "--mode", "stamp", "--stamp-key-file", missing.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(run.code(), Some(1), "{run}");
+    assert!(run.stderr.contains(missing.to_str().unwrap()), "{run}");
+}
+
+/// Issue 15, item 9: a key file's size is capped (read no further than the cap), an all-zero
+/// key is refused, hex-looking text that is not valid hex is an error naming the rule (never
+/// raw bytes), and the permission message names the group; server and bench alike.
+#[test]
+fn key_files_too_large_all_zero_bad_hex_or_group_readable_are_refused() {
+    let cases: [(&str, &[u8], u32, &str); 6] = [
+        ("zeros", &[0; 32], 0o600, "all zeros"),
+        ("hex-zeros", &[b'0'; 64], 0o600, "all zeros"),
+        ("odd", b"00112233445566778899aabbccddeeff0\n", 0o600, "odd number of digits (33)"),
+        ("spaced", b"0011 2233 4455 6677 8899 aabb ccdd eeff\n", 0o600, "white space between"),
+        ("group", KEY_HEX.as_bytes(), 0o640, "readable by group (mode 640)"),
+        ("others", KEY_HEX.as_bytes(), 0o604, "readable by others (mode 604)"),
+    ];
+    for (name, contents, mode, want) in cases {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = Scratch::new(&format!("stamp-key-{name}"));
+        dir.write("key", contents);
+        let path = dir.path().join("key");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert_key_refused(&path, want);
+    }
+    // 256 MiB (sparse: no disk used) was read whole and taken as a key of zeros.
+    let dir = Scratch::new("stamp-key-huge");
+    dir.write("key", b"");
+    let path = dir.path().join("key");
+    std::fs::File::options().write(true).open(&path).unwrap().set_len(256 << 20).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    assert_key_refused(&path, "larger than 4096 bytes");
+}
+
+/// The key file rule is stated once: `server --help`, `bench --help` and docs/STAMP.md carry
+/// the same sentence.
+#[test]
+fn key_file_rule_is_the_same_in_both_helps_and_the_docs() {
+    let rule = shout::stamp::key::KEY_FILE_RULE;
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/STAMP.md"))
+        .expect("docs/STAMP.md");
+    assert_eq!(docs.matches(rule).count(), 2, "docs/STAMP.md states the rule for both ends");
+    for sub in ["server", "bench"] {
+        let run = shout(&[sub, "--help"], Duration::from_secs(10));
+        assert!(run.stdout.contains(rule), "`shout {sub} --help` lacks the rule: {run}");
+    }
+}

@@ -64,8 +64,8 @@ pub struct BenchArgs {
     /// Measure a STAMP reflector (RFC 8762) at ADDR (port 862 if none) with STAMP test packets, sent with TTL 255, instead of probes: adds one-way delays, loss by direction, TTLs and hop counts.
     #[arg(long, value_name = "ADDR", conflicts_with = "addr")]
     stamp: Option<String>,
-    /// STAMP authenticated mode with the HMAC key in this file (its bytes; one trailing newline is ignored).
-    #[arg(long, value_name = "PATH", requires = "stamp")]
+    // The help is the library's rule, word for word, as in docs/STAMP.md.
+    #[arg(long, value_name = "PATH", requires = "stamp", help = super::stamp::KEY_FILE_HELP)]
     stamp_key_file: Option<std::path::PathBuf>,
     /// STAMP timestamp format of the test packets [default: ntp].
     #[arg(long, value_name = "FORMAT", value_enum, requires = "stamp")]
@@ -77,7 +77,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "TLV,...", value_delimiter = ',', value_parser = parse_tlv, requires = "stamp")]
     stamp_tlv: Vec<TlvRequest>,
     /// Ask the reflector to send its replies with this DSCP (a Class of Service TLV, RFC 8972 §4.4; a name such as ef or af41, or 0 to 63); the report gives the DSCP and ECN each way as received.
-    #[arg(long, value_name = "CLASS", value_parser = super::dscp::parse_dscp, requires = "stamp")]
+    #[arg(long, value_name = "CLASS", value_parser = shout::dscp::parse_dscp, requires = "stamp")]
     stamp_cos: Option<u8>,
     /// The reflector is stateful: split the loss by direction even if no probe was lost on the way out.
     #[arg(long, requires = "stamp")]
@@ -143,19 +143,10 @@ fn parse_tlv(text: &str) -> std::result::Result<TlvRequest, String> {
 
 /// `--stamp ADDR`: HOST:PORT, [IPv6]:PORT, or without a port STAMP's 862.
 fn resolve_stamp(addr: &str) -> Result<std::net::SocketAddr> {
-    use std::net::{IpAddr, SocketAddr};
-    if let Ok(a) = addr.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    let bare = addr.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(addr);
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, STAMP_PORT));
-    }
-    if addr.contains(':') {
-        resolve(addr)
-    } else {
-        resolve(&format!("{addr}:{STAMP_PORT}"))
-    }
+    let addrs = shout::addr::parse_target(addr, Some(STAMP_PORT))
+        .map_err(|err| UsageError(err.to_string()))?;
+    // parse_target returns at least one address or an error.
+    Ok(addrs[0])
 }
 
 impl BenchArgs {

@@ -3,13 +3,13 @@
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{color_wanted, duration_in, resolve_all, UsageError};
+use super::{color_wanted, duration_in, resolve_all, UsageError, EXIT_INTERRUPTED};
 use shout::client::{self, Client, ClientConfig, Expect, Output};
 
 /// `shout client`'s arguments.
@@ -24,8 +24,8 @@ pub struct ClientArgs {
     /// Wait for a reply this long before sending again (e.g. 200ms, 1.5s; a bare number is seconds).
     #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = parse_timeout)]
     timeout: Duration,
-    /// Send again this many times, the wait doubling each time.
-    #[arg(long, short, value_name = "N", default_value_t = 2)]
+    /// Send again this many times (0 to 10), the wait doubling each time (up to a minute).
+    #[arg(long, short, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10))]
     retries: u32,
     /// Which replies count: upper (shout, the original), echo, or any datagram from the server.
     #[arg(long, default_value = "upper")]
@@ -71,20 +71,38 @@ fn talk(args: ClientArgs) -> Result<ExitCode> {
     let mut client = Client::connect_any(&servers, args.config())
         .with_context(|| format!("opening a socket to {addr}"))?;
     let output = Output { raw: args.raw, color: false };
+    let prompt = args.messages.is_empty() && io::stdin().is_terminal();
+    // Ctrl-C: the prompt has a history to save, so its waits watch a flag and it
+    // leaves by the same road as Ctrl-D; the other modes flush every reply as it
+    // comes, so they exit at once, whatever they wait for (a reply, a stdin line).
+    let interrupt = Arc::new(AtomicBool::new(false));
+    if prompt {
+        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
+    } else {
+        // Shut down when the flag is set: it always is.
+        signal_hook::flag::register_conditional_shutdown(
+            signal_hook::consts::SIGINT,
+            EXIT_INTERRUPTED.into(),
+            Arc::new(AtomicBool::new(true)),
+        )?;
+    }
     let tally = if !args.messages.is_empty() {
         let messages: Vec<Vec<u8>> = args.messages.iter().map(|m| os_bytes(m)).collect();
         for message in &messages {
             client.check_size(message.len()).map_err(|err| UsageError(err.to_string()))?;
         }
         client::one_shot(&mut client, &messages, output, io::stdout().lock(), io::stderr())?
-    } else if io::stdin().is_terminal() {
-        let interrupt = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
-        let mut editor = Editor::open()?;
+    } else if prompt {
+        let mut editor = Editor::open(Arc::clone(&interrupt))?;
         let output = Output { color: color_wanted(), ..output };
-        let tally = client::interactive(&mut client, interrupt, output, &mut editor);
+        let tally = client::interactive(&mut client, Arc::clone(&interrupt), output, &mut editor);
         editor.save();
-        tally?
+        let tally = tally?;
+        if interrupt.load(Ordering::Relaxed) {
+            // As the other modes, which the signal ends with this code.
+            return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        }
+        tally
     } else {
         client::pipe(
             &mut client,
@@ -120,17 +138,19 @@ fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
 /// of the data directory: `$XDG_DATA_HOME/shout/history` or the platform's equivalent.
 struct Editor {
     editor: rustyline::DefaultEditor,
+    /// Raised by Ctrl-C at the prompt (the terminal is in raw mode there: no signal).
+    interrupt: Arc<AtomicBool>,
     history: Option<std::path::PathBuf>,
 }
 
 impl Editor {
-    fn open() -> Result<Editor> {
+    fn open(interrupt: Arc<AtomicBool>) -> Result<Editor> {
         let mut editor = rustyline::DefaultEditor::new().context("opening the terminal")?;
         let history = dirs::data_dir().map(|d| d.join("shout").join("history"));
         if let Some(path) = &history {
             let _ = editor.load_history(path);
         }
-        Ok(Editor { editor, history })
+        Ok(Editor { editor, interrupt, history })
     }
 
     /// Keeps the history for the next session; failing to is not worth an error.
@@ -149,7 +169,11 @@ impl client::LineSource for Editor {
         use rustyline::error::ReadlineError;
         match self.editor.readline(prompt) {
             Ok(text) => Ok(Some(text)),
-            Err(ReadlineError::Eof | ReadlineError::Interrupted) => Ok(None),
+            Err(ReadlineError::Eof) => Ok(None),
+            Err(ReadlineError::Interrupted) => {
+                self.interrupt.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
             Err(err) => Err(io::Error::other(err)),
         }
     }
@@ -179,6 +203,14 @@ mod tests {
         let config = parse(&args).unwrap().config();
         assert_eq!((config.timeout, config.retries), (Duration::from_millis(250), 0));
         assert_eq!((config.expect, config.dont_fragment), (Expect::Echo, true));
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        assert_eq!(parse(&["-r", "10"]).unwrap().config().retries, 10);
+        for retries in ["11", "1000000", "-1"] {
+            assert!(parse(&[&format!("--retries={retries}")]).is_err(), "{retries}");
+        }
     }
 
     #[test]

@@ -12,14 +12,13 @@
 //! - `dscp`: DSCP classes by name or number.
 
 use std::io::{self, IsTerminal};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
 pub mod bench;
 pub mod client;
-mod dscp;
 pub mod server;
 pub mod stamp;
 
@@ -32,7 +31,11 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  every request answered (client); clean stop on SIGINT/SIGTERM (server)
   1  some request unanswered, no server, or a socket error
-  2  usage error, including a message too large for one datagram";
+  2  usage error, including a message too large for one datagram
+  130  interrupted by Ctrl-C (client)";
+
+/// The exit code of a client interrupted by Ctrl-C (SIGINT), 128 + 2 as shells report it.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Parses a duration flag that must lie within `min..=max`; the error names
 /// the range as `range` says it (`"1ms to 24h"`).
@@ -92,21 +95,10 @@ pub fn color_wanted() -> bool {
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Every address `addr` names, in the resolver's order, without repeats.
+/// Every address `addr` names, in the resolver's order, without repeats
+/// ([`shout::addr::parse_target`]); a text that names none is a usage error.
 pub fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
-    let resolved = addr.to_socket_addrs().map_err(|err| {
-        UsageError(format!("invalid address {addr:?} ({err}); expected HOST:PORT or [IPv6]:PORT"))
-    })?;
-    let mut addrs: Vec<SocketAddr> = Vec::new();
-    for a in resolved {
-        if !addrs.contains(&a) {
-            addrs.push(a);
-        }
-    }
-    if addrs.is_empty() {
-        return Err(UsageError(format!("{addr:?} resolves to no address")).into());
-    }
-    Ok(addrs)
+    shout::addr::parse_target(addr, None).map_err(|err| UsageError(err.to_string()).into())
 }
 
 /// The first address `addr` names.
@@ -123,5 +115,7 @@ mod tests {
         let addrs = resolve_all("127.0.0.1:8080").unwrap();
         assert_eq!(addrs, ["127.0.0.1:8080".parse().unwrap()]);
         assert!(resolve_all("no port").is_err());
+        let err = resolve_all("[fe80::1]:9").unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
     }
 }

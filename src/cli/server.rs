@@ -111,8 +111,8 @@ pub struct DefenceArgs {
     /// Answer source ports below 1024 (refused by default, as OpenBSD's inetd does).
     #[arg(long)]
     allow_privileged_ports: bool,
-    /// Answer this source port even if a rule refuses it. Repeatable.
-    #[arg(long, value_name = "PORT")]
+    /// Answer this source port even if a rule refuses it (not 0: port 0 is always refused). Repeatable.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     allow_port: Vec<u16>,
     /// Also refuse this source port (1900, 3702, 5353 and 11211 are refused already). Repeatable.
     #[arg(long, value_name = "PORT")]

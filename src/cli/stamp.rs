@@ -5,16 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::duration_in;
 use super::UsageError;
 use shout::stamp::session::DEFAULT_SESSIONS;
 pub use shout::stamp::STAMP_PORT;
-use shout::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
-
-/// The shortest key accepted: 16 octets, as RFC 8762 §4.4 keys are at least.
-const MIN_KEY: usize = 16;
+use shout::stamp::{load_key, AuthMode, KeyFileError, ReflectorConfig, TimestampFormat};
 
 /// The timestamp format on the wire (the Z bit of the Error Estimate).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,50 +32,21 @@ impl From<Format> for TimestampFormat {
     }
 }
 
-/// Reads an HMAC key: the file's text as hex when it is hex (surrounding white
-/// space ignored), else its bytes as they are; the format stamp-suite's
-/// `--hmac-key-file` reads too, so one file serves both. A key others may read
-/// is refused, as ssh refuses such a private key: it would sign for anyone.
-pub fn read_key(path: &Path) -> Result<Vec<u8>> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("reading the STAMP key file {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(UsageError(format!(
-                "the STAMP key file {} is readable by others (mode {:o}): chmod 600 it",
-                path.display(),
-                mode & 0o777
-            ))
-            .into());
-        }
-    }
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading the STAMP key file {}", path.display()))?;
-    let key = std::str::from_utf8(&bytes).ok().and_then(|text| hex(text.trim())).unwrap_or(bytes);
-    if key.len() < MIN_KEY {
-        return Err(UsageError(format!(
-            "the STAMP key in {} is {} bytes: use at least {MIN_KEY} (32 hex digits or more)",
-            path.display(),
-            key.len()
-        ))
-        .into());
-    }
-    Ok(key)
-}
+/// `--stamp-key-file`'s help, the server's and the bench's alike: the rule
+/// docs/STAMP.md states too.
+pub const KEY_FILE_HELP: &str = shout::stamp::key::KEY_FILE_HELP;
 
-/// `text` as bytes, two hex digits each, or `None`.
-fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
+/// Reads an HMAC key file ([`shout::stamp::load_key`]). A file that cannot be
+/// read is an error like any other I/O error (exit 1); one that can but gives
+/// no key is the user's to fix: a usage error (exit 2). Both name the path.
+pub fn read_key(path: &Path) -> Result<Vec<u8>> {
+    load_key(path).map_err(|err| {
+        let message = format!("the STAMP key file {}: {err}", path.display());
+        match err {
+            KeyFileError::Io(_) => anyhow::anyhow!(message),
+            _ => UsageError(message).into(),
+        }
+    })
 }
 
 /// The mode a key file gives: authenticated with its key, else unauthenticated.
@@ -92,8 +60,8 @@ pub fn auth(key_file: Option<&Path>) -> Result<(AuthMode, Option<Vec<u8>>)> {
 #[derive(clap::Args, Debug)]
 #[command(next_help_heading = "STAMP reflector (--mode stamp; docs/STAMP.md)")]
 pub struct ReflectorArgs {
-    /// Authenticated mode (RFC 8762 §4.4): the HMAC key, as hex text or raw bytes, from this file (mode 600).
-    #[arg(long, value_name = "PATH")]
+    // The help is the library's rule, word for word, as in docs/STAMP.md.
+    #[arg(long, value_name = "PATH", help = KEY_FILE_HELP)]
     stamp_key_file: Option<PathBuf>,
     /// Stateful reflection (RFC 8972 §4): per-session reflector sequence numbers, so senders can tell forward from backward loss.
     #[arg(long)]
@@ -114,7 +82,7 @@ pub struct ReflectorArgs {
     #[arg(long, value_name = "PREFIX")]
     stamp_short_from: Vec<shout::Prefix>,
     /// DSCPs a Class of Service TLV may ask for the reply (RFC 8972 §4.4), comma-separated names, numbers or ranges, e.g. ef,af41,0-7; the reply is sent with the class asked for, any other gets RP set and the socket's class [default: none].
-    #[arg(long, value_name = "CLASS,...", value_delimiter = ',', value_parser = super::dscp::parse_dscp_set)]
+    #[arg(long, value_name = "CLASS,...", value_delimiter = ',', value_parser = shout::dscp::parse_dscp_set)]
     stamp_allow_dscp: Vec<u64>,
 }
 
@@ -165,57 +133,13 @@ impl ReflectorArgs {
 mod tests {
     use super::*;
 
-    fn key_file(contents: &[u8], mode: u32) -> (tempdir::Dir, PathBuf) {
-        let dir = tempdir::Dir::new();
-        let path = dir.0.join("key");
-        std::fs::write(&path, contents).unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        }
-        (dir, path)
-    }
-
-    /// A scratch directory removed on drop.
-    mod tempdir {
-        pub(super) struct Dir(pub(super) std::path::PathBuf);
-        impl Dir {
-            pub(super) fn new() -> Dir {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let n = N.fetch_add(1, Ordering::Relaxed);
-                let path =
-                    std::env::temp_dir().join(format!("shout-key-{}-{n}", std::process::id()));
-                std::fs::create_dir_all(&path).unwrap();
-                Dir(path)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-    }
-
     #[test]
-    fn keys_are_hex_text_or_raw_bytes() {
-        let (_d, path) = key_file(b"00112233445566778899aabbccddeeff\n", 0o600);
-        assert_eq!(read_key(&path).unwrap(), (0..16).map(|i| i * 0x11).collect::<Vec<u8>>());
-        let raw = b"not hex, but long enough";
-        let (_d, path) = key_file(raw, 0o600);
-        assert_eq!(read_key(&path).unwrap(), raw);
-    }
-
-    #[test]
-    fn short_or_readable_keys_are_refused_with_a_reason() {
-        let (_d, path) = key_file(b"00112233", 0o600);
-        let err = read_key(&path).unwrap_err();
-        assert!(err.to_string().contains("at least 16"), "{err}");
-        let (_d, path) = key_file(b"00112233445566778899aabbccddeeff", 0o644);
-        let err = read_key(&path).unwrap_err();
-        assert!(err.to_string().contains("chmod 600"), "{err}");
+    fn a_key_file_that_gives_no_key_is_a_usage_error_naming_it() {
         let err = read_key(Path::new("/nonexistent/key")).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_none(), "an I/O error: {err:#}");
         assert!(format!("{err:#}").contains("/nonexistent/key"), "{err:#}");
+        let err = read_key(Path::new("/dev/null")).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err:#}");
+        assert!(format!("{err:#}").contains("/dev/null: it is a character device"), "{err:#}");
     }
 }

@@ -73,7 +73,12 @@ impl<'a, O: Write, D: Write> Exchange<'a, O, D> {
         show: impl Fn(&Reply, &mut O, Output) -> io::Result<()>,
     ) -> io::Result<Next> {
         let (yellow, reset) = self.output.paint("\x1b[33m");
-        if message.len() > SAFE_DATAGRAM && message.len() <= self.client.max_message() {
+        // With the don't-fragment bit set the message cannot be fragmented: it
+        // arrives whole or fails with `PathTooSmall`, which says so itself.
+        if message.len() > SAFE_DATAGRAM
+            && message.len() <= self.client.max_message()
+            && !self.client.config.dont_fragment
+        {
             writeln!(
                 self.diag,
                 "{yellow}warning:{reset} message is {} bytes, above {SAFE_DATAGRAM}: it may be fragmented on real networks (RFC 8085 §3.2)",
@@ -100,10 +105,12 @@ impl<'a, O: Write, D: Write> Exchange<'a, O, D> {
                 let (red, reset) = self.output.paint("\x1b[31m");
                 writeln!(self.diag, "{red}error:{reset} {err}")?;
                 match err {
-                    // An echo server will echo the next message too.
+                    // An echo server will echo the next message too (and an
+                    // uppercasing one uppercase it).
                     RequestError::NoServer(_)
                     | RequestError::Io(_)
-                    | RequestError::EchoServer { .. } => Ok(Next::Stop),
+                    | RequestError::EchoServer { .. }
+                    | RequestError::UpperServer { .. } => Ok(Next::Stop),
                     _ => Ok(Next::Continue),
                 }
             }

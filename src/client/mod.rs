@@ -165,6 +165,16 @@ pub enum RequestError {
         /// Datagrams discarded, the echo included.
         discarded: u64,
     },
+    /// The request unchanged was expected and the server sent it back
+    /// uppercased: it is an uppercasing server (shout's default mode), and
+    /// waiting longer will not change that.
+    #[error("the reply from {server} is the request uppercased, not unchanged: the server looks like an uppercasing server (reply discarded; --expect upper accepts its replies)")]
+    UpperServer {
+        /// The server.
+        server: SocketAddr,
+        /// Datagrams discarded, the uppercased copy included.
+        discarded: u64,
+    },
     /// The interrupt flag was raised while waiting.
     #[error("interrupted")]
     Interrupted,
@@ -333,6 +343,19 @@ impl Client {
                             discarded: discarded + 1,
                         });
                     }
+                    // The mirror image: where an echo is expected, a reply that
+                    // differs from the request exactly as uppercasing makes it
+                    // differ comes from an uppercasing server.
+                    Ok(n)
+                        if self.config.expect == Expect::Echo
+                            && self.buf[..n] != *message
+                            && Mode::Upper.is_reply(message, &self.buf[..n]) =>
+                    {
+                        return Err(RequestError::UpperServer {
+                            server: self.server,
+                            discarded: discarded + 1,
+                        });
+                    }
                     Ok(_) => discarded += 1,
                     Err(err)
                         if matches!(
@@ -432,6 +455,26 @@ mod tests {
         let err = client.request(b"ping").unwrap_err();
         assert!(matches!(err, RequestError::EchoServer { discarded: 1, .. }), "{err}");
         assert!(err.to_string().contains("--expect echo"), "{err}");
+        assert!(started.elapsed() < Duration::from_millis(900), "no retries");
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn an_uppercased_reply_where_an_echo_is_expected_fails_at_once() {
+        let server = fake_server();
+        let addr = server.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0; 64];
+            let (n, peer) = server.recv_from(&mut buf).unwrap();
+            buf[..n].make_ascii_uppercase();
+            server.send_to(&buf[..n], peer).unwrap();
+        });
+        let config = ClientConfig { expect: Expect::Echo, ..ClientConfig::default() };
+        let mut client = Client::connect(addr, config).unwrap();
+        let started = Instant::now();
+        let err = client.request(b"ping").unwrap_err();
+        assert!(matches!(err, RequestError::UpperServer { discarded: 1, .. }), "{err}");
+        assert!(err.to_string().contains("--expect upper"), "{err}");
         assert!(started.elapsed() < Duration::from_millis(900), "no retries");
         t.join().unwrap();
     }

@@ -18,7 +18,7 @@ pub const INTERACTIVE_HELP: &str = "\
 Type a line to send it as one datagram; the reply is shown with its sender and
 round-trip time. Empty lines are skipped; surrounding whitespace is stripped.
   :help         this help
-  :quit, :q     leave (so do Ctrl-D and Ctrl-C)
+  :quit, :q     leave (so does Ctrl-D; Ctrl-C too, with exit code 130)
   ::text        send \":text\" (a line starting with a colon)
 History is kept in the shout folder of your data directory.";
 

@@ -6,6 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+#[cfg(unix)]
+mod ifname;
+#[cfg(unix)]
+pub use ifname::*;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
