@@ -63,8 +63,8 @@ pub struct BenchArgs {
     /// Measure a STAMP reflector (RFC 8762) at ADDR (port 862 if none) with STAMP test packets, sent with TTL 255, instead of probes: adds one-way delays, loss by direction, TTLs and hop counts.
     #[arg(long, value_name = "ADDR", conflicts_with = "addr")]
     stamp: Option<String>,
-    /// STAMP authenticated mode with the HMAC key in this file (its bytes; one trailing newline is ignored).
-    #[arg(long, value_name = "PATH", requires = "stamp")]
+    // The help is shared with `server` (and docs/STAMP.md): one wording of the rule.
+    #[arg(long, value_name = "PATH", requires = "stamp", help = super::stamp::KEY_FILE_HELP)]
     stamp_key_file: Option<std::path::PathBuf>,
     /// STAMP timestamp format of the test packets.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Ntp, requires = "stamp")]

@@ -15,6 +15,13 @@ use shout::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
 /// The shortest key accepted: 16 octets, as RFC 8762 §4.4 keys are at least.
 const MIN_KEY: usize = 16;
 
+/// `--stamp-key-file`'s help, the same for `server` and `bench`: what follows
+/// the colon is the key-file rule [`read_key`] applies, and docs/STAMP.md says
+/// it word for word (tests/docs_cli.rs checks). Change the three together.
+pub const KEY_FILE_HELP: &str = "STAMP authenticated mode (RFC 8762 §4.4) with the HMAC key in this file: \
+    a file whose text, white space around it aside, is an even number of hex digits is read as hex, \
+    anything else as raw bytes; at least 16 bytes; not readable by group or others (chmod 600)";
+
 /// The timestamp format on the wire (the Z bit of the Error Estimate).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -91,8 +98,8 @@ pub fn auth(key_file: Option<&Path>) -> Result<(AuthMode, Option<Vec<u8>>)> {
 #[derive(clap::Args, Debug)]
 #[command(next_help_heading = "STAMP reflector (--mode stamp; docs/STAMP.md)")]
 pub struct ReflectorArgs {
-    /// Authenticated mode (RFC 8762 §4.4): the HMAC key, as hex text or raw bytes, from this file (mode 600).
-    #[arg(long, value_name = "PATH")]
+    // The help is shared with `bench` (and docs/STAMP.md): one wording of the rule.
+    #[arg(long, value_name = "PATH", help = KEY_FILE_HELP)]
     stamp_key_file: Option<PathBuf>,
     /// Stateful reflection (RFC 8972 §4): per-session reflector sequence numbers, so senders can tell forward from backward loss.
     #[arg(long)]
