@@ -4,7 +4,8 @@
 //! lines in the docs have the fields of a real server's; every subcommand's `--help` lists
 //! its exit codes and the docs' exit-code tables copy them; both `--stamp-key-file`s state
 //! one key-file rule, the one docs/STAMP.md states; GUIDE's troubleshooting says what a
-//! second server on a served port really meets.
+//! second server on a served port really meets; `shout man` makes a page per command
+//! (issue 15, item 16) with every option of its `--help` and an EXIT STATUS of its exit codes.
 //!
 //! Everything is read from the real binary and compared generically, so a new counter, exit
 //! code or subcommand only needs its docs.
@@ -13,7 +14,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{shout, ServerProc, BIN};
+use crate::common::{shout, Scratch, ServerProc, BIN};
 
 /// Upper bound for any one command or server line here.
 const WAIT: Duration = Duration::from_secs(10);
@@ -374,5 +375,92 @@ fn a_second_server_on_a_served_port_is_refused_as_the_guide_says() {
             paragraph.contains("refused") && !paragraph.contains("without complaint"),
             "GUIDE claims a second server is not refused:\n{paragraph}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manual pages
+
+/// A roff page with the escapes a flag or a code meets undone.
+fn unroff(page: &str) -> String {
+    page.replace(r"\-", "-").replace(r"\fB", "").replace(r"\fI", "").replace(r"\fR", "")
+}
+
+#[test]
+fn man_writes_a_page_per_subcommand_with_its_options_and_exit_status() {
+    let dir = Scratch::new("man-pages");
+    let pages = dir.path().join("man1");
+    let out = shout(&["man", "--dir", pages.to_str().unwrap()], WAIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let mut expected = vec![("shout".to_string(), vec!["--help".to_string()])];
+    for sub in subcommands() {
+        expected.push((format!("shout-{sub}"), vec![sub]));
+    }
+    let mut written: Vec<String> = out.stdout.lines().map(String::from).collect();
+    written.sort();
+    let mut files: Vec<String> =
+        expected.iter().map(|(name, _)| format!("{}/{name}.1", pages.display())).collect();
+    files.sort();
+    assert_eq!(written, files, "--dir writes shout.1 and a page per subcommand, and lists them");
+    for (name, args) in &expected {
+        let path = pages.join(format!("{name}.1"));
+        let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{name}.1: {e}"));
+        let text = unroff(&page);
+        assert!(text.contains(&format!(".TH {name} 1")), "{name}.1 is titled {name}");
+        let help = if args[0] == "--help" { help_of(&["--help"]) } else { help(&args[0]) };
+        let flags = help_flags(&help);
+        for flag in &flags {
+            assert!(text.contains(flag.as_str()), "{name}.1 lacks {flag} of its --help");
+        }
+        let status = text.split_once(".SH \"EXIT STATUS\"").map(|(_, s)| s);
+        let status = status.unwrap_or_else(|| panic!("{name}.1 has no EXIT STATUS"));
+        let status = status.split("\n.SH ").next().unwrap_or_default();
+        let codes = help_exit_codes(&help);
+        assert!(!codes.is_empty(), "{name}: --help lists no exit codes");
+        for (code, meaning) in codes {
+            assert!(
+                status.contains(&format!(".TP\n{code}\n")) && plain(status).contains(&meaning),
+                "{name}.1's EXIT STATUS lacks {code} ({meaning}):\n{status}"
+            );
+        }
+        // `shout man [SUB]` prints the very page --dir wrote.
+        let one: Vec<&str> = match name.split_once('-') {
+            Some((_, sub)) => vec!["man", sub],
+            None => vec!["man"],
+        };
+        assert_eq!(shout(&one, WAIT).stdout, page, "shout {one:?} prints {name}.1");
+    }
+    let unknown = shout(&["man", "nosuch"], WAIT);
+    assert_eq!(unknown.code(), Some(2), "{unknown}");
+    assert!(unknown.stderr.contains("server"), "the error names the pages: {unknown}");
+}
+
+#[test]
+fn man_renders_the_pages() {
+    let installed = Command::new("man").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !installed {
+        eprintln!("SKIPPED: man_renders_the_pages: man is not installed");
+        return;
+    }
+    let dir = Scratch::new("man-render");
+    let out = shout(&["man", "--dir", dir.path().to_str().unwrap()], WAIT);
+    assert_eq!(out.code(), Some(0), "{out}");
+    for path in out.stdout.lines() {
+        let shown = Command::new("man")
+            .args(["-l", path])
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .expect("running man");
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(
+            shown.status.success(),
+            "man -l {path}: {}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        for section in ["NAME", "SYNOPSIS", "EXIT STATUS", "SEE ALSO"] {
+            assert!(text.contains(section), "man -l {path} shows no {section}:\n{text}");
+        }
     }
 }

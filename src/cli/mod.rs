@@ -8,6 +8,7 @@
 //! - [`server`](mod@server): `shout server`.
 //! - [`client`](mod@client): `shout client`.
 //! - [`bench`](mod@bench): `shout bench`.
+//! - [`man`](mod@man): `shout man`, a manual page per command.
 //! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
 
 use std::io::{self, IsTerminal};
@@ -18,6 +19,7 @@ use anyhow::Result;
 
 pub mod bench;
 pub mod client;
+pub mod man;
 pub mod server;
 pub mod stamp;
 
@@ -26,7 +28,9 @@ pub use client::ClientArgs;
 pub use server::ServerArgs;
 
 /// The exit codes in `shout --help`; each subcommand's `--help` lists its own.
-/// README's exit-code tables copy them (tests/docs_cli.rs checks).
+/// Each `Exit codes` block of a help is also its man page's EXIT STATUS
+/// ([`man`](mod@man)); README's exit-code tables copy them (tests/docs_cli.rs
+/// checks).
 pub const EXIT_CODES: &str = "\
 Exit codes (shout SUBCOMMAND --help lists each one's):
   0  success
