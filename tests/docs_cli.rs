@@ -314,6 +314,18 @@ fn every_help_lists_exit_codes_and_the_docs_tables_copy_them() {
             assert_eq!(&rows, help, "{doc}'s exit codes of `shout {sub}` differ from its --help");
         }
     }
+    // A page about one subcommand may explain its codes at more length, but not other codes.
+    let (doc, sub) = ("docs/BENCH-JSON.md", "bench");
+    let text = read(doc);
+    let table = text.split_once("| exit | meaning |").expect("an exit-code table").1;
+    let listed: Vec<u8> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.trim_matches('|').split('|').next()?.trim().parse().ok())
+        .collect();
+    let help: Vec<u8> = codes[sub].iter().map(|(c, _)| *c).collect();
+    assert_eq!(listed, help, "{doc}'s exit codes differ from shout {sub} --help's");
 }
 
 // ---------------------------------------------------------------------------------------------
