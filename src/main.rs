@@ -8,12 +8,12 @@
 use std::io;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
-use cli::{BenchArgs, ClientArgs, ServerArgs, EXIT_CODES};
+use cli::{BenchArgs, ClientArgs, ServerArgs};
+use cli::{CLIENT_EXIT_CODES, EXIT_CODES, PRINT_EXIT_CODES, SERVER_EXIT_CODES};
 
 /// A UDP uppercase server, a client that never hangs, and a load tool.
 #[derive(Parser, Debug)]
@@ -26,27 +26,27 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Answer every datagram with the same bytes, ASCII letters uppercased.
-    #[command(
-        after_help = "Examples:\n  shout server\n  shout server --bind [::1]:9000 --bind 127.0.0.1:9000 --quiet\n  shout server --mode echo --max-datagram 1232\n  shout server --mode stamp --bind 0.0.0.0:862 --stamp-stateful"
-    )]
+    #[command(after_help = format!("Examples:\n  shout server\n  shout server --bind [::1]:9000 --bind 127.0.0.1:9000 --quiet\n  shout server --mode echo --max-datagram 1232\n  shout server --mode stamp --bind 0.0.0.0:862 --stamp-stateful\n\n{SERVER_EXIT_CODES}"))]
     Server(ServerArgs),
     /// Send messages and print the replies: from arguments, a pipe, or a prompt.
-    #[command(after_help = format!("Examples:\n  shout client 127.0.0.1:8080 hello world\n  printf 'a\\nb\\n' | shout client 127.0.0.1:8080\n  shout client            (interactive, on a terminal)\n\n{EXIT_CODES}"))]
+    #[command(after_help = format!("Examples:\n  shout client 127.0.0.1:8080 hello world\n  printf 'a\\nb\\n' | shout client 127.0.0.1:8080\n  shout client            (interactive, on a terminal)\n\n{CLIENT_EXIT_CODES}"))]
     Client(ClientArgs),
     /// Measure a server: answers/s, loss and round-trip times, every reply checked.
     #[command(after_help = cli::bench::HELP)]
     Bench(BenchArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(
-        after_help = "Example:\n  shout completions bash > ~/.local/share/bash-completion/completions/shout"
-    )]
+    #[command(after_help = format!(
+        "Example:\n  shout completions bash > ~/.local/share/bash-completion/completions/shout\n\n{PRINT_EXIT_CODES}"
+    ))]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) on stdout.
-    #[command(after_help = "Example:\n  shout man | man -l -")]
-    Man,
+    /// Print a manual page (roff) on stdout, or write them all to a directory.
+    #[command(after_help = format!(
+        "Examples:\n  shout man | man -l -\n  shout man bench | man -l -\n  shout man --dir /usr/local/share/man/man1\n\n{PRINT_EXIT_CODES}"
+    ))]
+    Man(cli::man::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,9 +60,6 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "shout", &mut io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut io::stdout())
-            .map(|()| ExitCode::SUCCESS)
-            .context("writing the manual page"),
+        Command::Man(args) => args.run(Cli::command()),
     })
 }

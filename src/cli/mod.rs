@@ -8,8 +8,8 @@
 //! - [`server`](mod@server): `shout server`.
 //! - [`client`](mod@client): `shout client`.
 //! - [`bench`](mod@bench): `shout bench`.
+//! - [`man`](mod@man): `shout man`, a manual page per command.
 //! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
-//! - `dscp`: DSCP classes by name or number.
 
 use std::io::{self, IsTerminal};
 use std::net::SocketAddr;
@@ -19,6 +19,7 @@ use anyhow::Result;
 
 pub mod bench;
 pub mod client;
+pub mod man;
 pub mod server;
 pub mod stamp;
 
@@ -26,16 +27,40 @@ pub use bench::BenchArgs;
 pub use client::ClientArgs;
 pub use server::ServerArgs;
 
-/// The exit codes, shown in `shout --help` and `shout client --help`.
+/// The exit codes in `shout --help`; each subcommand's `--help` lists its own.
+/// Each `Exit codes` block of a help is also its man page's EXIT STATUS
+/// ([`man`](mod@man)); README's exit-code tables copy them (tests/docs_cli.rs
+/// checks).
 pub const EXIT_CODES: &str = "\
+Exit codes (shout SUBCOMMAND --help lists each one's):
+  0  success
+  1  a failure of the network, the server or a check (no server, no reply, a broken --max-* limit, a socket error)
+  2  usage error";
+
+/// `shout server`'s exit codes.
+pub const SERVER_EXIT_CODES: &str = "\
 Exit codes:
-  0  every request answered (client); clean stop on SIGINT/SIGTERM (server)
+  0  a clean stop on SIGINT/SIGTERM
+  1  an address that cannot be served (in use, say), a key file that cannot be read, or a socket lost
+  2  usage error (a flag value out of range names the flag and the range), including a key file refused for its permissions or size";
+
+/// `shout client`'s exit codes.
+pub const CLIENT_EXIT_CODES: &str = "\
+Exit codes:
+  0  every request answered
   1  some request unanswered, no server, or a socket error
-  2  usage error, including a message too large for one datagram
-  130  interrupted by Ctrl-C (client)";
+  2  usage error, including a MESSAGE or input line too large for one datagram
+  130  interrupted by Ctrl-C, at the prompt as in the other modes";
 
 /// The exit code of a client interrupted by Ctrl-C (SIGINT), 128 + 2 as shells report it.
 pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// The exit codes of the subcommands that only print (`completions`, `man`).
+pub const PRINT_EXIT_CODES: &str = "\
+Exit codes:
+  0  written
+  1  could not be written
+  2  usage error";
 
 /// Parses a duration flag that must lie within `min..=max`; the error names
 /// the range as `range` says it (`"1ms to 24h"`).
