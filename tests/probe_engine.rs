@@ -404,3 +404,33 @@ fn targets_from_a_stray_address_are_mismatched() {
         });
     });
 }
+
+#[test]
+fn many_targets_at_one_address_are_told_apart() {
+    // 40 STAMP sessions (one per SSID) and 40 upper targets, all at one address each.
+    let stamp = server(Some(ReflectorConfig::default()), Mode::Upper);
+    let upper = server(None, Mode::Upper);
+    let stop = AtomicBool::new(false);
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    let mut targets = Vec::new();
+    for i in 0..40u16 {
+        let name = format!("stamp-{i}");
+        targets.push(TargetSpec { ssid: i, ..spec(&name, stamp.local_addr(), Protocol::Stamp) });
+        targets.push(spec(&format!("upper-{i}"), upper.local_addr(), Protocol::Upper));
+    }
+    agent.apply(targets).unwrap();
+    thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| stamp.run(&stop));
+        s.spawn(|| upper.run(&stop));
+        with_agent(&agent, |agent| {
+            let snap = wait_for(agent, "every target answered", |snap| {
+                snap.iter().all(|t| t.answered >= 5)
+            });
+            for t in &snap {
+                assert_eq!((t.mismatched, t.duplicated, t.late), (0, 0, 0), "{t:?}");
+            }
+            check_invariant(&agent.render_metrics());
+        });
+    });
+}

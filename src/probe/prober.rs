@@ -360,6 +360,8 @@ struct Sock {
     by_addr: HashMap<SocketAddr, Vec<u32>>,
     /// STAMP targets by (authenticated, SSID), to attribute stray replies.
     by_ssid: HashMap<(bool, u16), Vec<u32>>,
+    /// STAMP targets by (address, authenticated, SSID): many sessions to one reflector.
+    by_session: HashMap<(SocketAddr, bool, u16), Vec<u32>>,
     chunk: usize,
     storage: Vec<u8>,
     meta: [RecvMeta; BATCH],
@@ -410,6 +412,7 @@ impl Sock {
             ids: vec![(NONE, 0); TX_IDS].into_boxed_slice(),
             by_addr: HashMap::new(),
             by_ssid: HashMap::new(),
+            by_session: HashMap::new(),
             chunk: 0,
             storage: Vec::new(),
             meta: [RecvMeta::default(); BATCH],
@@ -528,6 +531,7 @@ impl Prober<'_> {
         for s in &mut self.socks {
             s.by_addr.clear();
             s.by_ssid.clear();
+            s.by_session.clear();
             s.chunk = 0;
             for id in s.ids.iter_mut() {
                 id.0 = remap.get(id.0 as usize).copied().unwrap_or(NONE);
@@ -545,6 +549,8 @@ impl Prober<'_> {
             if p.target.spec.protocol == Protocol::Stamp {
                 let auth = p.target.spec.key.is_some();
                 sock.by_ssid.entry((auth, p.target.spec.ssid)).or_default().push(i32);
+                let session = (p.target.spec.addr, auth, p.target.spec.ssid);
+                sock.by_session.entry(session).or_default().push(i32);
             }
             // One byte over the largest probe, so a longer reply shows as truncated.
             sock.chunk =
@@ -779,6 +785,17 @@ fn deliver(
     match s.by_addr.get(&from) {
         Some(targets) => {
             if let Some(data) = data {
+                // Many targets at one address: go straight to the one the reply names.
+                let one;
+                let mut targets = targets.as_slice();
+                if targets.len() > 1 {
+                    if let Some(t) = named_target(by_id, probing, from, data) {
+                        one = [t];
+                        targets = &one;
+                    } else if let Some(ts) = session_targets(s, from, data) {
+                        targets = ts;
+                    }
+                }
                 for &t in targets {
                     if probing[t as usize].on_reply(data, rx, bounds) == Verdict::Done {
                         return;
@@ -797,23 +814,44 @@ fn deliver(
     }
 }
 
+/// The upper/echo target at `from` whose id an `SB` reply carries.
+fn named_target(
+    by_id: &HashMap<u32, u32>,
+    probing: &[Probing],
+    from: SocketAddr,
+    data: &[u8],
+) -> Option<u32> {
+    let tag = ANY_SB.read(data, u64::MAX).ok()?.sent_ns?;
+    let t = *by_id.get(&((tag >> 32) as u32))?;
+    (probing.get(t as usize)?.target.spec.addr == from).then_some(t)
+}
+
+/// The STAMP targets at `from` with the SSID a reply carries.
+fn session_targets<'a>(s: &'a Sock, from: SocketAddr, data: &[u8]) -> Option<&'a [u32]> {
+    ssids(data).find_map(|(auth, ssid)| s.by_session.get(&(from, auth, ssid))).map(Vec::as_slice)
+}
+
+/// The SSID a STAMP packet carries, read as either base packet (unauthenticated, authenticated).
+fn ssids(data: &[u8]) -> impl Iterator<Item = (bool, u16)> + '_ {
+    [(false, AuthMode::Unauthenticated), (true, AuthMode::Authenticated)].into_iter().filter_map(
+        |(auth, mode)| {
+            let l = mode.layout();
+            let b = data.get(l.ssid..l.ssid + 2).filter(|_| data.len() >= l.len)?;
+            Some((auth, u16::from_be_bytes([b[0], b[1]])))
+        },
+    )
+}
+
 /// The target a datagram from an address no target has claims to answer:
 /// the id in an `SB` probe's tag, or the one STAMP target with its SSID.
 fn stray_target(s: &Sock, by_id: &HashMap<u32, u32>, data: &[u8]) -> Option<u32> {
     if let Ok(e) = ANY_SB.read(data, u64::MAX) {
         return e.sent_ns.and_then(|tag| by_id.get(&((tag >> 32) as u32)).copied());
     }
-    for (auth, mode) in [(false, AuthMode::Unauthenticated), (true, AuthMode::Authenticated)] {
-        let l = mode.layout();
-        if let Some(b) = data.get(l.ssid..l.ssid + 2).filter(|_| data.len() >= l.len) {
-            if let Some([t]) =
-                s.by_ssid.get(&(auth, u16::from_be_bytes([b[0], b[1]]))).map(Vec::as_slice)
-            {
-                return Some(*t);
-            }
-        }
-    }
-    None
+    ssids(data).find_map(|key| match s.by_ssid.get(&key).map(Vec::as_slice) {
+        Some([t]) => Some(*t),
+        _ => None,
+    })
 }
 
 fn nanos(d: Duration) -> u64 {
