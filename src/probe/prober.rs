@@ -50,6 +50,10 @@ const MAX_RING: usize = 1024;
 const TX_IDS: usize = 1 << 14;
 /// Receive batches per socket per turn.
 const RECV_ROUNDS: usize = 8;
+/// Shortest time between two wake-ups when the kernel timestamps replies:
+/// probes due within it go out together, replies are read in batches.
+/// Bounds the scheduling lag this adds.
+const TICK: Duration = Duration::from_micros(500);
 /// Longest sleep: how soon a stop or a reload is noticed.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 /// Asked for on both directions; the kernel caps it at `net.core.[rw]mem_max`.
@@ -452,6 +456,7 @@ fn realtime_ns() -> i64 {
 impl Prober<'_> {
     fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut housekeeping = 0;
+        let mut woke = 0;
         while !stop.load(Ordering::Relaxed) {
             self.take_table()?;
             let now = self.agent.now_ns();
@@ -468,16 +473,22 @@ impl Prober<'_> {
                 .flatten()
                 .fold(now + nanos(MAX_WAIT), u64::min)
                 .min(housekeeping);
+            // With kernel receive timestamps a reply read later is timed the
+            // same: sleep by the clock, waking at most once a tick, so each
+            // wake-up sends and reads a batch. Without them, wake for each reply.
+            let kernel_rx = self.agent.health.kernel_rx.load(Ordering::Relaxed);
+            let next = if kernel_rx { next.max(woke + nanos(TICK)) } else { next };
             let now = self.agent.now_ns();
             if next > now {
                 let wait = Duration::from_nanos(next - now);
-                if self.socks.is_empty() {
+                if self.socks.is_empty() || kernel_rx {
                     std::thread::sleep(wait);
                 } else {
                     let socks: Vec<&UdpSocket> = self.socks.iter().map(|s| &s.sock).collect();
                     sys::wait_readable(&socks, wait)?;
                 }
             }
+            woke = self.agent.now_ns();
         }
         Ok(())
     }
