@@ -237,7 +237,12 @@ fn duplicates_strays_and_floods_are_counted_not_answered() {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let other = UdpSocket::bind("127.0.0.1:0").unwrap();
     let agent = Agent::new(AgentConfig::default()).unwrap();
-    agent.apply(vec![spec("fake", sock.local_addr().unwrap(), Protocol::Upper)]).unwrap();
+    // The fake server answers nothing while it floods: a timeout that outlasts that.
+    let target = TargetSpec {
+        timeout: Duration::from_secs(5),
+        ..spec("fake", sock.local_addr().unwrap(), Protocol::Upper)
+    };
+    agent.apply(vec![target]).unwrap();
     let stop = AtomicBool::new(false);
     let flood = 20_000;
     thread::scope(|s| {
@@ -253,7 +258,7 @@ fn duplicates_strays_and_floods_are_counted_not_answered() {
             assert!(t.answered <= t.sent, "{t:?}");
             assert!(t.duplicated <= t.answered, "{t:?}");
             assert!(t.mismatched <= flood as u64 + t.sent, "{t:?}");
-            assert_eq!(t.late, 0);
+            assert_eq!(t.late, 0, "{t:?}");
             // The flood did not stop the probing.
             let before = t.sent;
             wait_for(agent, "probing going on", |snap| snap[0].sent >= before + 5);
