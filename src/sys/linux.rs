@@ -691,6 +691,32 @@ mod tests {
     }
 
     #[test]
+    fn a_send_failed_by_a_queued_icmp_error_keeps_the_numbering() {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_timestamping(&tx).unwrap();
+        enable_recv_errors(&tx, false).unwrap();
+        let closed = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        tx.send_to(b"0", closed).unwrap();
+        wait_readable(&[&tx], Duration::from_millis(200)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // The ICMP error is pending on the socket: the next send reports it.
+        let failed = tx.send_to(b"1", rx.local_addr().unwrap());
+        let _ = tx.send_to(b"2", rx.local_addr().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        let mut got = Vec::new();
+        recv_errors(&tx, &mut |q| got.push(q)).unwrap();
+        let ids: Vec<u32> = got
+            .iter()
+            .filter_map(|q| if let Queued::Sent { id, .. } = q { Some(*id) } else { None })
+            .collect();
+        // What the probe agent relies on: a send that fails takes no number,
+        // so the numbers still match the sends that went out.
+        assert_eq!(failed.unwrap_err().kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(ids, [0, 1], "{got:?}");
+    }
+
+    #[test]
     fn recv_connected_reports_the_real_length_and_never_blocks_when_asked() {
         let (a, b) = pair();
         let mut buf = [0u8; 10];
