@@ -52,9 +52,13 @@ impl Agent {
         };
         let mut registry = Registry::default();
         registry.register_collector(Box::new(export));
-        let mut text = String::with_capacity(4096);
+        // Sized by the last scrape: 10,000 STAMP targets make 50 MB of text,
+        // which growing by doubling would hold twice over for a moment.
+        let last = self.last_render_len.load(Ordering::Relaxed);
+        let mut text = String::with_capacity(last + last / 16 + 4096);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        self.last_render_len.store(text.len(), Ordering::Relaxed);
         text
     }
 

@@ -130,39 +130,64 @@ pub fn enable_recv_errors(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
 }
 
 /// Reads the socket's error queue without waiting, up to [`MAX_QUEUED`]
-/// messages, handing each to `f`; returns how many were read.
+/// messages, [`BATCH`] per `recvmmsg`, handing each to `f`; returns how many
+/// were read.
 pub fn recv_errors(sock: &UdpSocket, f: &mut dyn FnMut(Queued)) -> io::Result<usize> {
     let mut read = 0;
     while read < MAX_QUEUED {
-        let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
-        let mut ctrl = MaybeUninit::<Cmsg>::uninit();
+        let mut names = [MaybeUninit::<libc::sockaddr_storage>::zeroed(); BATCH];
+        let mut ctrl = [MaybeUninit::<Cmsg>::uninit(); BATCH];
         // The payload (an ICMP error quotes ours) is not needed: truncated away.
-        let mut data = [0u8; 8];
-        let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
-        // SAFETY: `msghdr` is plain data for which all-zero bytes are a valid value.
-        let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-        hdr.msg_name = name.as_mut_ptr().cast();
-        hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        hdr.msg_iov = &mut iov;
-        hdr.msg_iovlen = 1;
-        hdr.msg_control = ctrl.as_mut_ptr().cast();
-        hdr.msg_controllen = CMSG_LEN as _;
+        let mut data = [[0u8; 8]; BATCH];
+        let mut iovs = [MaybeUninit::<libc::iovec>::uninit(); BATCH];
+        let mut hdrs = [MaybeUninit::<libc::mmsghdr>::uninit(); BATCH];
+        for i in 0..BATCH {
+            let iov = iovs[i].write(libc::iovec {
+                iov_base: data[i].as_mut_ptr().cast(),
+                iov_len: data[i].len(),
+            });
+            // SAFETY: `mmsghdr` is plain data for which all-zero bytes are a valid value.
+            let mut hdr: libc::mmsghdr = unsafe { mem::zeroed() };
+            hdr.msg_hdr.msg_name = names[i].as_mut_ptr().cast();
+            hdr.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_control = ctrl[i].as_mut_ptr().cast();
+            hdr.msg_hdr.msg_controllen = CMSG_LEN as _;
+            hdrs[i].write(hdr);
+        }
         let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
-        // SAFETY: `hdr` points at a live name, iovec and control buffer of the
-        // sizes it states, all outliving the call.
-        let ret = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut hdr, flags) };
-        match cvt_ssize(ret) {
-            Ok(_) => {}
+        // SAFETY: all BATCH headers are initialised and point at live names,
+        // iovecs, payload and control buffers of the sizes they state, all
+        // outliving the call.
+        let ret = unsafe {
+            libc::recvmmsg(
+                sock.as_raw_fd(),
+                hdrs.as_mut_ptr().cast(),
+                BATCH as libc::c_uint,
+                flags,
+                ptr::null_mut(),
+            )
+        };
+        let got = match cvt(ret) {
+            Ok(got) => got,
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
+        };
+        for i in 0..got {
+            // SAFETY: headers below BATCH were initialised above (and `got` <= BATCH).
+            let hdr = unsafe { hdrs[i].assume_init_ref() };
+            // SAFETY: zero-initialised above; the kernel wrote `msg_namelen` bytes of it.
+            let storage = unsafe { names[i].assume_init() };
+            // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` its length.
+            let dst = unsafe { SockAddr::new(storage, hdr.msg_hdr.msg_namelen) }.as_socket();
+            f(parse_queued(&hdr.msg_hdr, dst));
         }
-        read += 1;
-        // SAFETY: zero-initialised above; the kernel wrote `msg_namelen` bytes of it.
-        let storage = unsafe { name.assume_init() };
-        // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` its length.
-        let dst = unsafe { SockAddr::new(storage, hdr.msg_namelen) }.as_socket();
-        f(parse_queued(&hdr, dst));
+        read += got;
+        if got < BATCH {
+            break;
+        }
     }
     Ok(read)
 }
