@@ -439,3 +439,38 @@ fn many_targets_at_one_address_are_told_apart() {
         });
     });
 }
+
+#[test]
+fn authenticated_stamp_is_answered_with_the_key_and_mismatched_without() {
+    use shout::stamp::AuthMode;
+    let key = b"0123456789abcdef0123456789abcdef".to_vec();
+    let config = ReflectorConfig {
+        mode: AuthMode::Authenticated,
+        auth_key: Some(key.clone()),
+        ..ReflectorConfig::default()
+    };
+    let reflector = server(Some(config), Mode::Upper);
+    let stop = AtomicBool::new(false);
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    let good = TargetSpec {
+        key: Some(key),
+        size: 112,
+        ..spec("good", reflector.local_addr(), Protocol::Stamp)
+    };
+    let bad = TargetSpec {
+        name: "bad".into(),
+        key: Some(b"another key, just as long: 32 b!".to_vec()),
+        ..good.clone()
+    };
+    agent.apply(vec![good, bad]).unwrap();
+    thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| reflector.run(&stop));
+        with_agent(&agent, |agent| {
+            let snap = wait_for(agent, "answers", |snap| find(snap, "good").answered >= 5);
+            assert_eq!(find(&snap, "good").mismatched, 0);
+            let bad = find(&snap, "bad");
+            assert_eq!(bad.answered, 0, "a reflector with another key never answers: {bad:?}");
+        });
+    });
+}
