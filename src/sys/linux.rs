@@ -129,7 +129,7 @@ pub fn enable_recv_errors(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
     }
 }
 
-/// Reads the socket's error queue without waiting, up to [`MAX_QUEUED`]
+/// Reads the socket's error queue without waiting, up to 256
 /// messages, [`BATCH`] per `recvmmsg`, handing each to `f`; returns how many
 /// were read.
 pub fn recv_errors(sock: &UdpSocket, f: &mut dyn FnMut(Queued)) -> io::Result<usize> {
