@@ -474,3 +474,40 @@ fn authenticated_stamp_is_answered_with_the_key_and_mismatched_without() {
         });
     });
 }
+
+#[test]
+fn ipv6_targets_are_probed_from_their_own_socket() {
+    let config = ServerConfig {
+        binds: vec!["[::1]:0".parse().unwrap()],
+        stamp: Some(ReflectorConfig::default()),
+        ..ServerConfig::default()
+    };
+    let Ok(reflector) = Server::bind(config) else {
+        eprintln!("SKIPPED: no IPv6 loopback here");
+        return;
+    };
+    let closed = UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    let closed = TargetSpec {
+        timeout: Duration::from_millis(100),
+        ..spec("closed6", closed, Protocol::Upper)
+    };
+    agent.apply(vec![spec("stamp6", reflector.local_addr(), Protocol::Stamp), closed]).unwrap();
+    thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| reflector.run(&stop));
+        with_agent(&agent, |agent| {
+            let snap = wait_for(agent, "IPv6 answers and unreachables", |snap| {
+                find(snap, "stamp6").answered >= 5 && find(snap, "closed6").unreachable >= 2
+            });
+            assert_eq!(find(&snap, "stamp6").mismatched, 0);
+            let text = agent.render_metrics();
+            assert!(metric(
+                &text,
+                r#"shout_probe_ttl{target="stamp6",site="lab",direction="backward"}"#
+            )
+            .is_some());
+        });
+    });
+}
