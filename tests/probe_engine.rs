@@ -196,6 +196,8 @@ fn a_closed_port_is_unreachable_and_its_probes_lost() {
         });
         assert_eq!(snap[0].answered, 0);
         assert!(!snap[0].up);
+        let again = agent.run(&AtomicBool::new(true)).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists, "one probing thread");
         assert!(snap[0].recent_rtts.iter().all(Option::is_none));
         let text = agent.render_metrics();
         check_invariant(&text);

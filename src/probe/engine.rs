@@ -186,6 +186,8 @@ pub struct Agent {
     pub(crate) health: Health,
     /// Failures to resolve each target name, as the config's resolver reports them.
     pub(crate) resolve_failures: Mutex<HashMap<String, u64>>,
+    /// Set while [`run`](Agent::run) runs: one probing thread at a time.
+    pub(crate) running: AtomicBool,
     /// Bytes of the last metrics text, to size the next.
     pub(crate) last_render_len: std::sync::atomic::AtomicUsize,
     /// What "now" counts from, for due times and `up`.
@@ -242,6 +244,7 @@ impl Agent {
             },
             resolve_failures: Mutex::new(HashMap::new()),
             last_render_len: std::sync::atomic::AtomicUsize::new(0),
+            running: AtomicBool::new(false),
             epoch: Instant::now(),
         })
     }

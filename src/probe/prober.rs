@@ -73,7 +73,21 @@ impl Agent {
     /// Probes the table's targets until `stop` is set (noticed within 50 ms).
     /// Reloads ([`apply`](Agent::apply)) from other threads are taken between
     /// two turns. Returns an error only when a socket cannot be made or is lost.
+    /// Fails at once (`AlreadyExists`) if another thread is running it.
     pub fn run(&self, stop: &AtomicBool) -> io::Result<()> {
+        if self.running.swap(true, Ordering::AcqRel) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "the agent is already running",
+            ));
+        }
+        struct Running<'a>(&'a AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _running = Running(&self.running);
         let mut prober = Prober {
             agent: self,
             version: u64::MAX,
