@@ -334,6 +334,30 @@ fn widen(low: u32, next: u64) -> u64 {
     }
 }
 
+/// The delays one reflected packet gives, in nanoseconds (negative when the
+/// clocks disagree); `None` where a timestamp cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Delays {
+    /// Reflector receive time minus our transmit time (T2 - T1).
+    pub(crate) forward: Option<i64>,
+    /// Our receive time minus the reflector's transmit time (T4 - T3).
+    pub(crate) backward: Option<i64>,
+    /// The reflector's turnaround (T3 - T2).
+    pub(crate) turnaround: Option<i64>,
+}
+
+impl StampEcho {
+    /// The delays this reply gives, received at `t4_ns` (since the Unix epoch).
+    #[inline]
+    pub(crate) fn delays(&self, t4_ns: i64) -> Delays {
+        Delays {
+            forward: self.t1_ns.zip(self.t2_ns).map(|(t1, t2)| t2.saturating_sub(t1)),
+            backward: self.t3_ns.map(|t3| t4_ns.saturating_sub(t3)),
+            turnaround: self.t2_ns.zip(self.t3_ns).map(|(t2, t3)| t3.saturating_sub(t2)),
+        }
+    }
+}
+
 /// Signed delays: with clocks not synchronised a one-way delay can be negative.
 /// Two histograms, one per sign, of nanoseconds.
 #[derive(Clone, Debug)]
@@ -533,14 +557,14 @@ impl StampTally {
         (reply_ttl, reply_tos): (Option<u8>, Option<u8>),
         t4_ns: i64,
     ) {
-        if let (Some(t1), Some(t2)) = (e.t1_ns, e.t2_ns) {
-            self.forward.record(t2.saturating_sub(t1));
+        let d = e.delays(t4_ns);
+        if let Some(forward) = d.forward {
+            self.forward.record(forward);
         }
-        if let Some(t3) = e.t3_ns {
-            self.backward.record(t4_ns.saturating_sub(t3));
+        if let Some(backward) = d.backward {
+            self.backward.record(backward);
         }
-        if let (Some(t2), Some(t3)) = (e.t2_ns, e.t3_ns) {
-            let turn = t3.saturating_sub(t2);
+        if let Some(turn) = d.turnaround {
             self.turnaround.record(turn);
             self.net_rtt.record((rtt_ns.min(i64::MAX as u64) as i64).saturating_sub(turn));
         }
