@@ -5,15 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::duration_in;
 use super::UsageError;
 pub use crate::stamp::STAMP_PORT;
 use crate::stamp::{AuthMode, ReflectorConfig, TimestampFormat};
-
-/// The shortest key accepted: 16 octets, as RFC 8762 §4.4 keys are at least.
-const MIN_KEY: usize = 16;
 
 /// The timestamp format on the wire (the Z bit of the Error Estimate).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -34,50 +31,15 @@ impl From<Format> for TimestampFormat {
     }
 }
 
-/// Reads an HMAC key: the file's text as hex when it is hex (surrounding white
-/// space ignored), else its bytes as they are; the format stamp-suite's
-/// `--hmac-key-file` reads too, so one file serves both. A key others may read
-/// is refused, as ssh refuses such a private key: it would sign for anyone.
+/// Reads an HMAC key file ([`crate::stamp::key::read_key_file`]); a file that
+/// cannot be read is a runtime error, a readable or short key the user's (exit 2).
 pub fn read_key(path: &Path) -> Result<Vec<u8>> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("reading the STAMP key file {}", path.display()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(UsageError(format!(
-                "the STAMP key file {} is readable by others (mode {:o}): chmod 600 it",
-                path.display(),
-                mode & 0o777
-            ))
-            .into());
-        }
+    use crate::stamp::key::{read_key_file, KeyFileError};
+    match read_key_file(path) {
+        Ok(key) => Ok(key),
+        Err(err @ KeyFileError::Io { .. }) => Err(err.into()),
+        Err(err) => Err(UsageError(err.to_string()).into()),
     }
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("reading the STAMP key file {}", path.display()))?;
-    let key = std::str::from_utf8(&bytes).ok().and_then(|text| hex(text.trim())).unwrap_or(bytes);
-    if key.len() < MIN_KEY {
-        return Err(UsageError(format!(
-            "the STAMP key in {} is {} bytes: use at least {MIN_KEY} (32 hex digits or more)",
-            path.display(),
-            key.len()
-        ))
-        .into());
-    }
-    Ok(key)
-}
-
-/// `text` as bytes, two hex digits each, or `None`.
-fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || text.len() % 2 != 0 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect()
 }
 
 /// The mode a key file gives: authenticated with its key, else unauthenticated.

@@ -6,6 +6,7 @@
 //! - [`packet`]: where each field of the base packets sits, both modes.
 //! - [`timestamp`]: NTP and PTPv2 timestamps, the Error Estimate.
 //! - [`auth`]: HMAC-SHA-256 truncated to 16 octets.
+//! - [`key`]: the key file of authenticated mode.
 //! - [`tlv`]: TLV headers, flags, types, a reader and the sender's encoder.
 //! - [`session`]: the stateful reflector's bounded session table.
 //! - [`reflector`]: [`Reflector::reflect`] turns a test packet into its reply in place.
@@ -35,6 +36,7 @@
 pub const STAMP_PORT: u16 = 862;
 
 pub mod auth;
+pub mod key;
 pub mod packet;
 pub mod reflector;
 pub mod sender;
