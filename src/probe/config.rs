@@ -41,9 +41,8 @@ pub const MAX_FILE: u64 = 64 << 20;
 /// Probe intervals: from 10 ms to an hour.
 pub const INTERVAL_RANGE: (Duration, Duration) =
     (Duration::from_millis(10), Duration::from_secs(3600));
-/// How long a probe may wait for its answer: from 1 ms to an hour.
-pub const TIMEOUT_RANGE: (Duration, Duration) =
-    (Duration::from_millis(1), Duration::from_secs(3600));
+/// How long a probe may wait for its answer: from 1 ms to a minute.
+pub const TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(1), Duration::from_secs(60));
 /// How often host names are resolved again: from 1 s to a day.
 pub const RESOLVE_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(24 * 3600));
@@ -678,6 +677,7 @@ fn show(d: Duration) -> String {
     match d.as_millis() {
         ms if ms < 1000 => format!("{ms}ms"),
         ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
         ms => format!("{}s", ms / 1000),
     }
 }
