@@ -73,11 +73,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-mod clock;
+pub(crate) mod clock;
 mod config;
 mod inflight;
 mod loops;
-mod probe;
+pub(crate) mod probe;
 mod progress;
 mod receive;
 mod record;
@@ -85,7 +85,7 @@ mod render;
 mod report;
 mod send;
 mod socket;
-mod stamp;
+pub(crate) mod stamp;
 
 pub use config::{
     BenchConfig, Load, StampConfig, MAX_FLOWS, MAX_RATE, MAX_RUN, MAX_TIMEOUT, MAX_WINDOW,

@@ -233,6 +233,41 @@ fn widen(low: u32, next: u64) -> u64 {
     }
 }
 
+/// The delays one reflected packet gives, in nanoseconds (negative when the
+/// clocks disagree); `None` where a timestamp cannot be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Delays {
+    /// Reflector receive time minus our transmit time (T2 - T1).
+    pub(crate) forward: Option<i64>,
+    /// Our receive time minus the reflector's transmit time (T4 - T3).
+    pub(crate) backward: Option<i64>,
+    /// The reflector's turnaround (T3 - T2).
+    pub(crate) turnaround: Option<i64>,
+}
+
+impl StampEcho {
+    /// The delays this reply gives, received at `t4_ns` (since the Unix epoch).
+    #[inline]
+    pub(crate) fn delays(&self, t4_ns: i64) -> Delays {
+        Delays {
+            forward: self.t1_ns.zip(self.t2_ns).map(|(t1, t2)| t2.saturating_sub(t1)),
+            backward: self.t3_ns.map(|t3| t4_ns.saturating_sub(t3)),
+            turnaround: self.t2_ns.zip(self.t3_ns).map(|(t2, t3)| t3.saturating_sub(t2)),
+        }
+    }
+}
+
+/// Splits `unanswered` probes sent between two answered ones by direction,
+/// with a stateful reflector: between them our sequence number advanced by
+/// `ours` and the reflector's (its count of what it received) by `theirs`,
+/// so `ours - theirs` never reached it; the rest were lost on the way back.
+/// Returns (forward, backward).
+#[inline]
+pub(crate) fn split_lost(ours: u64, theirs: u64, unanswered: u64) -> (u64, u64) {
+    let forward = ours.saturating_sub(theirs).min(unanswered);
+    (forward, unanswered - forward)
+}
+
 /// Signed delays: with clocks not synchronised a one-way delay can be negative.
 /// Two histograms, one per sign, of nanoseconds.
 #[derive(Clone, Debug)]
@@ -366,14 +401,14 @@ impl StampTally {
         reply_ttl: Option<u8>,
         t4_ns: i64,
     ) {
-        if let (Some(t1), Some(t2)) = (e.t1_ns, e.t2_ns) {
-            self.forward.record(t2.saturating_sub(t1));
+        let d = e.delays(t4_ns);
+        if let Some(forward) = d.forward {
+            self.forward.record(forward);
         }
-        if let Some(t3) = e.t3_ns {
-            self.backward.record(t4_ns.saturating_sub(t3));
+        if let Some(backward) = d.backward {
+            self.backward.record(backward);
         }
-        if let (Some(t2), Some(t3)) = (e.t2_ns, e.t3_ns) {
-            let turn = t3.saturating_sub(t2);
+        if let Some(turn) = d.turnaround {
             self.turnaround.record(turn);
             self.net_rtt.record((rtt_ns.min(i64::MAX as u64) as i64).saturating_sub(turn));
         }
@@ -410,8 +445,7 @@ impl StampTally {
         let ours = s1 - s0;
         let theirs = u64::from(r1.wrapping_sub(r0));
         let span_lost = (ours + 1).saturating_sub(answered).min(lost);
-        self.forward_lost = ours.saturating_sub(theirs).min(span_lost);
-        self.backward_lost = span_lost - self.forward_lost;
+        (self.forward_lost, self.backward_lost) = split_lost(ours, theirs, span_lost);
         self.unsplit_lost = lost - span_lost;
     }
 

@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 
 use socket2::{MaybeUninitSlice, SockRef};
 
-use super::{RecvMeta, Transmit};
+use super::{Queued, RecvMeta, Transmit};
 
 /// GRO is Linux only.
 pub fn enable_gro(_sock: &UdpSocket) -> io::Result<()> {
@@ -32,6 +32,28 @@ pub fn enable_rx_timestamps(_sock: &UdpSocket) -> io::Result<()> {
 /// TTL and traffic class are read on Linux only.
 pub fn enable_ttl_tos(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
+}
+
+/// Kernel timestamps (`SO_TIMESTAMPING`) are read on Linux only: the caller
+/// falls back to its own clock.
+pub fn enable_timestamping(_sock: &UdpSocket) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "kernel timestamps are read on Linux only"))
+}
+
+/// The error queue is read on Linux only.
+pub fn enable_recv_errors(_sock: &UdpSocket, _ipv6: bool) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+/// No error queue here: nothing to read.
+pub fn recv_errors(_sock: &UdpSocket, _f: &mut dyn FnMut(Queued)) -> io::Result<usize> {
+    Ok(0)
+}
+
+/// Without `ppoll`: sleeps a little (at most 1 ms), and the caller looks again.
+pub fn wait_readable(_socks: &[&UdpSocket], timeout: std::time::Duration) -> io::Result<()> {
+    std::thread::sleep(timeout.min(std::time::Duration::from_millis(1)));
+    Ok(())
 }
 
 /// Elsewhere workers wake on their read timeout instead.

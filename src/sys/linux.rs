@@ -9,12 +9,15 @@ use std::ptr;
 
 use socket2::SockAddr;
 
-use super::{RecvMeta, Transmit, BATCH};
+use super::{Queued, RecvMeta, Transmit, BATCH};
 
 /// Room for the control messages we use: UDP_GRO or UDP_SEGMENT, plus
 /// IP(V6)_PKTINFO, the TTL or hop limit, the traffic class and the receive
-/// timestamp, with margin.
-const CMSG_LEN: usize = 192;
+/// timestamp (`SCM_TIMESTAMPNS`, or `SCM_TIMESTAMPING`'s three), with margin.
+const CMSG_LEN: usize = 256;
+/// Error-queue messages read per [`recv_errors`] call: bounds the time one
+/// call takes whatever arrives.
+const MAX_QUEUED: usize = 256;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(8))]
@@ -98,6 +101,147 @@ pub fn enable_ttl_tos(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
 /// stamping on through a deferred switch.)
 pub fn enable_rx_timestamps(sock: &UdpSocket) -> io::Result<()> {
     setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
+}
+
+/// Asks the kernel for software timestamps both ways (`SO_TIMESTAMPING`):
+/// each received datagram's arrival (in [`RecvMeta::received`]), and each
+/// sent datagram's departure, queued on the socket's error queue for
+/// [`recv_errors`] as [`Queued::Sent`], numbered in send order from 0
+/// (`OPT_ID`) and without the payload (`OPT_TSONLY`).
+pub fn enable_timestamping(sock: &UdpSocket) -> io::Result<()> {
+    let flags = libc::SOF_TIMESTAMPING_TX_SOFTWARE
+        | libc::SOF_TIMESTAMPING_RX_SOFTWARE
+        | libc::SOF_TIMESTAMPING_SOFTWARE
+        | libc::SOF_TIMESTAMPING_OPT_ID
+        | libc::SOF_TIMESTAMPING_OPT_TSONLY;
+    setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPING, flags as i32)
+}
+
+/// Queues ICMP errors about what this socket sent on its error queue, with
+/// the destination they concern (`IP_RECVERR`/`IPV6_RECVERR`): an unconnected
+/// socket otherwise never hears of them. A pending error also fails the next
+/// receive once (`ECONNREFUSED`, say: [`is_transient`](super::is_transient)).
+pub fn enable_recv_errors(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        setsockopt_int(sock, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)
+    } else {
+        setsockopt_int(sock, libc::IPPROTO_IP, libc::IP_RECVERR, 1)
+    }
+}
+
+/// Reads the socket's error queue without waiting, up to [`MAX_QUEUED`]
+/// messages, handing each to `f`; returns how many were read.
+pub fn recv_errors(sock: &UdpSocket, f: &mut dyn FnMut(Queued)) -> io::Result<usize> {
+    let mut read = 0;
+    while read < MAX_QUEUED {
+        let mut name = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+        let mut ctrl = MaybeUninit::<Cmsg>::uninit();
+        // The payload (an ICMP error quotes ours) is not needed: truncated away.
+        let mut data = [0u8; 8];
+        let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+        // SAFETY: `msghdr` is plain data for which all-zero bytes are a valid value.
+        let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
+        hdr.msg_name = name.as_mut_ptr().cast();
+        hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        hdr.msg_iov = &mut iov;
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = ctrl.as_mut_ptr().cast();
+        hdr.msg_controllen = CMSG_LEN as _;
+        let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+        // SAFETY: `hdr` points at a live name, iovec and control buffer of the
+        // sizes it states, all outliving the call.
+        let ret = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut hdr, flags) };
+        match cvt_ssize(ret) {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        }
+        read += 1;
+        // SAFETY: zero-initialised above; the kernel wrote `msg_namelen` bytes of it.
+        let storage = unsafe { name.assume_init() };
+        // SAFETY: `storage` is a sockaddr_storage and `msg_namelen` its length.
+        let dst = unsafe { SockAddr::new(storage, hdr.msg_namelen) }.as_socket();
+        f(parse_queued(&hdr, dst));
+    }
+    Ok(read)
+}
+
+/// What one error-queue message says: its extended error and timestamp.
+fn parse_queued(hdr: &libc::msghdr, dst: Option<std::net::SocketAddr>) -> Queued {
+    let mut err: Option<libc::sock_extended_err> = None;
+    let mut at = None;
+    // SAFETY: `hdr` came back from recvmsg with `msg_control`/`msg_controllen`
+    // describing the initialised part of our control buffer.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: CMSG_FIRSTHDR/CMSG_NXTHDR return headers inside the buffer.
+        let c = unsafe { &*cmsg };
+        // SAFETY: CMSG_DATA of a header inside the buffer stays inside it.
+        let data = unsafe { libc::CMSG_DATA(cmsg) };
+        match (c.cmsg_level, c.cmsg_type) {
+            (libc::IPPROTO_IP, libc::IP_RECVERR) | (libc::IPPROTO_IPV6, libc::IPV6_RECVERR)
+                if fits::<libc::sock_extended_err>(c) =>
+            {
+                // SAFETY: checked above: the message holds a `sock_extended_err`.
+                err = Some(unsafe { ptr::read_unaligned(data.cast::<libc::sock_extended_err>()) });
+            }
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) if fits::<[libc::timespec; 3]>(c) => {
+                // SAFETY: checked above: the message holds three `timespec`s; the first is software.
+                let ts = unsafe { ptr::read_unaligned(data.cast::<libc::timespec>()) };
+                at = duration(ts);
+            }
+            _ => {}
+        }
+        // SAFETY: as above; returns null after the last header.
+        cmsg = unsafe { libc::CMSG_NXTHDR(hdr, cmsg) };
+    }
+    match (err, at, dst) {
+        (Some(e), Some(at), _) if e.ee_origin == libc::SO_EE_ORIGIN_TIMESTAMPING => {
+            Queued::Sent { id: e.ee_data, at }
+        }
+        // Destination unreachable: ICMP type 3, ICMPv6 type 1.
+        (Some(e), _, Some(dst))
+            if (e.ee_origin == libc::SO_EE_ORIGIN_ICMP && e.ee_type == 3)
+                || (e.ee_origin == libc::SO_EE_ORIGIN_ICMP6 && e.ee_type == 1) =>
+        {
+            Queued::Unreachable { dst }
+        }
+        _ => Queued::Other,
+    }
+}
+
+/// A kernel `timespec` since the epoch as a `Duration`; `None` if negative or zero (absent).
+fn duration(ts: libc::timespec) -> Option<std::time::Duration> {
+    match (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec)) {
+        (Ok(secs), Ok(nanos)) if secs != 0 || nanos != 0 => {
+            Some(std::time::Duration::new(secs, nanos))
+        }
+        _ => None,
+    }
+}
+
+/// Waits until one of `socks` has a datagram or a queued error, or `timeout`
+/// passes (to the nanosecond: `ppoll`, not `poll`'s milliseconds).
+pub fn wait_readable(socks: &[&UdpSocket], timeout: std::time::Duration) -> io::Result<()> {
+    const MAX: usize = 64;
+    let mut fds = [libc::pollfd { fd: -1, events: 0, revents: 0 }; MAX];
+    let n = socks.len().min(MAX);
+    for (fd, sock) in fds.iter_mut().zip(socks) {
+        // POLLERR (the error queue) is always reported.
+        *fd = libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    }
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(3600) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: the first `n` entries of `fds` are initialised and live, `ts` is a
+    // live timespec, and a null signal mask means "unchanged".
+    let ret = unsafe { libc::ppoll(fds.as_mut_ptr(), n as libc::nfds_t, &ts, ptr::null()) };
+    match cvt(ret) {
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 /// Wakes every thread blocked receiving on `sock`, now and from then on:
@@ -300,6 +444,13 @@ fn parse_cmsgs(hdr: &libc::msghdr, len: usize) -> RecvMeta {
                     meta.received = Some(std::time::Duration::new(secs, nanos));
                 }
             }
+            (libc::SOL_SOCKET, libc::SCM_TIMESTAMPING) if fits::<[libc::timespec; 3]>(c) => {
+                // SAFETY: checked above: three `timespec`s, the first the software stamp.
+                let ts = unsafe { ptr::read_unaligned(data.cast::<libc::timespec>()) };
+                if meta.received.is_none() {
+                    meta.received = duration(ts);
+                }
+            }
             (libc::IPPROTO_IP, libc::IP_TOS) if fits::<u8>(c) => {
                 // SAFETY: checked above: the message holds at least one byte.
                 meta.tos = Some(unsafe { *data });
@@ -488,6 +639,55 @@ mod tests {
             sent <= at && at <= read,
             "{sent:?} <= {at:?} <= {read:?}: taken on arrival, not on reading"
         );
+    }
+
+    #[test]
+    fn transmit_timestamps_and_unreachables_come_from_the_error_queue() {
+        use std::time::SystemTime;
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        enable_timestamping(&tx).unwrap();
+        enable_recv_errors(&tx, false).unwrap();
+        let before = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        let to = |dst| Transmit { dst, contents: b"probe", segment_size: None, src: None };
+        let dst = rx.local_addr().unwrap();
+        assert_eq!(send_batch(&tx, &[to(dst), to(dst), to(dst)]).unwrap(), 3);
+        let after = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        let mut got = Vec::new();
+        // Loopback stamps within the send call; allow a moment anyway.
+        for _ in 0..100 {
+            recv_errors(&tx, &mut |q| got.push(q)).unwrap();
+            if got.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let ids: Vec<u32> = got
+            .iter()
+            .map(|q| match *q {
+                Queued::Sent { id, at } => {
+                    assert!(before <= at && at <= after, "{before:?} <= {at:?} <= {after:?}");
+                    id
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, [0, 1, 2], "numbered in send order");
+        // A port nobody listens on: the ICMP port unreachable names it.
+        let closed = {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap()
+        };
+        got.clear();
+        tx.send_to(b"anyone?", closed).unwrap();
+        for _ in 0..200 {
+            recv_errors(&tx, &mut |q| got.push(q)).unwrap();
+            if got.iter().any(|q| matches!(q, Queued::Unreachable { .. })) {
+                break;
+            }
+            wait_readable(&[&tx], Duration::from_millis(10)).unwrap();
+        }
+        assert!(got.contains(&Queued::Unreachable { dst: closed }), "{got:?}");
     }
 
     #[test]

@@ -76,6 +76,26 @@ impl Default for RecvMeta {
     }
 }
 
+/// One message from a socket's error queue ([`recv_errors`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// The kernel's software transmit timestamp of the datagram numbered `id`
+    /// (counted from 0 in send order since [`enable_timestamping`]), since the Unix epoch.
+    Sent {
+        /// The datagram's number (`SOF_TIMESTAMPING_OPT_ID`).
+        id: u32,
+        /// When it left, since the Unix epoch.
+        at: std::time::Duration,
+    },
+    /// An ICMP or ICMPv6 destination unreachable about a datagram sent to `dst`.
+    Unreachable {
+        /// Where the datagram that drew it went.
+        dst: SocketAddr,
+    },
+    /// Any other error queued (an ICMP time exceeded, say): counted, not matched.
+    Other,
+}
+
 /// One datagram to send, or with `segment_size`, several same-size ones (GSO).
 #[derive(Clone, Copy, Debug)]
 pub struct Transmit<'a> {

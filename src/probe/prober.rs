@@ -1,0 +1,825 @@
+//! The probing loop ([`Agent::run`]): one thread, one socket per address
+//! family and marking (DSCP, TTL), not per target. Each turn:
+//!
+//! 1. take the new table if a reload made one (the only lock, once per reload);
+//! 2. send every probe due, batched per socket (`sendmmsg`), and note how late
+//!    each went out (the scheduling lag);
+//! 3. read each socket's error queue (the kernel's transmit timestamps, ICMP
+//!    unreachables) and its replies (`recvmmsg`, a bounded number of batches
+//!    so a flood cannot starve the sends), and match each reply to its probe;
+//! 4. give up on probes past their timeout (lost);
+//! 5. sleep in `ppoll` until the next probe or timeout is due, or a datagram comes.
+//!
+//! Matching is the bench's: the probe is the bench's [`Format`] (the `SB`
+//! payload, or a STAMP test packet from its [`Sender`](crate::stamp::Sender)),
+//! read back by the same code, with the same verdicts (answered, duplicated,
+//! reordered, late, mismatched) over a fixed ring of the target's recent
+//! probes. A reply is first routed by its source address (then, if several
+//! targets share it, by which one's probe it answers); one from an address no
+//! target has is attributed by its contents when they name a single target,
+//! and is mismatched either way.
+//!
+//! Round trips are kernel receive time minus kernel transmit time where the
+//! kernel gives both (`SO_TIMESTAMPING`), so the agent's own scheduling is not
+//! in them; the clock otherwise.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use socket2::{Domain, Socket, Type};
+
+use super::engine::{Agent, Table, Target, UP_INTERVALS};
+use super::schedule::{next_due, phases, Due, Rng};
+use super::tally::bump;
+use super::target::Protocol;
+use crate::bench::probe::{Format, HEADER_LEN};
+use crate::bench::stamp::{split_lost, unix_ns, StampEcho, SEND_TTL};
+use crate::stamp::AuthMode;
+use crate::sys::{self, Queued, RecvMeta, Transmit, BATCH, MAX_BUF};
+use crate::Expect;
+
+/// Largest ring of probes per target: a probe this many sends old is given
+/// up even before its timeout.
+const MAX_RING: usize = 1024;
+/// Probes per socket whose transmit timestamp can still be matched.
+const TX_IDS: usize = 1 << 14;
+/// Receive batches per socket per turn.
+const RECV_ROUNDS: usize = 8;
+/// Longest sleep: how soon a stop or a reload is noticed.
+const MAX_WAIT: Duration = Duration::from_millis(50);
+/// Asked for on both directions; the kernel caps it at `net.core.[rw]mem_max`.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// How often the socket drop counters are read and stale losses settled.
+const HOUSEKEEPING_NS: u64 = 1_000_000_000;
+/// A kernel transmit timestamp further than this from the clock read just
+/// before the send is not this probe's (the numbering slipped): the clock's is kept.
+const TX_SLACK_NS: i64 = 100_000_000;
+/// No target index.
+const NONE: u32 = u32::MAX;
+
+/// A parser for any `SB` probe, whoever sent it (only its header is read).
+const ANY_SB: Format = Format { size: HEADER_LEN, expect: Expect::Any, stamp: None };
+
+impl Agent {
+    /// Probes the table's targets until `stop` is set (noticed within 50 ms).
+    /// Reloads ([`apply`](Agent::apply)) from other threads are taken between
+    /// two turns. Returns an error only when a socket cannot be made or is lost.
+    pub fn run(&self, stop: &AtomicBool) -> io::Result<()> {
+        let mut prober = Prober {
+            agent: self,
+            version: u64::MAX,
+            probing: Vec::new(),
+            socks: Vec::new(),
+            due: Due::default(),
+            expiry: BinaryHeap::new(),
+            by_id: HashMap::new(),
+            rng: Rng::seeded(self as *const Agent as u64),
+        };
+        prober.run(stop)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum State {
+    #[default]
+    Free,
+    Waiting,
+    Answered,
+    Lost,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    seq: u64,
+    /// What an `SB` probe carried in its time field: the target's id and the send time.
+    tag: u64,
+    /// Transmit time since the epoch: the kernel's once its timestamp came, the clock's until then.
+    tx_ns: i64,
+    /// When it was sent, on the agent's monotonic clock.
+    sent_ns: u64,
+    state: State,
+}
+
+/// Splitting losses by direction with a stateful STAMP reflector (its own
+/// sequence numbers). Lost probes wait here until the next answer tells
+/// which way they went; without one within [`UP_INTERVALS`] intervals, or
+/// with a reflector that echoes our numbers, they are lost "unknown".
+#[derive(Debug, Default)]
+struct Split {
+    /// The newest probe answered in time and the reflector's number for it.
+    last: Option<(u64, u32)>,
+    /// Lost probes after `last`, their direction not yet known.
+    pending: u64,
+    since_ns: u64,
+    /// Learned from the first answer: the reflector numbers on its own.
+    stateful: Option<bool>,
+}
+
+/// One target as the probing thread keeps it.
+struct Probing {
+    target: Arc<Target>,
+    sock: usize,
+    interval_ns: u64,
+    timeout_ns: u64,
+    next_due: u64,
+    next_seq: u64,
+    slots: Box<[Slot]>,
+    mask: u64,
+    highest: Option<u64>,
+    split: Split,
+}
+
+impl Probing {
+    fn new(target: Arc<Target>, sock: usize, rng: &mut Rng) -> Probing {
+        let interval_ns = target.interval_ns();
+        let timeout_ns = u64::try_from(target.spec.timeout.as_nanos()).unwrap_or(u64::MAX);
+        let ring =
+            (timeout_ns / interval_ns.max(1) + 2).clamp(4, MAX_RING as u64).next_power_of_two();
+        // STAMP starts at a random number: a stateful reflector's own count
+        // (from 0) then differs from ours at once, which is how it is recognised.
+        let next_seq =
+            if target.spec.protocol == Protocol::Stamp { 1 + rng.below(1 << 31) } else { 0 };
+        Probing {
+            target,
+            sock,
+            interval_ns,
+            timeout_ns,
+            next_due: 0,
+            next_seq,
+            slots: vec![Slot::default(); ring as usize].into_boxed_slice(),
+            mask: ring - 1,
+            highest: None,
+            split: Split::default(),
+        }
+    }
+
+    fn slot(&mut self, seq: u64) -> &mut Slot {
+        &mut self.slots[(seq & self.mask) as usize]
+    }
+
+    /// Gives up on probe `seq` (waiting in its slot) at `now_ns`.
+    fn lose(&mut self, seq: u64, now_ns: u64) {
+        self.slot(seq).state = State::Lost;
+        let st = &self.target.stats;
+        st.recent.push(None);
+        if self.target.spec.protocol == Protocol::Stamp && self.split.stateful != Some(false) {
+            if self.split.pending == 0 {
+                self.split.since_ns = now_ns;
+            }
+            self.split.pending += 1;
+        } else {
+            bump(&st.lost_unknown, 1);
+        }
+    }
+
+    /// Settles losses whose direction will not be learned in time.
+    fn settle(&mut self, now_ns: u64) {
+        let s = &mut self.split;
+        if s.pending > 0 && now_ns.saturating_sub(s.since_ns) > UP_INTERVALS * self.interval_ns {
+            bump(&self.target.stats.lost_unknown, s.pending);
+            s.pending = 0;
+        }
+    }
+
+    /// Reads one datagram from this target's address.
+    fn on_reply(&mut self, data: &[u8], rx: Rx, bounds: &[i64]) -> Verdict {
+        let echo = match self.target.format.read(data, self.next_seq) {
+            Ok(echo) => echo,
+            Err(_) => return Verdict::Mismatch,
+        };
+        let seq = echo.seq;
+        if seq >= self.next_seq {
+            return Verdict::Mismatch;
+        }
+        let slot = *self.slot(seq);
+        if slot.state == State::Free || slot.seq != seq {
+            if slot.state != State::Free && slot.seq > seq {
+                // Its slot went to a newer probe: settled long ago, answered or lost.
+                bump(&self.target.stats.late, 1);
+                return Verdict::Done;
+            }
+            return Verdict::Mismatch;
+        }
+        if echo.sent_ns.is_some_and(|tag| tag != slot.tag) {
+            return Verdict::Mismatch;
+        }
+        let st = &self.target.stats;
+        match slot.state {
+            State::Answered => bump(&st.duplicated, 1),
+            State::Lost => bump(&st.late, 1),
+            State::Free => return Verdict::Mismatch,
+            State::Waiting => self.answer(seq, slot.tx_ns, echo.stamp, rx, bounds),
+        }
+        Verdict::Done
+    }
+
+    fn answer(&mut self, seq: u64, tx_ns: i64, stamp: Option<StampEcho>, rx: Rx, bounds: &[i64]) {
+        self.slot(seq).state = State::Answered;
+        let target = Arc::clone(&self.target);
+        let st = &target.stats;
+        let rtt = rx.at_ns.saturating_sub(tx_ns).max(0);
+        st.rtt.record(bounds, rtt);
+        st.quantiles.record(rtt as u64);
+        st.recent.push(Some(Duration::from_nanos(rtt as u64)));
+        if self.highest.is_some_and(|h| seq < h) {
+            bump(&st.reordered, 1);
+        }
+        self.highest = self.highest.max(Some(seq));
+        if let Some(ttl) = rx.ttl {
+            st.ttl_backward.store(u32::from(ttl), Ordering::Relaxed);
+        }
+        if let Some(e) = stamp {
+            // Our transmit time is the kernel's, not the clock read into the packet.
+            let d = StampEcho { t1_ns: Some(tx_ns), ..e }.delays(rx.at_ns);
+            if let Some(v) = d.forward {
+                st.forward.record(bounds, v);
+            }
+            if let Some(v) = d.backward {
+                st.backward.record(bounds, v);
+            }
+            if let Some(v) = d.turnaround {
+                st.turnaround.record(bounds, v);
+            }
+            if e.forward_ttl != 0 {
+                st.ttl_forward.store(u32::from(e.forward_ttl), Ordering::Relaxed);
+            }
+            self.split_on_answer(seq, e.reflector_seq);
+        }
+        // Answered last: a reader that sees it sees the rest.
+        st.answered_at.store(rx.mono_ns.max(1), Ordering::Relaxed);
+        bump(&st.answered, 1);
+    }
+
+    /// An answer in time tells the direction of the losses since the last one.
+    fn split_on_answer(&mut self, seq: u64, theirs: u32) {
+        let st = &self.target.stats;
+        let s = &mut self.split;
+        let own = u64::from(theirs) != seq & 0xFFFF_FFFF;
+        if s.stateful.is_none() || own {
+            s.stateful = Some(own);
+        }
+        match s.last {
+            Some((j, _)) if seq <= j => return, // reordered: no newer news
+            Some((j, rj)) if s.stateful == Some(true) && s.pending > 0 => {
+                let (f, b) = split_lost(seq - j, u64::from(theirs.wrapping_sub(rj)), s.pending);
+                bump(&st.lost_forward, f);
+                bump(&st.lost_backward, b);
+            }
+            _ => bump(&st.lost_unknown, s.pending),
+        }
+        s.pending = 0;
+        s.last = Some((seq, theirs));
+    }
+}
+
+/// What a reply tells about the target whose address it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Counted (answered, duplicated, late).
+    Done,
+    /// Answers no probe of this target.
+    Mismatch,
+}
+
+/// How a datagram arrived.
+#[derive(Clone, Copy, Debug)]
+struct Rx {
+    /// Receive time since the epoch: the kernel's, or the clock's.
+    at_ns: i64,
+    /// Now on the agent's monotonic clock.
+    mono_ns: u64,
+    ttl: Option<u8>,
+}
+
+/// Which socket a target's probes leave from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct SockKey {
+    v6: bool,
+    dscp: Option<u8>,
+    ttl: Option<u8>,
+}
+
+impl SockKey {
+    fn of(t: &Target) -> SockKey {
+        let stamp = t.spec.protocol == Protocol::Stamp;
+        SockKey {
+            v6: t.spec.addr.is_ipv6(),
+            dscp: t.spec.dscp,
+            // As STAMP senders do, so the reflector's report gives the hop count.
+            ttl: t.spec.ttl.or(stamp.then_some(SEND_TTL)),
+        }
+    }
+}
+
+/// A probe built and waiting for its socket's next `sendmmsg`.
+struct Outgoing {
+    target: u32,
+    seq: u64,
+    tag: u64,
+    due_ns: u64,
+    len: usize,
+}
+
+struct Sock {
+    key: SockKey,
+    sock: UdpSocket,
+    /// The kernel's number (`OPT_ID`) for the next datagram sent.
+    next_id: u32,
+    /// Which probe each recent number was: (target index, sequence number).
+    ids: Box<[(u32, u64)]>,
+    by_addr: HashMap<SocketAddr, Vec<u32>>,
+    /// STAMP targets by (authenticated, SSID), to attribute stray replies.
+    by_ssid: HashMap<(bool, u16), Vec<u32>>,
+    chunk: usize,
+    storage: Vec<u8>,
+    meta: [RecvMeta; BATCH],
+    out: Vec<u8>,
+    outgoing: Vec<Outgoing>,
+}
+
+impl Sock {
+    fn open(key: SockKey, agent: &Agent) -> io::Result<Sock> {
+        let domain = if key.v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let socket = Socket::new(domain, Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        let any: SocketAddr = if key.v6 {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            ([0, 0, 0, 0], 0).into()
+        };
+        socket.bind(&any.into())?;
+        socket.set_nonblocking(true)?;
+        // Best effort: a small queue shows as socket drops, not as an error.
+        let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+        let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+        if let Some(ttl) = key.ttl {
+            let set = if key.v6 {
+                socket.set_unicast_hops_v6(u32::from(ttl))
+            } else {
+                socket.set_ttl(u32::from(ttl))
+            };
+            set.map_err(|e| io::Error::new(e.kind(), format!("setting TTL {ttl}: {e}")))?;
+        }
+        if let Some(dscp) = key.dscp {
+            let tos = u32::from(dscp) << 2;
+            let set = if key.v6 { set_tclass(&socket, tos) } else { socket.set_tos(tos) };
+            set.map_err(|e| io::Error::new(e.kind(), format!("setting DSCP {dscp}: {e}")))?;
+        }
+        let sock: UdpSocket = socket.into();
+        // Each best effort: without them the backward TTL is unknown, the
+        // clock stands in for the kernel's timestamps, unreachables go uncounted.
+        let _ = sys::enable_ttl_tos(&sock, key.v6);
+        if sys::enable_timestamping(&sock).is_err() {
+            agent.health.kernel_rx.store(false, Ordering::Relaxed);
+            agent.health.kernel_tx.store(false, Ordering::Relaxed);
+        }
+        let _ = sys::enable_recv_errors(&sock, key.v6);
+        Ok(Sock {
+            key,
+            sock,
+            next_id: 0,
+            ids: vec![(NONE, 0); TX_IDS].into_boxed_slice(),
+            by_addr: HashMap::new(),
+            by_ssid: HashMap::new(),
+            chunk: 0,
+            storage: Vec::new(),
+            meta: [RecvMeta::default(); BATCH],
+            out: Vec::new(),
+            outgoing: Vec::with_capacity(BATCH),
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn set_tclass(socket: &Socket, tclass: u32) -> io::Result<()> {
+    socket.set_tclass_v6(tclass)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_tclass(_socket: &Socket, _tclass: u32) -> io::Result<()> {
+    Err(io::Error::new(io::ErrorKind::Unsupported, "IPv6 traffic class is set on Linux only"))
+}
+
+struct Prober<'a> {
+    agent: &'a Agent,
+    version: u64,
+    probing: Vec<Probing>,
+    socks: Vec<Sock>,
+    due: Due,
+    /// (deadline, target index, sequence number) of each probe sent.
+    expiry: BinaryHeap<Reverse<(u64, u32, u64)>>,
+    /// Target id (carried in `SB` probes) to index.
+    by_id: HashMap<u32, u32>,
+    rng: Rng,
+}
+
+fn realtime_ns() -> i64 {
+    unix_ns(SystemTime::now())
+}
+
+impl Prober<'_> {
+    fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut housekeeping = 0;
+        while !stop.load(Ordering::Relaxed) {
+            self.take_table()?;
+            let now = self.agent.now_ns();
+            self.send_due(now)?;
+            self.receive()?;
+            let now = self.agent.now_ns();
+            self.expire(now);
+            if now >= housekeeping {
+                self.housekeep(now);
+                housekeeping = now + HOUSEKEEPING_NS;
+            }
+            let next = [self.due.next_at(), self.expiry.peek().map(|Reverse((at, ..))| *at)]
+                .into_iter()
+                .flatten()
+                .fold(now + nanos(MAX_WAIT), u64::min)
+                .min(housekeeping);
+            let now = self.agent.now_ns();
+            if next > now {
+                let wait = Duration::from_nanos(next - now);
+                if self.socks.is_empty() {
+                    std::thread::sleep(wait);
+                } else {
+                    let socks: Vec<&UdpSocket> = self.socks.iter().map(|s| &s.sock).collect();
+                    sys::wait_readable(&socks, wait)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the agent's table if a reload changed it: kept targets keep
+    /// their state, new ones get phases spread over their interval.
+    fn take_table(&mut self) -> io::Result<()> {
+        let version = self.agent.version.load(Ordering::Acquire);
+        if version == self.version {
+            return Ok(());
+        }
+        self.version = version;
+        let table: Arc<Table> = self.agent.table();
+        let now = self.agent.now_ns();
+        let old_len = self.probing.len();
+        let mut old: HashMap<u32, (usize, Probing)> =
+            self.probing.drain(..).enumerate().map(|(i, p)| (p.target.id, (i, p))).collect();
+        let mut remap = vec![NONE; old_len];
+        let mut fresh: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, t) in table.targets.iter().enumerate() {
+            let kept = old.remove(&t.id).filter(|(_, p)| Arc::ptr_eq(&p.target, t));
+            let p = match kept {
+                Some((was, p)) => {
+                    remap[was] = i as u32;
+                    p
+                }
+                None => {
+                    let key = SockKey::of(t);
+                    let sock = match self.socks.iter().position(|s| s.key == key) {
+                        Some(s) => s,
+                        None => {
+                            self.socks.push(Sock::open(key, self.agent)?);
+                            self.socks.len() - 1
+                        }
+                    };
+                    fresh.entry(t.interval_ns()).or_default().push(i);
+                    Probing::new(Arc::clone(t), sock, &mut self.rng)
+                }
+            };
+            self.probing.push(p);
+        }
+        for (interval, targets) in fresh {
+            let spread = phases(targets.len(), interval, &mut self.rng);
+            for (i, phase) in targets.into_iter().zip(spread) {
+                self.probing[i].next_due = now + phase;
+            }
+        }
+        self.due.clear();
+        self.expiry.clear();
+        self.by_id.clear();
+        for s in &mut self.socks {
+            s.by_addr.clear();
+            s.by_ssid.clear();
+            s.chunk = 0;
+            for id in s.ids.iter_mut() {
+                id.0 = remap.get(id.0 as usize).copied().unwrap_or(NONE);
+            }
+        }
+        for (i, p) in self.probing.iter().enumerate() {
+            let i32 = i as u32;
+            self.due.push(p.next_due, i);
+            for s in p.slots.iter().filter(|s| s.state == State::Waiting) {
+                self.expiry.push(Reverse((s.sent_ns + p.timeout_ns, i32, s.seq)));
+            }
+            self.by_id.insert(p.target.id, i32);
+            let sock = &mut self.socks[p.sock];
+            sock.by_addr.entry(p.target.spec.addr).or_default().push(i32);
+            if p.target.spec.protocol == Protocol::Stamp {
+                let auth = p.target.spec.key.is_some();
+                sock.by_ssid.entry((auth, p.target.spec.ssid)).or_default().push(i32);
+            }
+            // One byte over the largest probe, so a longer reply shows as truncated.
+            sock.chunk =
+                sock.chunk.max((p.target.format.size + 1).next_multiple_of(64).min(MAX_BUF));
+        }
+        for s in &mut self.socks {
+            s.storage.resize(s.chunk.max(64) * BATCH, 0);
+        }
+        Ok(())
+    }
+
+    /// Builds and sends every probe due by `now`.
+    fn send_due(&mut self, now: u64) -> io::Result<()> {
+        while let Some((due_ns, i)) = self.due.pop_due(now) {
+            let p = &mut self.probing[i];
+            let seq = p.next_seq;
+            p.next_seq += 1;
+            let tag = (u64::from(p.target.id) << 32) | ((now / 1_000) & 0xFFFF_FFFF);
+            let s = &mut self.socks[p.sock];
+            let size = p.target.format.size;
+            let start = s.out.len();
+            s.out.resize(start + size, 0);
+            p.target.format.fill(&mut s.out[start..], seq, tag);
+            s.outgoing.push(Outgoing { target: i as u32, seq, tag, due_ns, len: size });
+            p.next_due = next_due(due_ns, p.interval_ns, now);
+            let (next, sock) = (p.next_due, p.sock);
+            self.due.push(next, i);
+            if self.socks[sock].outgoing.len() == BATCH {
+                self.flush(sock)?;
+            }
+        }
+        for k in 0..self.socks.len() {
+            if !self.socks[k].outgoing.is_empty() {
+                self.flush(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends socket `k`'s built probes in one `sendmmsg` (more if the kernel
+    /// takes fewer at a time).
+    fn flush(&mut self, k: usize) -> io::Result<()> {
+        let Prober { agent, probing, socks, expiry, .. } = self;
+        let s = &mut socks[k];
+        let Some(first) = s.outgoing.first() else { return Ok(()) };
+        let dst = probing[first.target as usize].target.spec.addr;
+        let empty = Transmit { dst, contents: &[], segment_size: None, src: None };
+        let mut txs = [empty; BATCH];
+        let mut at = 0;
+        for (tx, o) in txs.iter_mut().zip(&s.outgoing) {
+            *tx = Transmit {
+                dst: probing[o.target as usize].target.spec.addr,
+                contents: &s.out[at..at + o.len],
+                segment_size: None,
+                src: None,
+            };
+            at += o.len;
+        }
+        let n = s.outgoing.len();
+        let tx_ns = realtime_ns();
+        let sent_ns = agent.now_ns();
+        let mut done = 0;
+        let mut retried = false;
+        while done < n {
+            match sys::send_batch(&s.sock, &txs[done..n]) {
+                Ok(0) => break,
+                Ok(count) => {
+                    for o in &s.outgoing[done..done + count] {
+                        let p = &mut probing[o.target as usize];
+                        if p.slot(o.seq).state == State::Waiting {
+                            // The ring is shorter than the probes in flight: the oldest goes.
+                            let old = p.slot(o.seq).seq;
+                            p.lose(old, sent_ns);
+                        }
+                        *p.slot(o.seq) =
+                            Slot { seq: o.seq, tag: o.tag, tx_ns, sent_ns, state: State::Waiting };
+                        bump(&p.target.stats.sent, 1);
+                        bump(&agent.health.probes_sent, 1);
+                        let lag = sent_ns.saturating_sub(o.due_ns);
+                        agent.health.lag.record(&agent.lag_bounds_ns, lag as i64);
+                        agent.health.lag_quantiles.record(lag);
+                        s.ids[s.next_id as usize % TX_IDS] = (o.target, o.seq);
+                        s.next_id = s.next_id.wrapping_add(1);
+                        expiry.push(Reverse((sent_ns + p.timeout_ns, o.target, o.seq)));
+                    }
+                    done += count;
+                    retried = false;
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if is_short_of_buffers(&err) => break,
+                Err(err) if is_fatal(&err) => return Err(err),
+                Err(err) => {
+                    // An ICMP error queued earlier fails the next send once
+                    // (ECONNREFUSED): that is news about another probe, so try again.
+                    if !retried && err.kind() == io::ErrorKind::ConnectionRefused {
+                        retried = true;
+                        continue;
+                    }
+                    // This one datagram cannot go (no route, a firewall): not sent.
+                    let p = &probing[s.outgoing[done].target as usize];
+                    if is_unreachable(&err) {
+                        bump(&p.target.stats.unreachable, 1);
+                    }
+                    warn_send(&p.target.spec.name, &err);
+                    done += 1;
+                    retried = false;
+                }
+            }
+        }
+        s.out.clear();
+        s.outgoing.clear();
+        Ok(())
+    }
+
+    /// Reads every socket's error queue and replies, a bounded amount each.
+    fn receive(&mut self) -> io::Result<()> {
+        for k in 0..self.socks.len() {
+            for _ in 0..RECV_ROUNDS {
+                self.read_errors(k)?;
+                let Prober { agent, probing, socks, by_id, .. } = self;
+                let s = &mut socks[k];
+                let chunk = s.chunk.max(64);
+                let mut chunks = s.storage.chunks_exact_mut(chunk);
+                let mut bufs: [IoSliceMut<'_>; BATCH] =
+                    std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
+                let n = match sys::recv_batch(&s.sock, &mut bufs, &mut s.meta, false) {
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    // A queued ICMP error reported once: its details are on the error queue.
+                    Err(err) if sys::is_transient(&err) => continue,
+                    Err(err) => return Err(err),
+                };
+                if n == 0 {
+                    break;
+                }
+                // Transmit timestamps come before any reply to their probe;
+                // read those that came while these replies did.
+                read_errors(&socks[k], probing)?;
+                let s = &socks[k];
+                let at_ns = realtime_ns();
+                let mono_ns = agent.now_ns();
+                for (m, data) in s.meta[..n].iter().zip(s.storage.chunks_exact(chunk)) {
+                    let data = (!m.truncated).then(|| &data[..m.len.min(chunk)]);
+                    let rx = Rx {
+                        at_ns: m
+                            .received
+                            .map_or(at_ns, |d| i64::try_from(d.as_nanos()).unwrap_or(at_ns)),
+                        mono_ns,
+                        ttl: m.ttl,
+                    };
+                    deliver(agent, s, probing, by_id, m.addr, data, rx);
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_errors(&mut self, k: usize) -> io::Result<()> {
+        read_errors(&self.socks[k], &mut self.probing)
+    }
+
+    /// Gives up on probes past their timeout.
+    fn expire(&mut self, now: u64) {
+        while let Some(Reverse((deadline, t, seq))) = self.expiry.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.expiry.pop();
+            if let Some(p) = self.probing.get_mut(t as usize) {
+                let slot = *p.slot(seq);
+                if slot.seq == seq && slot.state == State::Waiting {
+                    p.lose(seq, now);
+                }
+            }
+        }
+    }
+
+    fn housekeep(&mut self, now: u64) {
+        for p in &mut self.probing {
+            p.settle(now);
+        }
+        let drops: u64 = self.socks.iter().filter_map(|s| sys::socket_drops(&s.sock)).sum();
+        self.agent.health.socket_drops.store(drops, Ordering::Relaxed);
+    }
+}
+
+/// Reads socket `s`'s error queue: transmit timestamps go to their probes,
+/// unreachables to their targets.
+fn read_errors(s: &Sock, probing: &mut [Probing]) -> io::Result<()> {
+    let mut apply = |q: Queued| match q {
+        Queued::Sent { id, at } => {
+            let (t, seq) = s.ids[id as usize % TX_IDS];
+            let Some(p) = probing.get_mut(t as usize) else { return };
+            let slot = p.slot(seq);
+            let at_ns = i64::try_from(at.as_nanos()).unwrap_or(i64::MAX);
+            if slot.seq == seq
+                && slot.state == State::Waiting
+                && (at_ns - slot.tx_ns).abs() <= TX_SLACK_NS
+            {
+                slot.tx_ns = at_ns;
+            }
+        }
+        Queued::Unreachable { dst } => {
+            if let Some(&t) = s.by_addr.get(&dst).and_then(|ts| ts.first()) {
+                bump(&probing[t as usize].target.stats.unreachable, 1);
+            }
+        }
+        Queued::Other => {}
+    };
+    match sys::recv_errors(&s.sock, &mut apply) {
+        Ok(_) => Ok(()),
+        Err(err) if is_fatal(&err) => Err(err),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Hands one datagram to the target it answers, or counts it mismatched.
+fn deliver(
+    agent: &Agent,
+    s: &Sock,
+    probing: &mut [Probing],
+    by_id: &HashMap<u32, u32>,
+    from: SocketAddr,
+    data: Option<&[u8]>,
+    rx: Rx,
+) {
+    let bounds = &agent.bounds_ns;
+    match s.by_addr.get(&from) {
+        Some(targets) => {
+            if let Some(data) = data {
+                for &t in targets {
+                    if probing[t as usize].on_reply(data, rx, bounds) == Verdict::Done {
+                        return;
+                    }
+                }
+            }
+            bump(&probing[targets[0] as usize].target.stats.mismatched, 1);
+        }
+        None => {
+            let t = data.and_then(|d| stray_target(s, by_id, d));
+            match t.and_then(|t| probing.get(t as usize)) {
+                Some(p) => bump(&p.target.stats.mismatched, 1),
+                None => bump(&agent.health.unmatched, 1),
+            }
+        }
+    }
+}
+
+/// The target a datagram from an address no target has claims to answer:
+/// the id in an `SB` probe's tag, or the one STAMP target with its SSID.
+fn stray_target(s: &Sock, by_id: &HashMap<u32, u32>, data: &[u8]) -> Option<u32> {
+    if let Ok(e) = ANY_SB.read(data, u64::MAX) {
+        return e.sent_ns.and_then(|tag| by_id.get(&((tag >> 32) as u32)).copied());
+    }
+    for (auth, mode) in [(false, AuthMode::Unauthenticated), (true, AuthMode::Authenticated)] {
+        let l = mode.layout();
+        if let Some(b) = data.get(l.ssid..l.ssid + 2).filter(|_| data.len() >= l.len) {
+            if let Some([t]) =
+                s.by_ssid.get(&(auth, u16::from_be_bytes([b[0], b[1]]))).map(Vec::as_slice)
+            {
+                return Some(*t);
+            }
+        }
+    }
+    None
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn is_short_of_buffers(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+        || matches!(err.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// The socket itself is gone: nothing more can be sent or received on it.
+fn is_fatal(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EBADF | libc::ENOTSOCK | libc::EFAULT))
+}
+
+fn is_unreachable(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+/// A send that failed, on stderr at most once a second for the whole agent.
+fn warn_send(target: &str, err: &io::Error) {
+    use std::sync::atomic::AtomicU64;
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(target_name = %crate::escape(target.as_bytes()), "probe not sent: {err}");
+    }
+}
