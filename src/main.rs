@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use shout::cli::{self, BenchArgs, ClientArgs, ServerArgs, EXIT_CODES};
+use shout::cli::{self, BenchArgs, ClientArgs, ProbeArgs, ServerArgs, EXIT_CODES};
 
 /// A UDP uppercase server, a client that never hangs, and a load tool.
 #[derive(Parser, Debug)]
@@ -30,6 +30,9 @@ enum Command {
     /// Measure a server: answers/s, loss and round-trip times, every reply checked.
     #[command(after_help = cli::bench::HELP)]
     Bench(BenchArgs),
+    /// Measure many targets continuously (STAMP, upper, echo) into Prometheus, a live table or JSON lines.
+    #[command(after_help = cli::probe::HELP)]
+    Probe(ProbeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Example:\n  shout completions bash > ~/.local/share/bash-completion/completions/shout"
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Server(args) => args.run(),
         Command::Client(args) => args.run(),
         Command::Bench(args) => args.run(),
+        Command::Probe(args) => args.run(),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shout", &mut io::stdout());
             Ok(ExitCode::SUCCESS)

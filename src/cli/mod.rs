@@ -8,6 +8,7 @@
 //! - [`server`](mod@server): `shout server`.
 //! - [`client`](mod@client): `shout client`.
 //! - [`bench`](mod@bench): `shout bench`.
+//! - [`probe`](mod@probe): `shout probe`.
 //! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
 
 use std::io::{self, IsTerminal};
@@ -18,11 +19,13 @@ use anyhow::Result;
 
 pub mod bench;
 pub mod client;
+pub mod probe;
 pub mod server;
 pub mod stamp;
 
 pub use bench::BenchArgs;
 pub use client::ClientArgs;
+pub use probe::ProbeArgs;
 pub use server::ServerArgs;
 
 /// The exit codes, shown in `shout --help` and `shout client --help`.

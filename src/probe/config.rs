@@ -33,9 +33,7 @@ use super::{Protocol, TargetSpec};
 use crate::stamp::key::read_key_file;
 use crate::stamp::STAMP_PORT;
 
-/// The most targets one agent takes (after the mesh is expanded): enough for
-/// any deployment this agent is built for, and a bound on its memory.
-pub const MAX_TARGETS: usize = 100_000;
+pub use super::engine::{DEFAULT_BUCKETS, MAX_BUCKETS, MAX_TARGETS};
 /// The largest config file read: 100,000 targets with labels fit in far less.
 pub const MAX_FILE: u64 = 64 << 20;
 /// Probe intervals: from 10 ms to an hour.
@@ -54,14 +52,8 @@ pub const MIN_NUMBERED: usize = 28;
 /// The smallest STAMP test packets, unauthenticated and authenticated
 /// (RFC 8762 §4.2); larger ones carry an Extra Padding TLV of 4 octets or more.
 pub const MIN_STAMP: (usize, usize) = (44, 112);
-/// At most this many histogram buckets.
-pub const MAX_BUCKETS: usize = 64;
 /// Label names the agent itself puts on series.
 pub const RESERVED_LABELS: [&str; 4] = ["target", "direction", "le", "quantile"];
-
-/// The default histogram buckets, in seconds: 100 µs to 2 s.
-pub const DEFAULT_BUCKETS: [f64; 10] =
-    [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.0];
 
 /// A whole configuration, checked.
 #[derive(Clone, Debug, PartialEq)]
@@ -705,8 +697,8 @@ fn check_buckets(buckets: &[f64]) -> Result<(), String> {
     if buckets.is_empty() || buckets.len() > MAX_BUCKETS {
         return Err(format!("give 1 to {MAX_BUCKETS} bucket bounds"));
     }
-    if buckets.iter().any(|b| !b.is_finite() || *b <= 0.0) {
-        return Err("bucket bounds are seconds above 0".into());
+    if buckets.iter().any(|b| !b.is_finite() || *b <= 0.0 || *b > 3600.0) {
+        return Err("bucket bounds are seconds above 0 and at most 3600".into());
     }
     if buckets.windows(2).any(|w| w[0] >= w[1]) {
         return Err("bucket bounds must increase".into());

@@ -1,8 +1,9 @@
 //! From [`Target`]s to [`TargetSpec`]s: host names resolved, at load and again
 //! every `resolve_every`; mesh members that are this host skipped.
 //!
-//! A name that stops resolving keeps its last good address and is counted
-//! (`shout_probe_resolve_failures_total{target}`); it is never fatal. A name
+//! A name that stops resolving keeps its last good address and is reported
+//! ([`Resolved::failed`], which the agent counts in
+//! `shout_probe_resolve_failures_total{target}`); it is never fatal. A name
 //! that never resolved is left out until it does.
 //!
 //! ```
@@ -21,11 +22,6 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::registry::Registry;
-
 use super::config::Target;
 use super::TargetSpec;
 
@@ -33,13 +29,11 @@ use super::TargetSpec;
 pub type Lookup<'a> = dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + 'a;
 
 /// The targets with their current addresses.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Resolver {
     targets: Vec<Target>,
     /// The last good address of each target.
     last: Vec<Option<SocketAddr>>,
-    /// Failed look-ups of each target (names only).
-    failures: Vec<u64>,
     /// This host's addresses: mesh members there are not probed.
     own: Vec<IpAddr>,
 }
@@ -61,7 +55,19 @@ impl Resolver {
     /// ([`own_addresses`] on a real host).
     pub fn new(targets: Vec<Target>, own: Vec<IpAddr>) -> Resolver {
         let n = targets.len();
-        Resolver { targets, last: vec![None; n], failures: vec![0; n], own }
+        Resolver { targets, last: vec![None; n], own }
+    }
+
+    /// The same resolver for a reloaded configuration: a target equal to one
+    /// it had keeps its last good address.
+    pub fn retarget(&self, targets: Vec<Target>, own: Vec<IpAddr>) -> Resolver {
+        let mut next = Resolver::new(targets, own);
+        for (i, t) in next.targets.iter().enumerate() {
+            if let Some(j) = self.targets.iter().position(|old| old == t) {
+                next.last[i] = self.last[j];
+            }
+        }
+        next
     }
 
     /// Whether any target has a host name (else there is nothing to re-resolve).
@@ -95,10 +101,7 @@ impl Resolver {
                     let keep = self.last[i].filter(|a| addrs.contains(a));
                     self.last[i] = Some(keep.unwrap_or(addrs[0]));
                 }
-                Err(err) => {
-                    self.failures[i] += 1;
-                    out.failed.push((target.name.clone(), err.to_string()));
-                }
+                Err(err) => out.failed.push((target.name.clone(), err.to_string())),
             }
             if let Some(addr) = self.last[i] {
                 out.specs.push(target.spec(addr));
@@ -106,64 +109,6 @@ impl Resolver {
         }
         out
     }
-
-    /// `shout_probe_resolve_failures_total{target}` for every target with a
-    /// host name, in the OpenMetrics text format (ending in `# EOF`).
-    pub fn render_metrics(&self) -> String {
-        let mut counts: Vec<(&str, u64)> = Vec::new();
-        for (t, n) in self.targets.iter().zip(&self.failures) {
-            if t.ip().is_some() {
-                continue;
-            }
-            match counts.iter_mut().find(|(name, _)| *name == t.name) {
-                Some((_, total)) => *total += n,
-                None => counts.push((&t.name, *n)),
-            }
-        }
-        let failures = Failures(counts.into_iter().map(|(n, c)| (n.to_string(), c)).collect());
-        let mut registry = Registry::with_prefix("shout_probe");
-        registry.register_collector(Box::new(failures));
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        text
-    }
-}
-
-#[derive(Debug)]
-struct Failures(Vec<(String, u64)>);
-
-impl Collector for Failures {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counter = ConstCounter::new(0u64);
-        let mut metric = encoder.encode_descriptor(
-            "resolve_failures",
-            "Look-ups of a target's host name that failed (its last good address is kept)",
-            None,
-            counter.metric_type(),
-        )?;
-        for (name, n) in &self.0 {
-            ConstCounter::new(*n).encode(metric.encode_family(&[("target", name.as_str())])?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Joins two OpenMetrics texts: `extra`'s families before `main`'s `# EOF`.
-///
-/// ```
-/// let joined = shout::probe::resolve::splice("# TYPE a counter\na_total 1\n# EOF\n", "# TYPE b counter\nb_total 2\n# EOF\n");
-/// assert_eq!(joined, "# TYPE a counter\na_total 1\n# TYPE b counter\nb_total 2\n# EOF\n");
-/// ```
-pub fn splice(main: &str, extra: &str) -> String {
-    let body = |t: &str| t.strip_suffix("# EOF\n").unwrap_or(t).to_string();
-    let mut out = body(main);
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out += &body(extra);
-    out += "# EOF\n";
-    out
 }
 
 /// The system resolver (`getaddrinfo`).
@@ -278,16 +223,7 @@ mod tests {
             ["a.example=192.0.2.1:862", "b.example:9=192.0.2.2:9", "192.0.2.7=192.0.2.7:862"]
         );
         assert_eq!(second.failed[0].0, "a.example");
-        let text = r.render_metrics();
-        assert!(
-            text.contains(r#"shout_probe_resolve_failures_total{target="a.example"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"shout_probe_resolve_failures_total{target="b.example:9"} 1"#),
-            "{text}"
-        );
-        assert!(!text.contains("192.0.2.7"), "IP addresses are never looked up: {text}");
+        assert_eq!(second.failed.len(), 1, "IP addresses are never looked up");
         // A name that moves is followed; one that still has its address keeps it.
         table.set("a.example", &["192.0.2.3", "192.0.2.1"]);
         let third = r.resolve(&|h, p| table.lookup(h, p));
@@ -295,6 +231,20 @@ mod tests {
         table.set("a.example", &["192.0.2.3"]);
         let fourth = r.resolve(&|h, p| table.lookup(h, p));
         assert_eq!(fourth.specs[0].addr, "192.0.2.3:862".parse().unwrap());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_last_address_of_unchanged_targets() {
+        let table = Table::new(&[("a.example", "192.0.2.1")]);
+        let mut r = Resolver::new(targets("targets: [{address: a.example}]"), vec![]);
+        r.resolve(&|h, p| table.lookup(h, p));
+        table.0.borrow_mut().remove("a.example");
+        r.resolve(&|h, p| table.lookup(h, p));
+        let mut next =
+            r.retarget(targets("targets: [{address: a.example}, {address: 192.0.2.9}]"), vec![]);
+        let round = next.resolve(&|h, p| table.lookup(h, p));
+        assert_eq!(round.specs.len(), 2, "a.example still has its last good address");
+        assert_eq!(round.failed.len(), 1);
     }
 
     #[test]
