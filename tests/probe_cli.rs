@@ -299,3 +299,47 @@ fn reload_adds_targets_keeps_counters_and_refuses_an_invalid_file() {
     assert_eq!(status, 405);
     p.stop();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mesh and names
+
+#[test]
+fn a_mesh_skips_this_hosts_own_addresses() {
+    // 127.0.0.1 is an interface address here; 127.0.0.2 answers on loopback but is not one.
+    let own = reflector();
+    let other = ServerProc::spawn(&["--mode", "stamp", "--bind", "127.0.0.2:0", "--quiet"]);
+    let (mine, theirs) = (own.addr().to_string(), other.addr().to_string());
+    let dir = Scratch::new("probe-mesh");
+    let text = format!("defaults: {{interval: 50ms}}\nmesh:\n  members: ['{mine}', '{theirs}']\n");
+    dir.write("mesh.yaml", text.as_bytes());
+    let path = dir.path().join("mesh.yaml");
+    let (mut p, metrics) = probe_with_metrics(&["--config", path.to_str().unwrap(), "--quiet"]);
+    let page = scrape_until(metrics, "the other member answering", |page| {
+        value(page, "shout_probe_answered_total", &theirs).is_some_and(|n| n >= 1.0)
+    });
+    assert_eq!(value(&page, "shout_probe_sent_total", &mine), None, "own address probed:\n{page}");
+    assert_eq!(plain(&page, "shout_probe_targets"), Some(1.0), "{page}");
+    p.stderr_line(WAIT, |l| l.contains(&format!("mesh member {mine} is this host")))
+        .unwrap_or_else(|| panic!("no self-skip line; stderr:\n{}", p.stderr_text()));
+    p.stop();
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_reported_never_fatal() {
+    let server = reflector();
+    let good = server.addr().to_string();
+    let dir = Scratch::new("probe-names");
+    let text = format!(
+        "defaults: {{interval: 50ms}}\nresolve_every: 1s\ntargets:\n  - address: '{good}'\n  - address: no-such-host.invalid\n"
+    );
+    dir.write("probe.yaml", text.as_bytes());
+    let path = dir.path().join("probe.yaml");
+    let (mut p, metrics) = probe_with_metrics(&["--config", path.to_str().unwrap(), "--quiet"]);
+    let page = scrape_until(metrics, "a second failed look-up", |page| {
+        value(page, "shout_probe_resolve_failures_total", "no-such-host.invalid")
+            .is_some_and(|n| n >= 2.0)
+    });
+    assert!(value(&page, "shout_probe_answered_total", &good).is_some_and(|n| n >= 1.0), "{page}");
+    assert!(p.stderr_text().contains("no-such-host.invalid does not resolve"));
+    p.stop();
+}
