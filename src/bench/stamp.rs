@@ -257,17 +257,6 @@ impl StampEcho {
     }
 }
 
-/// Splits `unanswered` probes sent between two answered ones by direction,
-/// with a stateful reflector: between them our sequence number advanced by
-/// `ours` and the reflector's (its count of what it received) by `theirs`,
-/// so `ours - theirs` never reached it; the rest were lost on the way back.
-/// Returns (forward, backward).
-#[inline]
-pub(crate) fn split_lost(ours: u64, theirs: u64, unanswered: u64) -> (u64, u64) {
-    let forward = ours.saturating_sub(theirs).min(unanswered);
-    (forward, unanswered - forward)
-}
-
 /// Signed delays: with clocks not synchronised a one-way delay can be negative.
 /// Two histograms, one per sign, of nanoseconds.
 #[derive(Clone, Debug)]
@@ -445,7 +434,8 @@ impl StampTally {
         let ours = s1 - s0;
         let theirs = u64::from(r1.wrapping_sub(r0));
         let span_lost = (ours + 1).saturating_sub(answered).min(lost);
-        (self.forward_lost, self.backward_lost) = split_lost(ours, theirs, span_lost);
+        self.forward_lost = ours.saturating_sub(theirs).min(span_lost);
+        self.backward_lost = span_lost - self.forward_lost;
         self.unsplit_lost = lost - span_lost;
     }
 

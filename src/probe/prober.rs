@@ -38,7 +38,7 @@ use super::schedule::{next_due, phases, Due, Rng};
 use super::tally::bump;
 use super::target::Protocol;
 use crate::bench::probe::{Format, HEADER_LEN};
-use crate::bench::stamp::{split_lost, unix_ns, StampEcho, SEND_TTL};
+use crate::bench::stamp::{unix_ns, StampEcho, SEND_TTL};
 use crate::stamp::AuthMode;
 use crate::sys::{self, Queued, RecvMeta, Transmit, BATCH, MAX_BUF};
 use crate::Expect;
@@ -106,18 +106,36 @@ struct Slot {
 }
 
 /// Splitting losses by direction with a stateful STAMP reflector (its own
-/// sequence numbers). Lost probes wait here until the next answer tells
-/// which way they went; without one within [`UP_INTERVALS`] intervals, or
-/// with a reflector that echoes our numbers, they are lost "unknown".
+/// sequence numbers, counting what it received). Between two answers, ours
+/// advanced by S and its by R: S - R probes never reached it. Those add up
+/// to `forward_seen`, a budget each loss inside the answered span draws from:
+/// forward while the budget lasts, backward after. A loss after the newest
+/// answer waits (in flight still) for the next answer; without one within
+/// [`UP_INTERVALS`] intervals, or with a reflector that echoes our numbers,
+/// it is lost "unknown".
 #[derive(Debug, Default)]
 struct Split {
     /// The newest probe answered in time and the reflector's number for it.
     last: Option<(u64, u32)>,
+    /// Probes that never reached the reflector, as the answers so far tell.
+    forward_seen: u64,
+    /// Of those, how many were counted lost forward.
+    forward_counted: u64,
     /// Lost probes after `last`, their direction not yet known.
     pending: u64,
     since_ns: u64,
     /// Learned from the first answer: the reflector numbers on its own.
     stateful: Option<bool>,
+}
+
+impl Split {
+    /// Counts `n` losses inside the answered span: forward while the budget lasts.
+    fn count(&mut self, n: u64, st: &super::tally::Stats) {
+        let forward = self.forward_seen.saturating_sub(self.forward_counted).min(n);
+        self.forward_counted += forward;
+        bump(&st.lost_forward, forward);
+        bump(&st.lost_backward, n - forward);
+    }
 }
 
 /// One target as the probing thread keeps it.
@@ -167,13 +185,16 @@ impl Probing {
         self.slot(seq).state = State::Lost;
         let st = &self.target.stats;
         st.recent.push(None);
-        if self.target.spec.protocol == Protocol::Stamp && self.split.stateful != Some(false) {
-            if self.split.pending == 0 {
-                self.split.since_ns = now_ns;
-            }
-            self.split.pending += 1;
-        } else {
+        let split = &mut self.split;
+        if self.target.spec.protocol != Protocol::Stamp || split.stateful == Some(false) {
             bump(&st.lost_unknown, 1);
+        } else if split.stateful == Some(true) && split.last.is_some_and(|(j, _)| seq < j) {
+            split.count(1, st);
+        } else {
+            if split.pending == 0 {
+                split.since_ns = now_ns;
+            }
+            split.pending += 1;
         }
     }
 
@@ -255,7 +276,7 @@ impl Probing {
         bump(&st.answered, 1);
     }
 
-    /// An answer in time tells the direction of the losses since the last one.
+    /// An answer in time tells the direction of the losses before it.
     fn split_on_answer(&mut self, seq: u64, theirs: u32) {
         let st = &self.target.stats;
         let s = &mut self.split;
@@ -263,17 +284,21 @@ impl Probing {
         if s.stateful.is_none() || own {
             s.stateful = Some(own);
         }
-        match s.last {
+        let had_span = match s.last {
             Some((j, _)) if seq <= j => return, // reordered: no newer news
-            Some((j, rj)) if s.stateful == Some(true) && s.pending > 0 => {
-                let (f, b) = split_lost(seq - j, u64::from(theirs.wrapping_sub(rj)), s.pending);
-                bump(&st.lost_forward, f);
-                bump(&st.lost_backward, b);
+            Some((j, rj)) => {
+                s.forward_seen += (seq - j).saturating_sub(u64::from(theirs.wrapping_sub(rj)));
+                true
             }
-            _ => bump(&st.lost_unknown, s.pending),
-        }
-        s.pending = 0;
+            None => false,
+        };
         s.last = Some((seq, theirs));
+        let pending = std::mem::take(&mut s.pending);
+        if had_span && s.stateful == Some(true) {
+            s.count(pending, st);
+        } else {
+            bump(&st.lost_unknown, pending);
+        }
     }
 }
 
