@@ -100,9 +100,17 @@ fn pct(s: &TargetSnapshot) -> String {
 }
 
 /// The live table: target, sent, loss, p50/p99/last round trip, the recent
-/// round trips as a sparkline, up or down. `color` marks lost probes and down
-/// targets red and up ones green (give `false` under `NO_COLOR`).
-pub fn table(snaps: &[TargetSnapshot], color: bool) -> String {
+/// round trips as a sparkline, up or down; at most `rows` targets (down ones
+/// first, so a screen never hides them), then a line counting the rest.
+/// `color` marks lost probes and down targets red and up ones green (give
+/// `false` under `NO_COLOR`).
+pub fn table(snaps: &[TargetSnapshot], color: bool, rows: usize) -> String {
+    let mut shown: Vec<&TargetSnapshot> = snaps.iter().filter(|s| !s.up).collect();
+    shown.extend(snaps.iter().filter(|s| s.up));
+    let hidden = shown.len().saturating_sub(rows);
+    shown.truncate(rows);
+    let shown: Vec<TargetSnapshot> = shown.into_iter().cloned().collect();
+    let snaps = &shown[..];
     let names = names(snaps);
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).max("TARGET".len());
     let mut out = format!(
@@ -138,6 +146,9 @@ pub fn table(snaps: &[TargetSnapshot], color: bool) -> String {
             time(s.rtt_p99),
             time(s.last_rtt),
         );
+    }
+    if hidden > 0 {
+        let _ = writeln!(out, "... and {hidden} more targets (all of them: --json or /metrics)");
     }
     out
 }
@@ -260,17 +271,17 @@ mod tests {
         down.answered = 0;
         down.lost = 0;
         down.rtt_p50 = None;
-        let text = table(&[snap("192.0.2.1:862"), down], false);
+        let text = table(&[snap("192.0.2.1:862"), down], false, 10);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         for head in ["TARGET", "SENT", "LOSS", "P50", "P99", "LAST", "RECENT", "STATE"] {
             assert!(lines[0].contains(head), "{text}");
         }
-        assert!(lines[1].starts_with("192.0.2.1:862 "), "{text}");
+        assert!(lines[2].starts_with("192.0.2.1:862 "), "down targets first: {text}");
         for cell in [" 10 ", "11.1%", "0.200 ms", "0.900 ms", "0.300 ms", "▁█×▅▃", " up"] {
-            assert!(lines[1].contains(cell), "{cell:?} in {text}");
+            assert!(lines[2].contains(cell), "{cell:?} in {text}");
         }
-        assert!(lines[2].contains(" -  ") && lines[2].ends_with("down"), "{text}");
+        assert!(lines[1].contains(" -  ") && lines[1].ends_with("down"), "{text}");
         assert!(!text.contains('\x1b'), "no colour unless asked: {text:?}");
         // Columns line up: every row's STATE starts at the same character.
         let at = |l: &str| l.chars().count() - l.split_whitespace().last().unwrap().chars().count();
@@ -278,10 +289,21 @@ mod tests {
     }
 
     #[test]
+    fn down_targets_come_first_and_rows_are_bounded() {
+        let mut down = snap("down.example");
+        down.up = false;
+        let text = table(&[snap("a"), snap("b"), snap("c"), down], false, 2);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[1].starts_with("down.example") && lines[2].starts_with("a "), "{text}");
+        assert_eq!(lines[3], "... and 2 more targets (all of them: --json or /metrics)");
+    }
+
+    #[test]
     fn colour_marks_losses_and_state() {
         let mut down = snap("a");
         down.up = false;
-        let text = table(&[snap("b"), down], true);
+        let text = table(&[snap("b"), down], true, 10);
         assert!(text.contains(&format!("{RED}×{RESET}")), "{text:?}");
         assert!(
             text.contains(&format!("{GREEN}up{RESET}"))
@@ -294,7 +316,7 @@ mod tests {
     fn rows_with_one_name_show_their_labels_and_long_names_are_cut() {
         let mut other = snap("x");
         other.labels = vec![("site".into(), "fra".into())];
-        let text = table(&[snap("x"), other, snap(&"n".repeat(60))], false);
+        let text = table(&[snap("x"), other, snap(&"n".repeat(60))], false, 10);
         assert!(text.contains("x {site=ams}") && text.contains("x {site=fra}"), "{text}");
         assert!(text.contains(&format!("{}…", "n".repeat(MAX_NAME - 1))), "{text}");
     }
