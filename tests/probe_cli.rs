@@ -343,3 +343,69 @@ fn a_name_that_does_not_resolve_is_reported_never_fatal() {
     assert!(p.stderr_text().contains("no-such-host.invalid does not resolve"));
     p.stop();
 }
+
+// ---------------------------------------------------------------------------------------------
+// On a terminal
+
+/// Runs `BINARY probe ADDR --interval 50ms` on a pty for 2.5 s, then SIGINT; prints
+/// {"status": exit code or null, "output": all terminal output}.
+const PTY_PROBE_PY: &str = r#"
+import json, os, pty, select, signal, sys, time
+binary, addr = sys.argv[1], sys.argv[2]
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ.pop("NO_COLOR", None)
+    os.execv(binary, [binary, "probe", addr, "--interval", "50ms"])
+buf = b""
+def pump(timeout):
+    global buf
+    r, _, _ = select.select([fd], [], [], timeout)
+    if r:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        buf += chunk
+    return True
+deadline = time.monotonic() + 2.5
+while time.monotonic() < deadline:
+    pump(0.05)
+os.kill(pid, signal.SIGINT)
+status = None
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline:
+    pump(0.02)
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st)
+        while pump(0.1):
+            pass
+        break
+if status is None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+print(json.dumps({"status": status, "output": buf.decode("utf-8", "replace")}))
+"#;
+
+#[test]
+fn on_a_terminal_the_table_is_redrawn_every_second_then_the_summary() {
+    if !common::python3_or_skip("on_a_terminal_the_table_is_redrawn_every_second_then_the_summary")
+    {
+        return;
+    }
+    let server = reflector();
+    let target = server.addr().to_string();
+    let run = common::run_python(PTY_PROBE_PY, &[BIN, &target], Duration::from_secs(20));
+    let out: serde_json::Value =
+        serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.describe()));
+    let text = out["output"].as_str().unwrap();
+    assert_eq!(out["status"], 0, "{text}");
+    let draws = text.matches("\x1b[H\x1b[2J").count();
+    assert!((2..=4).contains(&draws), "about one redraw a second in 2.5 s, got {draws}:\n{text}");
+    let last = text.rsplit("\x1b[H\x1b[2J").next().unwrap();
+    assert!(last.contains("TARGET") && last.contains(&target), "{text}");
+    assert!(last.contains("\x1b[32mup\x1b[0m"), "coloured without NO_COLOR: {last:?}");
+    assert!(last.contains("summary: 1 target"), "the summary after SIGINT: {last:?}");
+}
