@@ -12,6 +12,7 @@
 //! - [`client`]: [`Client::connect`] / [`Client::request`]: one request at a time, with backoff;
 //!   its modes [`oneshot`](client::oneshot), [`pipe`](mod@client::pipe) and [`prompt`](client::prompt).
 //! - [`bench`](mod@bench): the load generator: numbered probes in a window or at a rate, every reply checked and timed.
+//! - [`probe`]: `shout probe`, the always-on agent: config, names, engine, metrics, table and JSON lines.
 //! - [`counters`]: what the server counts, per worker, without locks.
 //! - [`logging`]: summary and interval lines on stderr (text or JSON).
 //! - [`metrics`]: the Prometheus `/metrics` endpoint, bounded in threads, fds and time.

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
-use cli::{BenchArgs, ClientArgs, ServerArgs};
+use cli::{BenchArgs, ClientArgs, ProbeArgs, ServerArgs};
 use cli::{CLIENT_EXIT_CODES, EXIT_CODES, PRINT_EXIT_CODES, SERVER_EXIT_CODES};
 
 /// A UDP uppercase server, a client that never hangs, and a load tool.
@@ -34,6 +34,9 @@ enum Command {
     /// Measure a server: answers/s, loss and round-trip times, every reply checked.
     #[command(after_help = cli::bench::HELP)]
     Bench(BenchArgs),
+    /// Measure many targets continuously (STAMP, upper, echo) into Prometheus, a live table or JSON lines.
+    #[command(after_help = cli::probe::HELP)]
+    Probe(ProbeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = format!(
         "Example:\n  shout completions bash > ~/.local/share/bash-completion/completions/shout\n\n{PRINT_EXIT_CODES}"
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Server(args) => args.run(),
         Command::Client(args) => args.run(),
         Command::Bench(args) => args.run(),
+        Command::Probe(args) => args.run(),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "shout", &mut io::stdout());
             Ok(ExitCode::SUCCESS)

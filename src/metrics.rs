@@ -20,7 +20,10 @@
 //! connection flood, for a firewall to stop.) A request
 //! head must arrive within [`HEAD_TIMEOUT`] and fit in [`MAX_HEAD`] bytes
 //! (431 otherwise); only `GET` and `HEAD` are served (405 otherwise), only at
-//! `/metrics` (404 otherwise); every response closes its connection.
+//! `/metrics` (404 otherwise); every response closes its connection. An
+//! endpoint given a [`Reload`] hook ([`MetricsEndpoint::serve_with_reload`])
+//! also answers `POST /-/reload` (or `PUT`, as Prometheus does) by calling it:
+//! 200 with its message, or 500 with its error.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -65,6 +68,10 @@ const READ_BUF: usize = 4096;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// What `POST /-/reload` calls: `Ok(message)` answers 200, `Err(message)` 500.
+/// It runs on the endpoint's thread, so scrapes wait while it does.
+pub type Reload<'a> = &'a dyn Fn() -> Result<String, String>;
+
 /// The `/metrics` endpoint (no TLS stack; put a proxy in front for that).
 #[derive(Debug)]
 pub struct MetricsEndpoint {
@@ -97,6 +104,17 @@ impl MetricsEndpoint {
 
     /// Answers scrapes with `render()` until `stop` is set.
     pub fn serve(&self, stop: &AtomicBool, render: impl Fn() -> String) {
+        self.serve_with_reload(stop, render, None);
+    }
+
+    /// [`serve`](MetricsEndpoint::serve), and `POST /-/reload` calls `reload`.
+    pub fn serve_with_reload(
+        &self,
+        stop: &AtomicBool,
+        render: impl Fn() -> String,
+        reload: Option<Reload<'_>>,
+    ) {
+        let handlers = Handlers { render: &render, reload };
         let mut conns: Vec<Conn> = Vec::with_capacity(MAX_CONNECTIONS);
         let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
@@ -126,12 +144,18 @@ impl MetricsEndpoint {
                 }
                 conns.push(Conn { stream, since: now, state: State::Reading(Vec::new()) });
             }
-            conns.retain_mut(|c| c.step(now, &mut buf, &render, &mut busy));
+            conns.retain_mut(|c| c.step(now, &mut buf, &handlers, &mut busy));
             if !busy {
                 std::thread::sleep(IDLE_TICK);
             }
         }
     }
+}
+
+/// What the endpoint answers with.
+struct Handlers<'a> {
+    render: &'a dyn Fn() -> String,
+    reload: Option<Reload<'a>>,
 }
 
 /// One client connection.
@@ -160,7 +184,7 @@ impl Conn {
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        render: &impl Fn() -> String,
+        handlers: &Handlers<'_>,
         busy: &mut bool,
     ) -> bool {
         if let State::Reading(head) = &mut self.state {
@@ -171,7 +195,7 @@ impl Conn {
                         *busy = true;
                         head.extend_from_slice(&buf[..n]);
                         if let Some(end) = head_end(head) {
-                            break respond(&head[..end], render);
+                            break respond(&head[..end], handlers);
                         }
                         if head.len() > MAX_HEAD {
                             break simple(431, "Request Header Fields Too Large", "", false);
@@ -234,7 +258,7 @@ fn head_end(head: &[u8]) -> Option<usize> {
 }
 
 /// The whole response to a complete request head.
-fn respond(head: &[u8], render: &impl Fn() -> String) -> Vec<u8> {
+fn respond(head: &[u8], handlers: &Handlers<'_>) -> Vec<u8> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
@@ -244,16 +268,33 @@ fn respond(head: &[u8], render: &impl Fn() -> String) -> Vec<u8> {
     if !version.starts_with(b"HTTP/1.") {
         return simple(400, "Bad Request", "", false);
     }
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    if let (b"/-/reload", Some(reload)) = (path, handlers.reload) {
+        if !matches!(method, b"POST" | b"PUT") {
+            return simple(405, "Method Not Allowed", "Allow: POST, PUT\r\n", false);
+        }
+        let (code, reason, body) = match reload() {
+            Ok(message) => (200, "OK", message),
+            Err(message) => (500, "Internal Server Error", message),
+        };
+        return response(
+            code,
+            reason,
+            "text/plain; charset=utf-8",
+            "",
+            &format!("{body}\n"),
+            false,
+        );
+    }
     let head_only = match method {
         b"GET" => false,
         b"HEAD" => true,
         _ => return simple(405, "Method Not Allowed", "Allow: GET, HEAD\r\n", false),
     };
-    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     if path != b"/metrics" {
         return simple(404, "Not Found", "", head_only);
     }
-    response(200, "OK", CONTENT_TYPE, "", &render(), head_only)
+    response(200, "OK", CONTENT_TYPE, "", &(handlers.render)(), head_only)
 }
 
 /// A plain-text error response whose body says what went wrong.
@@ -388,8 +429,9 @@ mod tests {
     #[test]
     fn requests_get_the_status_their_head_deserves() {
         let render = || "# EOF\n".to_string();
+        let handlers = Handlers { render: &render, reload: None };
         let status = |head: &str| {
-            let out = String::from_utf8(respond(head.as_bytes(), &render)).unwrap();
+            let out = String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
             out.split(' ').nth(1).unwrap().to_string()
         };
         assert_eq!(status("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), "200");
@@ -400,9 +442,44 @@ mod tests {
         assert_eq!(status("GET /metrics\r\n\r\n"), "400");
         assert_eq!(status("GET /metrics SPDY/3\r\n\r\n"), "400");
         assert_eq!(status("\x00\x01\r\n\r\n"), "400");
-        let head = String::from_utf8(respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", &render)).unwrap();
+        assert_eq!(
+            status("POST /-/reload HTTP/1.1\r\n\r\n"),
+            "405",
+            "no reload hook: GET and HEAD only"
+        );
+        let head =
+            String::from_utf8(respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", &handlers)).unwrap();
         assert!(head.ends_with("Content-Length: 6\r\nConnection: close\r\n\r\n"), "{head:?}");
         assert_eq!(head_end(b"GET / HTTP/1.0\r\nA: b\r\n\r\nbody"), Some(24));
         assert_eq!(head_end(b"GET / HTTP/1.0\r\nA: b\r\n"), None);
+    }
+
+    #[test]
+    fn reload_is_a_post_to_its_own_path_when_a_hook_is_given() {
+        let render = || "# EOF\n".to_string();
+        let calls = std::cell::Cell::new(0);
+        let ok = || {
+            calls.set(calls.get() + 1);
+            Ok("reloaded: 3 targets".to_string())
+        };
+        let handlers = Handlers { render: &render, reload: Some(&ok) };
+        let answer = |head: &str| String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
+        let out = answer("POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(
+            out.starts_with("HTTP/1.1 200 OK") && out.ends_with("reloaded: 3 targets\n"),
+            "{out}"
+        );
+        assert!(answer("PUT /-/reload HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert_eq!(calls.get(), 2);
+        let out = answer("GET /-/reload HTTP/1.1\r\n\r\n");
+        assert!(out.starts_with("HTTP/1.1 405") && out.contains("Allow: POST, PUT"), "{out}");
+        assert!(answer("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+        assert!(answer("GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
+        assert_eq!(calls.get(), 2, "only POST and PUT reload");
+        let fail = || Err("p.yaml:3:5: targets[0]: unknown field `x`".to_string());
+        let handlers = Handlers { render: &render, reload: Some(&fail) };
+        let out =
+            String::from_utf8(respond(b"POST /-/reload HTTP/1.1\r\n\r\n", &handlers)).unwrap();
+        assert!(out.starts_with("HTTP/1.1 500") && out.contains("unknown field"), "{out}");
     }
 }

@@ -73,7 +73,7 @@ fn readme_usage(readme: &str, subcommand: &str) -> String {
 #[test]
 fn readme_usage_lines_list_every_flag_of_help() {
     let readme = read("README.md");
-    for subcommand in ["server", "client", "bench"] {
+    for subcommand in ["server", "client", "bench", "probe"] {
         let shown = help_flags(&help(subcommand));
         assert!(shown.len() >= 6, "{subcommand}: too few flags parsed from --help: {shown:?}");
         let documented = flags_in(&readme_usage(&readme, subcommand));

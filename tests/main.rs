@@ -14,6 +14,8 @@ mod hardening;
 mod interop_python;
 mod layout;
 mod ops_cli;
+mod probe_cli;
+mod probe_engine;
 mod reply_path;
 mod server_cli;
 mod stamp_bench;

@@ -9,6 +9,7 @@
 //! - [`client`](mod@client): `shout client`.
 //! - [`bench`](mod@bench): `shout bench`.
 //! - [`man`](mod@man): `shout man`, a manual page per command.
+//! - [`probe`](mod@probe): `shout probe`.
 //! - [`stamp`](mod@stamp): the STAMP flags of both (key file, timestamp format).
 
 use std::io::{self, IsTerminal};
@@ -20,11 +21,13 @@ use anyhow::Result;
 pub mod bench;
 pub mod client;
 pub mod man;
+pub mod probe;
 pub mod server;
 pub mod stamp;
 
 pub use bench::BenchArgs;
 pub use client::ClientArgs;
+pub use probe::ProbeArgs;
 pub use server::ServerArgs;
 
 /// The exit codes in `shout --help`; each subcommand's `--help` lists its own.

@@ -2,16 +2,22 @@
 //! on the same measurement core as `shout bench`.
 //!
 //! - [`target`]: one fully resolved target, the unit the agent schedules.
+//! - [`config`]: the YAML file and the command line's addresses, checked, into targets.
+//! - [`resolve`](mod@resolve): targets' host names to addresses, again and again; mesh self-skip.
 //! - `schedule`: when each probe is due (phases spread over the interval, a heap of due times).
 //! - `tally`: what is counted per target, in atomics the scrape reads while probing goes on.
 //! - [`engine`]: [`Agent`]: the table of targets, reload, snapshots.
 //! - `prober`: [`Agent::run`], the probing loop: batched sends and receives on a few
 //!   sockets, kernel timestamps, matching each reply to its probe.
 //! - `export`: [`Agent::render_metrics`], the Prometheus text.
+//! - [`output`]: the live table, JSON lines and the summary.
 
+pub mod config;
 pub mod engine;
 mod export;
+pub mod output;
 mod prober;
+pub mod resolve;
 mod schedule;
 mod tally;
 pub mod target;

@@ -622,7 +622,7 @@ impl Prober<'_> {
         let s = &mut socks[k];
         let Some(first) = s.outgoing.first() else { return Ok(()) };
         let dst = probing[first.target as usize].target.spec.addr;
-        let empty = Transmit { dst, contents: &[], segment_size: None, src: None };
+        let empty = Transmit { dst, contents: &[], segment_size: None, src: None, tos: None };
         let mut txs = [empty; BATCH];
         let mut at = 0;
         for (tx, o) in txs.iter_mut().zip(&s.outgoing) {
@@ -631,6 +631,7 @@ impl Prober<'_> {
                 contents: &s.out[at..at + o.len],
                 segment_size: None,
                 src: None,
+                tos: None,
             };
             at += o.len;
         }

@@ -709,7 +709,8 @@ mod tests {
         enable_timestamping(&tx).unwrap();
         enable_recv_errors(&tx, false).unwrap();
         let before = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
-        let to = |dst| Transmit { dst, contents: b"probe", segment_size: None, src: None };
+        let to =
+            |dst| Transmit { dst, contents: b"probe", segment_size: None, src: None, tos: None };
         let dst = rx.local_addr().unwrap();
         assert_eq!(send_batch(&tx, &[to(dst), to(dst), to(dst)]).unwrap(), 3);
         let after = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
