@@ -99,7 +99,11 @@ cleanup() {
             tail -n 10 "$TMP/prometheus.err" >&2
         }
     fi
+    # Anything still inside our namespaces was started by this run (a child of one of ours).
     for ns in "${NSS[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
         ip netns del "$ns" 2>/dev/null || true
     done
     if [[ ${KEEP:-0} == 1 ]]; then
@@ -112,6 +116,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# For short commands only: a process started in the background must be `ip netns exec ... &`
+# itself (ip execs the program, so $! is its PID), not this function (a subshell's PID).
 in_ns() {
     local ns=$1
     shift
@@ -157,7 +163,7 @@ add_member() {
     in_ns "$ns" ip link set eth0 up
     local metrics=()
     [[ $PLUMBING == 1 ]] && metrics=(--metrics "10.99.0.$n:9100")
-    in_ns "$ns" "$SHOUT" server --mode stamp --stamp-stateful --bind "10.99.0.$n:862" \
+    ip netns exec "$ns" "$SHOUT" server --mode stamp --stamp-stateful --bind "10.99.0.$n:862" \
         --workers 1 --quiet "${metrics[@]}" >"$TMP/server$n.out" 2>"$TMP/server$n.err" &
     SERVER_PID[$n]=$!
     PIDS+=("$!")
@@ -185,7 +191,7 @@ EOF
 
 start_agent() {
     local n=$1
-    in_ns "$TAG-$n" "$SHOUT" probe --config "$TMP/mesh.yml" --metrics "10.99.0.$n:9100" --quiet \
+    ip netns exec "$TAG-$n" "$SHOUT" probe --config "$TMP/mesh.yml" --metrics "10.99.0.$n:9100" --quiet \
         >"$TMP/agent$n.out" 2>"$TMP/agent$n.err" &
     AGENT_PID[$n]=$!
     PIDS+=("$!")
@@ -208,7 +214,7 @@ note "$MEMBERS namespaces on bridge br0 ($TAG-*), stateful STAMP reflectors on 1
     done
 } >"$TMP/prometheus.yml"
 mkdir -p "$TMP/prometheus-data"
-in_ns "$HUB" prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prometheus-data" \
+ip netns exec "$HUB" prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/prometheus-data" \
     --web.listen-address="127.0.0.1:$PROM_PORT" --log.level=warn \
     >"$TMP/prometheus.out" 2>"$TMP/prometheus.err" &
 PROM_PID=$!
