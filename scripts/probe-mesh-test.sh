@@ -11,7 +11,8 @@
 #
 # Checks (each prints PASS or FAIL; the exit status is 1 if one failed, 2 on a setup problem):
 #   1. all 20 directed pairs have shout_probe_up == 1 (and Prometheus scrapes all 5 agents);
-#   2. histogram_quantile over shout_probe_rtt_seconds gives 0 < p50 <= p99 < 50 ms per pair;
+#   2. histogram_quantile over shout_probe_rtt_seconds gives 0 < p50 < 50 ms, p50 <= p99 < 1 s
+#      (the probe timeout) for every pair;
 #   3. nftables drops LOSS % of one pair's probes on the way out (in member 2's input, from
 #      member 1 to port 862; not in 1's output, where the agent would see EPERM on send):
 #      shout_probe_lost_total{direction="forward"} of 1->2 grows by exactly the packets nft
@@ -315,6 +316,18 @@ for n in $(seq 1 $MEMBERS); do
 done
 note "$MEMBERS agents started with one mesh.yml"
 
+# Every agent started so far must still run: a dead one fails the run at once (exit 1).
+agents_alive() {
+    local n rc
+    for n in "${!AGENT_PID[@]}"; do
+        kill -0 "${AGENT_PID[$n]}" 2>/dev/null && continue
+        rc=0
+        wait "${AGENT_PID[$n]}" || rc=$?
+        fail "agent $n exited (status $rc) $1"
+        exit 1
+    done
+}
+
 # ---- 1. 20 directed pairs up
 # Waits (up to $2 s) until exactly the pairs among members 1..$1 have shout_probe_up == 1.
 wait_pairs_up() {
@@ -337,6 +350,7 @@ scraped=$(query 'sum(up{job="shout-probe", member!="6"})' | awk '{ print $4 }')
     fail "prometheus scrapes $scraped of $MEMBERS agents"
 
 # ---- 2. RTT quantiles
+agents_alive "in the first seconds"
 sleep 6 # a few seconds of histogram for rate() to work on
 query 'histogram_quantile(0.5, sum by (member, target, le) (rate(shout_probe_rtt_seconds_bucket[10s])))' >"$TMP/p50.txt"
 query 'histogram_quantile(0.99, sum by (member, target, le) (rate(shout_probe_rtt_seconds_bucket[10s])))' >"$TMP/p99.txt"
@@ -352,15 +366,16 @@ for i in range(1, n + 1):
             continue
         k = (str(i), str(j))
         a, b = p50.get(k), p99.get(k)
-        if a is None or b is None or not (0 < a <= b < 0.05):
+        # p50 well under the veth's worst; p99 of ~50 samples is about their max: under the timeout.
+        if a is None or b is None or not (0 < a < 0.05 and a <= b < 1.0):
             bad.append(f"{i}->{j} p50={a} p99={b}")
         else:
             lo.append(a); hi.append(b)
-print("; ".join(bad) if bad else f"ok p50 {min(lo)*1e6:.0f}-{max(lo)*1e6:.0f} us, p99 {min(hi)*1e6:.0f}-{max(hi)*1e6:.0f} us")
+print("; ".join(bad[:6] + ([f"... {len(bad) - 6} more"] if len(bad) > 6 else [])) if bad else f"ok p50 {min(lo)*1e6:.0f}-{max(lo)*1e6:.0f} us, p99 {min(hi)*1e6:.0f}-{max(hi)*1e6:.0f} us")
 PY
 )
 if [[ $bad == ok* ]]; then
-    pass "RTT quantiles for all 20 pairs, 0 < p50 <= p99 < 50 ms (${bad#ok })"
+    pass "RTT quantiles for all 20 pairs, 0 < p50 < 50 ms, p50 <= p99 < 1 s (${bad#ok })"
 else
     fail "RTT quantiles implausible or missing: $bad"
 fi
@@ -375,6 +390,7 @@ LOSS_SECONDS=10
 loss_check() {
     local name=$1 ns="$TAG-$2" chain=$3 match=$4 src=$5 dst=$6 dir=$7
     budget "injecting $name loss"
+    agents_alive "before the $name check"
     local t0 t1 t2 dropped verdict
     t0=$(now)
     sleep 1.5 # t0 lies before the rule, with a scrape in between
@@ -397,6 +413,7 @@ EOF
     t1=$(now)
     sleep 8
     t2=$(now)
+    agents_alive "during the $name check"
     lost_at "$t0" >"$TMP/lost0.txt"
     lost_at "$t1" >"$TMP/lost1.txt"
     lost_at "$t2" >"$TMP/lost2.txt"
@@ -443,6 +460,7 @@ loss_check "backward loss (member 3 input from 10.99.0.4:862)" 3 input \
 
 # ---- 5. an invalid config is refused
 budget "reloading"
+agents_alive "before the reloads"
 cp "$TMP/mesh.yml" "$TMP/mesh.good"
 printf 'mesh:\n  members: [10.99.0.1, 10.99.0.2]\n  no_such_key: 1\n' >"$TMP/mesh.yml.new"
 mv "$TMP/mesh.yml.new" "$TMP/mesh.yml"
@@ -466,6 +484,7 @@ add_member $((MEMBERS + 1))
 start_agent $((MEMBERS + 1))
 wait_listening "${AGENT_PID[$((MEMBERS + 1))]}" "$TMP/agent$((MEMBERS + 1)).out" >/dev/null ||
     die "agent $((MEMBERS + 1)) did not start"
+agents_alive "after the invalid config"
 reload_bad=""
 for n in $(seq 1 $MEMBERS); do
     if ((n % 2 == 1)); then
@@ -512,19 +531,20 @@ for i in range(1, n + 1):
             problems.append(f"{i}->{j} sent_total {s0[k]:g} -> {s1[k]:g}")
         if samples.get(k, 0) < window - 3:
             problems.append(f"{i}->{j} {samples.get(k, 0):g} samples in {window}s (a gap)")
-print("; ".join(problems) if problems else "ok")
+print("; ".join(problems[:6] + ([f"... {len(problems) - 6} more"] if len(problems) > 6 else [])) if problems else "ok")
 PY
 )
 if [[ $verdict == ok && ! -s $TMP/resets.txt ]]; then
     pass "no series of the 20 old pairs reset or paused over the reload (${window}s window: resets() == 0, a sample every scrape, sent_total growing)"
 else
-    fail "reload reset or interrupted old series: $verdict $(tr '\n' ';' <"$TMP/resets.txt")"
+    fail "reload reset or interrupted old series: $verdict; resets: $(head -n 6 "$TMP/resets.txt" | tr '\n' ';') ($(wc -l <"$TMP/resets.txt") series)"
 fi
 targets=$(query 'shout_probe_targets' | awk '{ print $4 }' | sort -u | tr '\n' ' ')
 [[ $targets == "5 " ]] && pass "shout_probe_targets == 5 on every agent of the 6-member mesh" ||
     fail "shout_probe_targets values: $targets (want 5 on each)"
 
 # ------------------------------------------------------------------------------- stop
+agents_alive "by the end"
 for n in $(seq 1 $((MEMBERS + 1))); do
     kill -TERM "${AGENT_PID[$n]}"
 done
