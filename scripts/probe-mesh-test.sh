@@ -435,11 +435,11 @@ if grew != dropped:
 others = {k: l1.get(k, 0) - l0.get(k, 0) for k in set(l0) | set(l1) if k != inj}
 moved = {k: v for k, v in others.items() if v != 0}
 if moved:
-    problems.append("other series grew: " + ", ".join(f"{s}->{d} {x} +{v:g}" for (s, d, x), v in sorted(moved.items())))
+    problems.append("other series grew: " + ", ".join(f"{s}->{d} {x} +{v:g}" for (s, d, x), v in sorted(moved.items())[:8]) + (f" ({len(moved)} series)" if len(moved) > 8 else ""))
 after = {k: l2.get(k, 0) - l1.get(k, 0) for k in set(l1) | set(l2)}
 moved = {k: v for k, v in after.items() if v != 0}
 if moved:
-    problems.append("after removal, still growing: " + ", ".join(f"{s}->{d} {x} +{v:g}" for (s, d, x), v in sorted(moved.items())))
+    problems.append("after removal, still growing: " + ", ".join(f"{s}->{d} {x} +{v:g}" for (s, d, x), v in sorted(moved.items())[:8]) + (f" ({len(moved)} series)" if len(moved) > 8 else ""))
 pairs_seen = {(s, d) for s, d, _ in l1}
 if len(pairs_seen) < 20:
     problems.append(f"lost_total present for {len(pairs_seen)} pairs only")
