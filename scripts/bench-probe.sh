@@ -22,8 +22,8 @@
 # Environment: SHOUT (default target/release/shout), DURATION (s, default 60), WARMUP (s, 5),
 # TARGETS (10000), REF_INTERVAL (reference probe interval, default 100ms: enough samples for a
 # p99), REF_DURATION (s, 20), SCRAPE_EVERY (s, 10), SMOKEPING_TARGETS (1000; 0 skips it),
-# SMOKEPING_PROTOCOL (icmp: raw sockets, as the package's example config; udp: unprivileged
-# ICMP datagram sockets), SMOKEPING_CPUS (taskset list, default: unpinned, as the issue's
+# SMOKEPING_PROTOCOL (the modes to run, default "udp icmp": udp is unprivileged ICMP datagram
+# sockets, its cheaper mode; icmp is raw sockets, the package's example config), SMOKEPING_CPUS (taskset list, default: unpinned, as the issue's
 # figure was taken), ONLY (shout or smokeping: run one side only), KEEP=1 keeps the scratch
 # directory.
 # Needs root (a network namespace), ip, taskset, curl, python3; prometheus-smokeping-prober for
@@ -46,7 +46,7 @@ REF_INTERVAL=${REF_INTERVAL:-100ms}
 REF_DURATION=${REF_DURATION:-20}
 SCRAPE_EVERY=${SCRAPE_EVERY:-10}
 SMOKEPING_TARGETS=${SMOKEPING_TARGETS:-1000}
-SMOKEPING_PROTOCOL=${SMOKEPING_PROTOCOL:-icmp}
+SMOKEPING_PROTOCOL=${SMOKEPING_PROTOCOL:-udp icmp}
 SMOKEPING_CPUS=${SMOKEPING_CPUS:-}
 ONLY=${ONLY:-}
 [[ -z $ONLY || $ONLY == shout || $ONLY == smokeping ]] || die "ONLY must be shout or smokeping"
@@ -59,6 +59,9 @@ METRICS=127.0.0.1:9100
 [[ $(id -u) -eq 0 ]] || die "needs root (a network namespace of its own)"
 for tool in ip taskset curl python3; do
     command -v "$tool" >/dev/null || die "$tool is missing"
+done
+for proto in $SMOKEPING_PROTOCOL; do
+    [[ $proto == udp || $proto == icmp ]] || die "SMOKEPING_PROTOCOL: udp and/or icmp, not '$proto'"
 done
 for v in DURATION WARMUP TARGETS REF_DURATION SCRAPE_EVERY SMOKEPING_TARGETS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a whole number"
@@ -183,9 +186,9 @@ PIDS+=("$SERVER_PID")
 wait_listening "$SERVER_PID" "$TMP/server.out" || die "the reflector did not start"
 
 # Config files: the reference alone, and the reference with TARGETS others.
-python3 - "$TMP" "$TARGETS" "$REF_INTERVAL" "$SMOKEPING_TARGETS" "$SMOKEPING_PROTOCOL" <<'PY'
+python3 - "$TMP" "$TARGETS" "$REF_INTERVAL" "$SMOKEPING_TARGETS" $SMOKEPING_PROTOCOL <<'PY'
 import sys
-tmp, n, ref_interval, sp, sp_proto = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+tmp, n, ref_interval, sp, protos = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5:]
 def hosts(second, count):
     # second.x.y with y in 1..250: never .0 or .255
     return [f"127.{second + i // 62500}.{i % 62500 // 250}.{i % 250 + 1}" for i in range(count)]
@@ -197,11 +200,12 @@ with open(f"{tmp}/full.yml", "w") as f:
     f.write(head + ref)
     for h in hosts(1, n):
         f.write(f"  - address: {h}\n")
-with open(f"{tmp}/smokeping.yml", "w") as f:
-    f.write("targets:\n  - hosts:\n      - 127.0.0.1\n")
-    for h in hosts(2, sp):
-        f.write(f"      - {h}\n")
-    f.write(f"    interval: 1s\n    network: ip4\n    protocol: {sp_proto}\n")
+for proto in protos:
+    with open(f"{tmp}/smokeping-{proto}.yml", "w") as f:
+        f.write("targets:\n  - hosts:\n      - 127.0.0.1\n")
+        for h in hosts(2, sp):
+            f.write(f"      - {h}\n")
+        f.write(f"    interval: 1s\n    network: ip4\n    protocol: {proto}\n")
 PY
 
 # Starts the agent with config $1, output to $TMP/$2.*; sets AGENT_PID.
@@ -255,9 +259,11 @@ echo "${scrapes[*]}" >"$TMP/scrapes.txt"
 fi
 
 # ------------------------------------------------------------------------------- smokeping
-if ((SMOKEPING_TARGETS > 0)); then
-    note "prometheus-smokeping-prober: $SMOKEPING_TARGETS targets + 127.0.0.1 at 1/s ($SMOKEPING_PROTOCOL), ${WARMUP}s warmup, ${DURATION}s measured"
-    ip netns exec "$NS" "${PIN_SMOKEPING[@]}" prometheus-smokeping-prober --config.file="$TMP/smokeping.yml" \
+SP_RUN=()
+((SMOKEPING_TARGETS > 0)) && read -r -a SP_RUN <<<"$SMOKEPING_PROTOCOL"
+for proto in "${SP_RUN[@]+"${SP_RUN[@]}"}"; do
+    note "prometheus-smokeping-prober: $SMOKEPING_TARGETS targets + 127.0.0.1 at 1/s (protocol $proto), ${WARMUP}s warmup, ${DURATION}s measured"
+    ip netns exec "$NS" "${PIN_SMOKEPING[@]}" prometheus-smokeping-prober --config.file="$TMP/smokeping-$proto.yml" \
         --web.listen-address=127.0.0.1:9374 >"$TMP/smokeping.out" 2>"$TMP/smokeping.err" &
     SP_PID=$!
     PIDS+=("$SP_PID")
@@ -269,34 +275,30 @@ if ((SMOKEPING_TARGETS > 0)); then
     sleep "$WARMUP"
     spc0=$(cpu_ticks "$SP_PID")
     spt0=$(now)
-    sp_scrape0=$(scrape 127.0.0.1:9374 "$TMP/sp0.prom")
+    sp_scrape0=$(scrape 127.0.0.1:9374 "$TMP/sp0-$proto.prom")
     sleep "$DURATION"
-    sp_scrape1=$(scrape 127.0.0.1:9374 "$TMP/sp1.prom")
+    sp_scrape1=$(scrape 127.0.0.1:9374 "$TMP/sp1-$proto.prom")
     spc1=$(cpu_ticks "$SP_PID")
     spt1=$(now)
     sp_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SP_PID/status")
     stop "$SP_PID" >/dev/null
-else
-    spc0=0 spc1=0 spt0=0 spt1=1 sp_scrape0=0 sp_scrape1=0 sp_hwm=0
-    : >"$TMP/sp0.prom"
-    : >"$TMP/sp1.prom"
-fi
+    echo "$spc0 $spc1 $spt0 $spt1 $sp_hwm $sp_scrape0 $sp_scrape1" >"$TMP/sp-$proto.txt"
+done
 server_rc=$(stop "$SERVER_PID")
 
 # ------------------------------------------------------------------------------- report
 echo
 echo "shout probe benchmark: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r)"
 echo "reflector: shout server --mode stamp --bind 0.0.0.0:862 --workers 1 (core 0); agent on core 1; own network namespace"
-echo "command: DURATION=$DURATION TARGETS=$TARGETS REF_INTERVAL=$REF_INTERVAL SMOKEPING_TARGETS=$SMOKEPING_TARGETS SMOKEPING_PROTOCOL=$SMOKEPING_PROTOCOL${SMOKEPING_CPUS:+ SMOKEPING_CPUS=$SMOKEPING_CPUS} scripts/bench-probe.sh"
+echo "command: DURATION=$DURATION TARGETS=$TARGETS REF_INTERVAL=$REF_INTERVAL SMOKEPING_TARGETS=$SMOKEPING_TARGETS SMOKEPING_PROTOCOL=\"$SMOKEPING_PROTOCOL\"${SMOKEPING_CPUS:+ SMOKEPING_CPUS=$SMOKEPING_CPUS} scripts/bench-probe.sh"
 echo
 python3 - "$TMP" "$TICKS" "$c0" "$c1" "$t0" "$t1" "$s0" "$s1" "$hwm" "$rss" "$metrics_bytes" \
-    "$spc0" "$spc1" "$spt0" "$spt1" "$sp_hwm" "$sp_scrape0 $sp_scrape1" "$TARGETS" "$SMOKEPING_TARGETS" \
-    "$server_rc" <<'PY'
+    "$TARGETS" "$SMOKEPING_TARGETS" "$server_rc" "${SP_RUN[@]+"${SP_RUN[@]}"}" <<'PY'
 import math, re, statistics, sys
 from collections import defaultdict
 
-(tmp, ticks, c0, c1, t0, t1, s0, s1, hwm, rss, mbytes, spc0, spc1, spt0, spt1, sp_hwm, sp_scrapes,
- ntargets, nsp, server_rc) = sys.argv[1:]
+(tmp, ticks, c0, c1, t0, t1, s0, s1, hwm, rss, mbytes, ntargets, nsp, server_rc) = sys.argv[1:15]
+sp_protos = sys.argv[15:]
 ticks = float(ticks)
 LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -452,9 +454,10 @@ if not f1:
     rows.clear()  # ONLY=smokeping
 
 sp_n = int(nsp)
-if sp_n:
-    p0 = parse(f"{tmp}/sp0.prom", "smokeping_")
-    p1 = parse(f"{tmp}/sp1.prom", "smokeping_")
+for proto in sp_protos:
+    spc0, spc1, spt0, spt1, sp_hwm, *sp_scrapes = open(f"{tmp}/sp-{proto}.txt").read().split()
+    p0 = parse(f"{tmp}/sp0-{proto}.prom", "smokeping_")
+    p1 = parse(f"{tmp}/sp1-{proto}.prom", "smokeping_")
     sp_wall = float(spt1) - float(spt0)
     sp_cpu = (float(spc1) - float(spc0)) / ticks
     sp_req = total(p1, "smokeping_requests_total") - total(p0, "smokeping_requests_total")
@@ -466,22 +469,21 @@ if sp_n:
     sp_per = sp_cpu / sp_req * 1e6 if sp_req else None
     if rows:
         rows.append(("", "", "", ""))
-    row(f"smokeping: pings sent ({sp_n} + ref)", f"{sp_req:.0f} ({sp_req / sp_wall:.0f}/s)", f"~{(sp_n + 1) * sp_wall:.0f}")
-    row("smokeping CPU", f"{sp_cpu:.2f} s = {sp_cpu / sp_wall * 100:.0f} % of a core")
-    row("smokeping CPU per ping", "n/a" if sp_per is None else f"{sp_per:.2f} µs")
-    row("smokeping answered / sent", f"{sp_all.get(math.inf, 0):.0f} / {sp_req:.0f}")
-    row("smokeping peak RSS", f"{int(sp_hwm) / 1024:.1f} MiB")
-    row("smokeping ref answered / sent", f"{sp_b.get(math.inf, 0):.0f} / {sp_ref_req:.0f}")
-    row("smokeping ref median (buckets)", us(quantile(0.5, sp_b)))
-    row("smokeping /metrics scrape", " / ".join(f"{float(x) * 1000:.0f} ms" for x in sp_scrapes.split() if x != "failed"))
-    rows.append(("", "", "", ""))
+    sp = f"smokeping {proto}"
+    row(f"{sp}: window", f"{sp_wall:.1f} s")
+    row(f"{sp}: pings sent ({sp_n} + ref)", f"{sp_req:.0f} ({sp_req / sp_wall:.0f}/s)", f"~{(sp_n + 1) * sp_wall:.0f}")
+    row(f"{sp}: CPU", f"{sp_cpu:.2f} s = {sp_cpu / sp_wall * 100:.0f} % of a core")
+    row(f"{sp}: CPU per ping", "n/a" if sp_per is None else f"{sp_per:.2f} µs")
+    row(f"{sp}: answered / sent", f"{sp_all.get(math.inf, 0):.0f} / {sp_req:.0f}")
+    row(f"{sp}: peak RSS", f"{int(sp_hwm) / 1024:.1f} MiB")
+    row(f"{sp}: ref answered / sent", f"{sp_b.get(math.inf, 0):.0f} / {sp_ref_req:.0f}")
+    row(f"{sp}: ref median (buckets)", us(quantile(0.5, sp_b)))
+    row(f"{sp}: /metrics scrape", " / ".join(f"{float(x) * 1000:.0f} ms" for x in sp_scrapes if x != "failed"))
     if sp_per and per_probe:
-        row("CPU per probe: smokeping / shout", f"{sp_per / per_probe:.0f}x")
-    if sp_all.get(math.inf) and probes:
-        row("probes per CPU-second: shout / smokeping", f"{probes / cpu:.0f} / {sp_req / sp_cpu:.0f}" if cpu and sp_cpu else "n/a")
+        row(f"CPU per probe: {sp} / shout", f"{sp_per / per_probe:.0f}x")
     sm = quantile(0.5, sp_b)
     if sm is not None and load50_best is not None:
-        row("ref median: smokeping / shout (loaded)", f"{us(sm)} / {us(load50_best)}")
+        row(f"ref median: {sp} / shout (loaded)", f"{us(sm)} / {us(load50_best)}")
 
 w = max(len(r[0]) for r in rows)
 v = max(len(r[1]) for r in rows)
