@@ -134,7 +134,8 @@ forget() {
     PIDS=("${keep[@]+"${keep[@]}"}")
 }
 
-# Stops PID $1 with SIGTERM (up to 20 s: a final summary of 10,000 targets); prints its status.
+# Stops PID $1 with SIGTERM (up to 20 s: a final summary of 10,000 targets); sets STOPPED to its
+# exit status (not a command substitution: a subshell cannot wait for our children).
 stop() {
     local pid=$1 rc=0
     kill -TERM "$pid" 2>/dev/null || true
@@ -145,7 +146,7 @@ stop() {
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" || rc=$?
     forget "$pid"
-    echo "$rc"
+    STOPPED=$rc
 }
 
 # For short commands only: a process started in the background must be `ip netns exec ... &`
@@ -227,8 +228,8 @@ sleep 2
 scrape "$METRICS" "$TMP/ref0.prom" >/dev/null
 sleep "$REF_DURATION"
 scrape "$METRICS" "$TMP/ref1.prom" >/dev/null
-rc=$(stop "$AGENT_PID")
-[[ $rc == 0 ]] || note "the reference agent exited $rc on SIGTERM"
+stop "$AGENT_PID"
+[[ $STOPPED == 0 ]] || note "the reference agent exited $STOPPED on SIGTERM"
 
 # ------------------------------------------------------------------------------- full load
 note "full load: $TARGETS targets at 1/s + the reference, ${WARMUP}s warmup, ${DURATION}s measured"
@@ -253,8 +254,8 @@ t1=$(now)
 hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$AGENT_PID/status")
 rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$AGENT_PID/status")
 metrics_bytes=$(stat -c %s "$TMP/full1.prom")
-rc=$(stop "$AGENT_PID")
-[[ $rc == 0 ]] || note "the full agent exited $rc on SIGTERM"
+stop "$AGENT_PID"
+[[ $STOPPED == 0 ]] || note "the full agent exited $STOPPED on SIGTERM"
 echo "${scrapes[*]}" >"$TMP/scrapes.txt"
 fi
 
@@ -281,10 +282,11 @@ for proto in "${SP_RUN[@]+"${SP_RUN[@]}"}"; do
     spc1=$(cpu_ticks "$SP_PID")
     spt1=$(now)
     sp_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SP_PID/status")
-    stop "$SP_PID" >/dev/null
+    stop "$SP_PID"
     echo "$spc0 $spc1 $spt0 $spt1 $sp_hwm $sp_scrape0 $sp_scrape1" >"$TMP/sp-$proto.txt"
 done
-server_rc=$(stop "$SERVER_PID")
+stop "$SERVER_PID"
+server_rc=$STOPPED
 
 # ------------------------------------------------------------------------------- report
 echo
