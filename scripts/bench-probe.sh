@@ -428,6 +428,10 @@ row("lost fwd / back / unknown", f"{lost['forward']:.0f} / {lost['backward']:.0f
 row("late / socket drops", f"{late:.0f} / {drops:.0f}")
 row("scheduling lag p99", f"{us(lag99)} (bucket <= {us(lag_bound)})", "<= 1 ms",
     None if lag99 is None else lag99 <= 0.001)
+if lag:
+    n_lag = lag.get(math.inf, 0)
+    over = lambda t: n_lag - max((c for le, c in lag.items() if le <= t), default=0)
+    row("probes late by > 1 ms / > 1 s (lag buckets)", f"{over(0.001):.0f} / {over(1.0):.0f} of {n_lag:.0f}")
 row("RTT p50 / p99, all targets (buckets)", f"{us(quantile(0.5, all_rtt))} / {us(quantile(0.99, all_rtt))}")
 if scr:
     row("/metrics scrape time (n, median, max)", f"{len(scr)}, {statistics.median(scr) * 1000:.0f} ms, {max(scr) * 1000:.0f} ms"
