@@ -26,7 +26,7 @@
 #
 # Needs root (namespaces, nft), ip (iproute2), nft, python3, prometheus (Debian package).
 #
-#   SHOUT=target/release/shout bash scripts/probe-mesh-test.sh
+#   SHOUT=target/release/shout bash scripts/probe-mesh-test.sh   # about 75 s (debug build too)
 #   PLUMBING=1 bash scripts/probe-mesh-test.sh   # no agent: checks namespaces, bridge, nft and
 #                                                 # Prometheus with `shout server` + `shout bench`
 # Environment: SHOUT (default target/release/shout), LOSS (percent, default 20), KEEP=1 keeps
