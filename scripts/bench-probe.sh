@@ -24,7 +24,8 @@
 # p99), REF_DURATION (s, 20), SCRAPE_EVERY (s, 10), SMOKEPING_TARGETS (1000; 0 skips it),
 # SMOKEPING_PROTOCOL (the modes to run, default "udp icmp": udp is unprivileged ICMP datagram
 # sockets, its cheaper mode; icmp is raw sockets, the package's example config), SMOKEPING_CPUS (taskset list, default: unpinned, as the issue's
-# figure was taken), ONLY (shout or smokeping: run one side only), KEEP=1 keeps the scratch
+# figure was taken), REFLECTOR_ARGS (extra `shout server` flags, e.g. --busy-poll: an idle
+# reflector's own wake-up adds tens of µs to the reference's RTT when it is probed alone), ONLY (shout or smokeping: run one side only), KEEP=1 keeps the scratch
 # directory.
 # Needs root (a network namespace), ip, taskset, curl, python3; prometheus-smokeping-prober for
 # step 4. Exit status: 0 when it ran (the figures are for reading, not a pass/fail), 1 if a step
@@ -48,6 +49,7 @@ SCRAPE_EVERY=${SCRAPE_EVERY:-10}
 SMOKEPING_TARGETS=${SMOKEPING_TARGETS:-1000}
 SMOKEPING_PROTOCOL=${SMOKEPING_PROTOCOL:-udp icmp}
 SMOKEPING_CPUS=${SMOKEPING_CPUS:-}
+read -r -a REFLECTOR_ARGS <<<"${REFLECTOR_ARGS:-}"
 ONLY=${ONLY:-}
 [[ -z $ONLY || $ONLY == shout || $ONLY == smokeping ]] || die "ONLY must be shout or smokeping"
 [[ $ONLY == shout ]] && SMOKEPING_TARGETS=0
@@ -181,7 +183,7 @@ in_ns sysctl -qw net.ipv4.ping_group_range="0 2147483647"
 # A reflector on every address of the namespace's loopback; it answers from the address it
 # was reached on. The rate limit exempts loopback sources.
 ip netns exec "$NS" "${PIN_SERVER[@]}" "$SHOUT" server --mode stamp --bind 0.0.0.0:862 --workers 1 --quiet \
-    >"$TMP/server.out" 2>"$TMP/server.err" &
+    "${REFLECTOR_ARGS[@]+"${REFLECTOR_ARGS[@]}"}" >"$TMP/server.out" 2>"$TMP/server.err" &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 wait_listening "$SERVER_PID" "$TMP/server.out" || die "the reflector did not start"
@@ -291,8 +293,8 @@ server_rc=$STOPPED
 # ------------------------------------------------------------------------------- report
 echo
 echo "shout probe benchmark: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r)"
-echo "reflector: shout server --mode stamp --bind 0.0.0.0:862 --workers 1 (core 0); agent on core 1; own network namespace"
-echo "command: DURATION=$DURATION TARGETS=$TARGETS REF_INTERVAL=$REF_INTERVAL SMOKEPING_TARGETS=$SMOKEPING_TARGETS SMOKEPING_PROTOCOL=\"$SMOKEPING_PROTOCOL\"${SMOKEPING_CPUS:+ SMOKEPING_CPUS=$SMOKEPING_CPUS} scripts/bench-probe.sh"
+echo "reflector: shout server --mode stamp --bind 0.0.0.0:862 --workers 1${REFLECTOR_ARGS[*]:+ ${REFLECTOR_ARGS[*]}} (core 0); agent on core 1; own network namespace"
+echo "command:${REFLECTOR_ARGS[*]:+ REFLECTOR_ARGS=\"${REFLECTOR_ARGS[*]}\"} DURATION=$DURATION TARGETS=$TARGETS REF_INTERVAL=$REF_INTERVAL SMOKEPING_TARGETS=$SMOKEPING_TARGETS SMOKEPING_PROTOCOL=\"$SMOKEPING_PROTOCOL\"${SMOKEPING_CPUS:+ SMOKEPING_CPUS=$SMOKEPING_CPUS} scripts/bench-probe.sh"
 echo
 python3 - "$TMP" "$TICKS" "$c0" "$c1" "$t0" "$t1" "$s0" "$s1" "$hwm" "$rss" "$metrics_bytes" \
     "$TARGETS" "$SMOKEPING_TARGETS" "$server_rc" "${SP_RUN[@]+"${SP_RUN[@]}"}" <<'PY'
