@@ -7,7 +7,7 @@
 #   <tag>-N     member N: eth0 = 10.99.0.N/24, a veth into the hub's bridge; runs
 #               `shout server --mode stamp --stamp-stateful --bind 10.99.0.N:862` and
 #               `shout probe --config mesh.yml --metrics 10.99.0.N:9100 --quiet`
-# Every agent reads the same mesh.yml (PROBE-SPEC.md); each probes every other member.
+# Every agent reads the same mesh.yml (docs/PROBE.md, "The mesh recipe"); each probes every other member.
 #
 # Checks (each prints PASS or FAIL; the exit status is 1 if one failed, 2 on a setup problem):
 #   1. all 20 directed pairs have shout_probe_up == 1 (and Prometheus scrapes all 5 agents);
