@@ -331,13 +331,13 @@ fn lossy_reflector(
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
         let nth = seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if nth % forward == 0 {
+        if nth.is_multiple_of(forward) {
             continue;
         }
         let rx = Arrival { src: from, received: SystemTime::now(), ttl: None, tos: None };
         let Ok(len) = reflector.reflect(&mut buf, n, &rx) else { continue };
         reflected += 1;
-        if reflected % backward == 0 {
+        if reflected.is_multiple_of(backward) {
             continue;
         }
         let _ = sock.send_to(&buf[..len], from);

@@ -22,7 +22,8 @@
 //! Each file is one step and imports only files listed above it, so a
 //! reader can go top to bottom:
 //!
-//! - `clock`, `stamp`, `probe`: time in nanoseconds; STAMP test packets
+//! - `clock`, `stamp_tlvs`, `stamp`, `probe`: time in nanoseconds; the TLVs
+//!   replies carried back, counted by type; STAMP test packets
 //!   (`--stamp`) and what their reflections add up to; the probe payload,
 //!   built for sequence number N and read back from a reply (the seam: a
 //!   STAMP packet is the other format).
@@ -86,6 +87,7 @@ mod report;
 mod send;
 mod socket;
 pub(crate) mod stamp;
+mod stamp_tlvs;
 
 pub use config::{
     BenchConfig, Load, StampConfig, MAX_FLOWS, MAX_RATE, MAX_RUN, MAX_TIMEOUT, MAX_WINDOW,

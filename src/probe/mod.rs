@@ -9,6 +9,8 @@
 //! - [`engine`]: [`Agent`]: the table of targets, reload, snapshots.
 //! - `prober`: [`Agent::run`], the probing loop: batched sends and receives on a few
 //!   sockets, kernel timestamps, matching each reply to its probe.
+//! - `probing`: one target's recent probes and what each reply to it tells.
+//! - `socks`: the probing thread's few sockets and what each routes.
 //! - `export`: [`Agent::render_metrics`], the Prometheus text.
 //! - [`output`]: the live table, JSON lines and the summary.
 
@@ -17,8 +19,10 @@ pub mod engine;
 mod export;
 pub mod output;
 mod prober;
+mod probing;
 pub mod resolve;
 mod schedule;
+mod socks;
 mod tally;
 pub mod target;
 

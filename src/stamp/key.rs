@@ -125,7 +125,7 @@ pub fn parse_key(bytes: Vec<u8>) -> Result<Vec<u8>, KeyFileError> {
         if digits.iter().any(u8::is_ascii_whitespace) {
             return Err(KeyFileError::SpacedHex);
         }
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err(KeyFileError::OddHex(digits.len()));
         }
         (digits.chunks(2).map(|pair| nibble(pair[0]) << 4 | nibble(pair[1])).collect(), true)
