@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sys::tests::{check_recv_connected_truncates, pair};
+use crate::sys::Queued;
 use std::time::Duration;
 
 #[test]
