@@ -1,10 +1,6 @@
-//! [`Agent::render_metrics`]: the Prometheus text of every target's series
-//! and of the agent's own health, through prometheus-client.
-//!
-//! Rendering reads the targets' atomics and the current table (an `Arc`), so
-//! a scrape never stops the probing thread; only the table's mutex is taken,
-//! once, to clone the `Arc`. A target removed by a reload is not in the table,
-//! so its series are gone from the next scrape.
+//! The scrape as prometheus-client encoded it before the text was written by
+//! hand ([`super::export`]), kept as the oracle its tests compare with, byte
+//! for byte: same names, labels, series, values and order.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,52 +18,36 @@ use super::engine::{Agent, Table, Target, LAG_BUCKETS};
 use super::tally::{read, Buckets, Fates};
 use super::target::Protocol;
 
-impl Agent {
-    /// The metrics in the OpenMetrics text format (for
-    /// [`MetricsEndpoint`](crate::metrics::MetricsEndpoint)): per target
-    /// `shout_probe_*` series labelled `target` and the target's labels, and
-    /// the agent's health. The names are listed in docs/PROBE.md.
-    pub fn render_metrics(&self) -> String {
-        let h = &self.health;
-        let mut lag = Vec::new();
-        let (lag_count, lag_sum) = h.lag.read(&mut lag);
-        let export = Export {
-            table: self.table(),
-            buckets: self.buckets.clone(),
-            now_ns: self.now_ns(),
-            lag: Hist::new(&LAG_BUCKETS, lag, lag_count, lag_sum),
-            probes_sent: read(&h.probes_sent),
-            socket_drops: h.socket_drops.load(Ordering::Relaxed),
-            unmatched: read(&h.unmatched),
-            reload_ok: h.reload_ok.load(Ordering::Relaxed),
-            reload_at: f64::from_bits(h.reload_at.load(Ordering::Relaxed)),
-            kernel: self.kernel_timestamps(),
-            resolve_failures: self
-                .resolve_failures
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-        };
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(export));
-        // Sized by the last scrape: 10,000 STAMP targets make 50 MB of text,
-        // which growing by doubling would hold twice over for a moment.
-        let last = self.last_render_len.load(Ordering::Relaxed);
-        let mut text = String::with_capacity(last + last / 16 + 4096);
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
-        self.last_render_len.store(text.len(), Ordering::Relaxed);
-        text
-    }
-
-    /// Counts one failure to resolve `target`'s host name, for
-    /// `shout_probe_resolve_failures_total{target}` (the config's resolver calls it).
-    pub fn note_resolve_failure(&self, target: &str) {
-        let mut map = self.resolve_failures.lock().unwrap_or_else(PoisonError::into_inner);
-        *map.entry(target.to_string()).or_insert(0) += 1;
-    }
+/// The whole metrics text, as `Agent::render_metrics` made it.
+pub(super) fn render(agent: &Agent) -> String {
+    let h = &agent.health;
+    let mut lag = Vec::new();
+    let (lag_count, lag_sum) = h.lag.read(&mut lag);
+    let export = Export {
+        table: agent.table(),
+        buckets: agent.buckets.clone(),
+        now_ns: agent.now_ns(),
+        lag: Hist::new(&LAG_BUCKETS, lag, lag_count, lag_sum),
+        probes_sent: read(&h.probes_sent),
+        socket_drops: h.socket_drops.load(Ordering::Relaxed),
+        unmatched: read(&h.unmatched),
+        reload_ok: h.reload_ok.load(Ordering::Relaxed),
+        reload_at: f64::from_bits(h.reload_at.load(Ordering::Relaxed)),
+        kernel: agent.kernel_timestamps(),
+        resolve_failures: agent
+            .resolve_failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(export));
+    let mut text = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    text
 }
 
 /// A histogram as prometheus-client encodes it.
@@ -364,5 +344,92 @@ impl Collector for Export {
             ConstCounter::new(*n).encode(m.encode_family(&[("target", escape(target))])?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::engine::AgentConfig;
+    use super::super::schedule::Rng;
+    use super::super::tally::bump;
+    use super::super::target::TargetSpec;
+    use super::*;
+    use crate::metrics::Body;
+
+    fn spec(name: &str, protocol: Protocol, labels: &[(&str, &str)]) -> TargetSpec {
+        TargetSpec {
+            name: name.into(),
+            addr: "127.0.0.1:862".parse().unwrap(),
+            protocol,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            size: 44,
+            dscp: None,
+            ttl: None,
+            ssid: 0,
+            key: None,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
+    /// The page in pieces of `want` bytes.
+    fn pieces(agent: &Agent, want: usize) -> String {
+        let mut page = agent.metrics_page();
+        let mut out = Vec::new();
+        while page.fill(&mut out, want) {}
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_hand_written_page_is_prometheus_clients_byte_for_byte() {
+        let agent = Agent::new(AgentConfig { buckets: vec![0.000_25, 0.001, 0.5, 3.0] }).unwrap();
+        assert_eq!(agent.render_metrics(), render(&agent), "no targets");
+        let mut specs = vec![
+            spec("a", Protocol::Stamp, &[("role", "reference"), ("site", "a\"b\\c\nd")]),
+            spec("b\"q", Protocol::Upper, &[]),
+            spec("c", Protocol::Echo, &[("z", "")]),
+        ];
+        specs.extend((0..40).map(|i| {
+            let p = [Protocol::Stamp, Protocol::Upper, Protocol::Echo][i % 3];
+            spec(&format!("10.0.0.{i}"), p, &[("n", &i.to_string())])
+        }));
+        agent.apply(specs).unwrap();
+        agent.note_resolve_failure("gone\"host");
+        agent.set_reload_status(true);
+        let mut rng = Rng::seeded(7);
+        let h = &agent.health;
+        for _ in 0..500 {
+            bump(&h.probes_sent, 1);
+            h.lag.record(&agent.lag_bounds_ns, rng.below(3_000_000) as i64);
+        }
+        for (i, t) in agent.table().targets.iter().enumerate() {
+            let s = &t.stats;
+            for c in [&s.sent, &s.duplicated, &s.reordered, &s.late, &s.mismatched, &s.unreachable]
+            {
+                bump(c, rng.below(1 << 40));
+            }
+            bump(&s.answered, rng.below(1000));
+            bump(&s.lost_backward, rng.below(3));
+            for b in [&s.rtt, &s.forward, &s.backward, &s.turnaround] {
+                for _ in 0..rng.below(50) {
+                    b.record(&agent.bounds_ns, rng.below(4_000_000_000) as i64 - 10_000_000);
+                }
+            }
+            if i % 4 != 0 {
+                s.ttl_forward.store(i as u32, Ordering::Relaxed);
+            }
+            if i % 3 != 0 {
+                s.ttl_backward.store(64, Ordering::Relaxed);
+                s.answered_at.store(agent.now_ns().max(1), Ordering::Relaxed);
+            }
+        }
+        let want = render(&agent);
+        assert!(want.contains("site=\"a\\\"b\\\\c\\nd\""), "escaped labels in the oracle");
+        assert_eq!(agent.render_metrics(), want);
+        for piece in [1, 100, 4096] {
+            assert_eq!(pieces(&agent, piece), want, "in pieces of {piece} bytes");
+        }
     }
 }
