@@ -261,7 +261,7 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
         if let Some(m) = &metrics {
             let (agent, stop) = (&agent, &stop);
             scope.spawn(move || {
-                m.serve_with_reload(stop, || agent.render_metrics(), Some(&reload_hook));
+                m.serve_with_reload(stop, || agent.metrics_page(), Some(&reload_hook));
             });
         }
         let shown = control(&agent, &state, &stop, &hup, mode);

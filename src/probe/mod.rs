@@ -11,12 +11,14 @@
 //!   sockets, kernel timestamps, matching each reply to its probe.
 //! - `probing`: one target's recent probes and what each reply to it tells.
 //! - `socks`: the probing thread's few sockets and what each routes.
-//! - `export`: [`Agent::render_metrics`], the Prometheus text.
+//! - `export`: [`Agent::metrics_page`], the Prometheus text, written as the scrape reads it.
 //! - [`output`]: the live table, JSON lines and the summary.
 
 pub mod config;
 pub mod engine;
 mod export;
+#[cfg(test)]
+mod export_oracle;
 pub mod output;
 mod prober;
 mod probing;
@@ -29,4 +31,5 @@ pub mod target;
 pub use engine::{
     Agent, AgentConfig, Applied, TargetError, TargetSnapshot, DEFAULT_BUCKETS, MAX_TARGETS,
 };
+pub use export::MetricsPage;
 pub use target::{Protocol, TargetSpec};

@@ -23,8 +23,7 @@
 //! kernel gives both (`SO_TIMESTAMPING`), so the agent's own scheduling is not
 //! in them; the clock otherwise.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +32,7 @@ use std::time::{Duration, SystemTime};
 
 use super::engine::{Agent, Table};
 use super::probing::{Probing, Rx, Slot, State, Verdict};
-use super::schedule::{next_due, phases, Due, Rng};
+use super::schedule::{next_due, phases, Due, MinHeap, Rng};
 use super::socks::{Outgoing, Sock, SockKey, NONE, TX_IDS};
 use super::tally::bump;
 use super::target::Protocol;
@@ -85,7 +84,7 @@ impl Agent {
             probing: Vec::new(),
             socks: Vec::new(),
             due: Due::default(),
-            expiry: BinaryHeap::new(),
+            expiry: MinHeap::default(),
             by_id: HashMap::new(),
             rng: Rng::seeded(self as *const Agent as u64),
         };
@@ -100,7 +99,7 @@ struct Prober<'a> {
     socks: Vec<Sock>,
     due: Due,
     /// (deadline, target index, sequence number) of each probe sent.
-    expiry: BinaryHeap<Reverse<(u64, u32, u64)>>,
+    expiry: MinHeap<(u64, u32, u64)>,
     /// Target id (carried in `SB` probes) to index.
     by_id: HashMap<u32, u32>,
     rng: Rng,
@@ -125,7 +124,7 @@ impl Prober<'_> {
                 self.housekeep(now);
                 housekeeping = now + HOUSEKEEPING_NS;
             }
-            let next = [self.due.next_at(), self.expiry.peek().map(|Reverse((at, ..))| *at)]
+            let next = [self.due.next_at(), self.expiry.peek().map(|(at, ..)| *at)]
                 .into_iter()
                 .flatten()
                 .fold(now + nanos(MAX_WAIT), u64::min)
@@ -209,7 +208,7 @@ impl Prober<'_> {
             let i32 = i as u32;
             self.due.push(p.next_due, i);
             for s in p.slots.iter().filter(|s| s.state == State::Waiting) {
-                self.expiry.push(Reverse((s.sent_ns + p.timeout_ns, i32, s.seq)));
+                self.expiry.push((s.sent_ns + p.timeout_ns, i32, s.seq));
             }
             self.by_id.insert(p.target.id, i32);
             let sock = &mut self.socks[p.sock];
@@ -303,7 +302,7 @@ impl Prober<'_> {
                         agent.health.lag_quantiles.record(lag);
                         s.ids[s.next_id as usize % TX_IDS] = (o.target, o.seq);
                         s.next_id = s.next_id.wrapping_add(1);
-                        expiry.push(Reverse((sent_ns + p.timeout_ns, o.target, o.seq)));
+                        expiry.push((sent_ns + p.timeout_ns, o.target, o.seq));
                     }
                     done += count;
                     retried = false;
@@ -387,7 +386,7 @@ impl Prober<'_> {
 
     /// Gives up on probes past their timeout.
     fn expire(&mut self, now: u64) {
-        while let Some(Reverse((deadline, t, seq))) = self.expiry.peek().copied() {
+        while let Some((deadline, t, seq)) = self.expiry.peek().copied() {
             if deadline > now {
                 break;
             }
