@@ -12,14 +12,19 @@
 //! - `probing`: one target's recent probes and what each reply to it tells.
 //! - `socks`: the probing thread's few sockets and what each routes.
 //! - `export`: [`Agent::render_metrics`], the Prometheus text.
+//! - `export_proto`: [`Agent::render_metrics_protobuf`], the same in Prometheus' protobuf
+//!   exposition, with native histograms.
+//! - `proto`: the protobuf `MetricFamily` messages, written by hand.
 //! - [`output`]: the live table, JSON lines and the summary.
 
 pub mod config;
 pub mod engine;
 mod export;
+mod export_proto;
 pub mod output;
 mod prober;
 mod probing;
+mod proto;
 pub mod resolve;
 mod schedule;
 mod socks;
