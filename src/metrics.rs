@@ -23,7 +23,9 @@
 //! `/metrics` (404 otherwise); every response closes its connection. An
 //! endpoint given a [`Reload`] hook ([`MetricsEndpoint::serve_with_reload`])
 //! also answers `POST /-/reload` (or `PUT`, as Prometheus does) by calling it:
-//! 200 with its message, or 500 with its error.
+//! 200 with its message, or 500 with its error. An endpoint given a
+//! [`Protobuf`] renderer ([`MetricsEndpoint::serve_negotiated`]) answers a
+//! scrape whose `Accept` header prefers Prometheus' protobuf exposition with it.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -37,6 +39,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::counters::{Counts, Refusal};
+
+mod accept;
 
 /// Connections open at once; one more evicts the oldest still sending its head.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -71,6 +75,10 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 /// What `POST /-/reload` calls: `Ok(message)` answers 200, `Err(message)` 500.
 /// It runs on the endpoint's thread, so scrapes wait while it does.
 pub type Reload<'a> = &'a dyn Fn() -> Result<String, String>;
+
+/// What a scrape asking for the Prometheus protobuf exposition gets: its
+/// length-delimited `io.prometheus.client.MetricFamily` messages.
+pub type Protobuf<'a> = &'a dyn Fn() -> Vec<u8>;
 
 /// The `/metrics` endpoint (no TLS stack; put a proxy in front for that).
 #[derive(Debug)]
@@ -114,7 +122,20 @@ impl MetricsEndpoint {
         render: impl Fn() -> String,
         reload: Option<Reload<'_>>,
     ) {
-        let handlers = Handlers { render: &render, reload };
+        self.serve_negotiated(stop, render, None, reload);
+    }
+
+    /// [`serve_with_reload`](MetricsEndpoint::serve_with_reload), and a
+    /// scrape whose `Accept` header prefers the protobuf exposition (as
+    /// Prometheus' with native histograms enabled does) gets `protobuf()`.
+    pub fn serve_negotiated(
+        &self,
+        stop: &AtomicBool,
+        render: impl Fn() -> String,
+        protobuf: Option<Protobuf<'_>>,
+        reload: Option<Reload<'_>>,
+    ) {
+        let handlers = Handlers { render: &render, protobuf, reload };
         let mut conns: Vec<Conn> = Vec::with_capacity(MAX_CONNECTIONS);
         let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
@@ -155,6 +176,7 @@ impl MetricsEndpoint {
 /// What the endpoint answers with.
 struct Handlers<'a> {
     render: &'a dyn Fn() -> String,
+    protobuf: Option<Protobuf<'a>>,
     reload: Option<Reload<'a>>,
 }
 
@@ -294,6 +316,9 @@ fn respond(head: &[u8], handlers: &Handlers<'_>) -> Vec<u8> {
     if path != b"/metrics" {
         return simple(404, "Not Found", "", head_only);
     }
+    if let Some(protobuf) = handlers.protobuf.filter(|_| accept::prefers_protobuf(head)) {
+        return protobuf_response(&protobuf(), head_only);
+    }
     response(200, "OK", CONTENT_TYPE, "", &(handlers.render)(), head_only)
 }
 
@@ -319,6 +344,20 @@ fn response(
     .into_bytes();
     if !head_only {
         out.extend_from_slice(body.as_bytes());
+    }
+    out
+}
+
+/// A 200 carrying a protobuf exposition.
+fn protobuf_response(body: &[u8], head_only: bool) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        accept::PROTOBUF,
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
     }
     out
 }
@@ -429,7 +468,7 @@ mod tests {
     #[test]
     fn requests_get_the_status_their_head_deserves() {
         let render = || "# EOF\n".to_string();
-        let handlers = Handlers { render: &render, reload: None };
+        let handlers = Handlers { render: &render, protobuf: None, reload: None };
         let status = |head: &str| {
             let out = String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
             out.split(' ').nth(1).unwrap().to_string()
@@ -462,7 +501,7 @@ mod tests {
             calls.set(calls.get() + 1);
             Ok("reloaded: 3 targets".to_string())
         };
-        let handlers = Handlers { render: &render, reload: Some(&ok) };
+        let handlers = Handlers { render: &render, protobuf: None, reload: Some(&ok) };
         let answer = |head: &str| String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
         let out = answer("POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
         assert!(
@@ -477,9 +516,27 @@ mod tests {
         assert!(answer("GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
         assert_eq!(calls.get(), 2, "only POST and PUT reload");
         let fail = || Err("p.yaml:3:5: targets[0]: unknown field `x`".to_string());
-        let handlers = Handlers { render: &render, reload: Some(&fail) };
+        let handlers = Handlers { render: &render, protobuf: None, reload: Some(&fail) };
         let out =
             String::from_utf8(respond(b"POST /-/reload HTTP/1.1\r\n\r\n", &handlers)).unwrap();
         assert!(out.starts_with("HTTP/1.1 500") && out.contains("unknown field"), "{out}");
+    }
+
+    #[test]
+    fn a_scrape_preferring_protobuf_gets_it_when_there_is_a_renderer() {
+        let render = || "# EOF\n".to_string();
+        let protobuf = || vec![0u8, 1, 2];
+        let with = Handlers { render: &render, protobuf: Some(&protobuf), reload: None };
+        let without = Handlers { render: &render, protobuf: None, reload: None };
+        let proto = "GET /metrics HTTP/1.1\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited\r\n\r\n";
+        let out = respond(proto.as_bytes(), &with);
+        let want = format!("Content-Type: {}\r\nContent-Length: 3\r\n", accept::PROTOBUF);
+        assert!(out.ends_with(b"\r\n\r\n\x00\x01\x02"), "{out:?}");
+        assert!(String::from_utf8_lossy(&out).contains(&want), "{out:?}");
+        let head = respond(proto.replacen("GET", "HEAD", 1).as_bytes(), &with);
+        assert!(head.ends_with(b"Connection: close\r\n\r\n"), "{head:?}");
+        let text = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &with);
+        assert_eq!(text, respond(b"GET /metrics HTTP/1.1\r\n\r\n", &without));
+        assert_eq!(respond(proto.as_bytes(), &without), text, "no renderer: the text");
     }
 }
