@@ -64,6 +64,9 @@ mod tests {
         // Prometheus 2.42 with --enable-feature=native-histograms, and without.
         assert!(asks("Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"));
         assert!(!asks("Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"));
+        // Prometheus 2.49 and later weigh every protocol, in the order of `scrape_protocols`.
+        assert!(asks("Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"));
+        assert!(!asks("Accept: application/openmetrics-text;version=1.0.0;q=0.6,application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,*/*;q=0.2"));
         assert!(asks("accept: Application/Vnd.Google.Protobuf; proto=\"io.prometheus.client.MetricFamily\"; encoding=delimited"));
         assert!(asks("X-Other: 1\r\nAccept: text/plain;q=0.2\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.3"));
         assert!(!asks("Accept: */*"), "curl");

@@ -77,6 +77,8 @@ fn with<'a>(
     labels(t).chain(std::iter::once((key, value)))
 }
 
+/// A histogram family's series per target: a `direction` label, which buckets,
+/// and whether the round-trip counts go with them as native buckets.
 type Series = [(Option<&'static str>, fn(&Target) -> &Buckets, bool)];
 /// A per-target counter: name, help, value.
 type Counter = (&'static str, &'static str, fn(&Target) -> u64);
