@@ -8,7 +8,10 @@
 //!   [`MAX_CONNECTIONS`] connections, plus one just accepted while the oldest
 //!   is evicted for it;
 //! - **memory**: at most [`MAX_HEAD`] plus one read buffer per connection,
-//!   and one rendered response per connection being answered.
+//!   and per connection being answered its [`Body`] and one piece of it
+//!   (about [`PIECE`] bytes): a large page is rendered as the connection
+//!   drains, never held whole, and sent chunked (HTTP/1.1) or delimited by
+//!   the close (HTTP/1.0). A body done in one piece has a `Content-Length`.
 //!
 //! Connections are non-blocking and visited in turn. When all
 //! [`MAX_CONNECTIONS`] slots are taken, a new connection evicts the oldest one
@@ -69,6 +72,8 @@ const ACCEPTS_PER_ROUND: usize = MAX_CONNECTIONS / 2;
 
 /// Bytes read from a connection at a time.
 const READ_BUF: usize = 4096;
+/// Bytes of a response body asked of its [`Body`] at a time.
+pub const PIECE: usize = 64 * 1024;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -79,6 +84,23 @@ pub type Reload<'a> = &'a dyn Fn() -> Result<String, String>;
 /// What a scrape asking for the Prometheus protobuf exposition gets: its
 /// length-delimited `io.prometheus.client.MetricFamily` messages.
 pub type Protobuf<'a> = &'a dyn Fn() -> Vec<u8>;
+
+/// A response body made a piece at a time, as the connection takes it, so a
+/// large page is never held whole.
+pub trait Body {
+    /// Appends the next piece, about `want` bytes (more is fine), to `out`;
+    /// `false` once the body is complete.
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool;
+}
+
+/// A body rendered whole beforehand: one piece.
+impl Body for String {
+    fn fill(&mut self, out: &mut Vec<u8>, _want: usize) -> bool {
+        out.extend_from_slice(self.as_bytes());
+        self.clear();
+        false
+    }
+}
 
 /// The `/metrics` endpoint (no TLS stack; put a proxy in front for that).
 #[derive(Debug)]
@@ -111,15 +133,15 @@ impl MetricsEndpoint {
     }
 
     /// Answers scrapes with `render()` until `stop` is set.
-    pub fn serve(&self, stop: &AtomicBool, render: impl Fn() -> String) {
+    pub fn serve<B: Body>(&self, stop: &AtomicBool, render: impl Fn() -> B) {
         self.serve_with_reload(stop, render, None);
     }
 
     /// [`serve`](MetricsEndpoint::serve), and `POST /-/reload` calls `reload`.
-    pub fn serve_with_reload(
+    pub fn serve_with_reload<B: Body>(
         &self,
         stop: &AtomicBool,
-        render: impl Fn() -> String,
+        render: impl Fn() -> B,
         reload: Option<Reload<'_>>,
     ) {
         self.serve_negotiated(stop, render, None, reload);
@@ -128,15 +150,15 @@ impl MetricsEndpoint {
     /// [`serve_with_reload`](MetricsEndpoint::serve_with_reload), and a
     /// scrape whose `Accept` header prefers the protobuf exposition (as
     /// Prometheus' with native histograms enabled does) gets `protobuf()`.
-    pub fn serve_negotiated(
+    pub fn serve_negotiated<B: Body>(
         &self,
         stop: &AtomicBool,
-        render: impl Fn() -> String,
+        render: impl Fn() -> B,
         protobuf: Option<Protobuf<'_>>,
         reload: Option<Reload<'_>>,
     ) {
         let handlers = Handlers { render: &render, protobuf, reload };
-        let mut conns: Vec<Conn> = Vec::with_capacity(MAX_CONNECTIONS);
+        let mut conns: Vec<Conn<B>> = Vec::with_capacity(MAX_CONNECTIONS);
         let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
             let now = Instant::now();
@@ -174,53 +196,99 @@ impl MetricsEndpoint {
 }
 
 /// What the endpoint answers with.
-struct Handlers<'a> {
-    render: &'a dyn Fn() -> String,
+struct Handlers<'a, B> {
+    render: &'a dyn Fn() -> B,
     protobuf: Option<Protobuf<'a>>,
     reload: Option<Reload<'a>>,
 }
 
 /// One client connection.
-#[derive(Debug)]
-struct Conn {
+struct Conn<B> {
     stream: TcpStream,
     /// When it was accepted (or entered its current state).
     since: Instant,
-    state: State,
+    state: State<B>,
 }
 
-#[derive(Debug)]
-enum State {
+enum State<B> {
     /// Collecting the request head.
     Reading(Vec<u8>),
-    /// Sending `out` from `at`.
-    Writing { out: Vec<u8>, at: usize },
+    /// Sending `out` from `at`, then the rest of the body, if any.
+    Writing { out: Vec<u8>, at: usize, rest: Option<Rest<B>> },
     /// Response sent: discarding what the client still sends, until EOF or `LINGER`.
     Draining,
 }
 
-impl Conn {
+/// The part of a response body not rendered yet.
+struct Rest<B> {
+    body: B,
+    /// HTTP/1.1 chunked framing; otherwise the close ends the body.
+    chunked: bool,
+    piece: Vec<u8>,
+}
+
+impl<B: Body> Rest<B> {
+    /// Replaces `out` with the next piece, framed; `false` after the last.
+    fn next(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        self.piece.clear();
+        let more = self.body.fill(&mut self.piece, PIECE);
+        if self.chunked {
+            frame(out, &self.piece);
+            if !more {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+        } else {
+            out.extend_from_slice(&self.piece);
+        }
+        more
+    }
+}
+
+/// Appends `piece` as one chunk of a chunked body (nothing for an empty
+/// piece: a chunk of size 0 ends the body).
+fn frame(out: &mut Vec<u8>, piece: &[u8]) {
+    if !piece.is_empty() {
+        out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A response: its head and first bytes, and the rest of a streamed body.
+struct Reply<B> {
+    out: Vec<u8>,
+    rest: Option<Rest<B>>,
+}
+
+impl<B> From<Vec<u8>> for Reply<B> {
+    fn from(out: Vec<u8>) -> Self {
+        Reply { out, rest: None }
+    }
+}
+
+impl<B: Body> Conn<B> {
     /// Moves the connection on as far as it can go without blocking; `false`
     /// when it is finished and should be closed.
     fn step(
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        handlers: &Handlers<'_>,
+        handlers: &Handlers<'_, B>,
         busy: &mut bool,
     ) -> bool {
         if let State::Reading(head) = &mut self.state {
-            let response = loop {
+            let reply = loop {
                 match self.stream.read(buf) {
                     Ok(0) => return false,
                     Ok(n) => {
                         *busy = true;
                         head.extend_from_slice(&buf[..n]);
                         if let Some(end) = head_end(head) {
-                            break respond(&head[..end], handlers);
+                            break reply(&head[..end], handlers);
                         }
                         if head.len() > MAX_HEAD {
-                            break simple(431, "Request Header Fields Too Large", "", false);
+                            break simple(431, "Request Header Fields Too Large", "", false).into();
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -228,27 +296,35 @@ impl Conn {
                         if now.duration_since(self.since) < HEAD_TIMEOUT {
                             return true;
                         }
-                        break simple(408, "Request Timeout", "", false);
+                        break simple(408, "Request Timeout", "", false).into();
                     }
                     Err(_) => return false,
                 }
             };
             self.since = now;
-            self.state = State::Writing { out: response, at: 0 };
+            self.state = State::Writing { out: reply.out, at: 0, rest: reply.rest };
         }
-        if let State::Writing { out, at } = &mut self.state {
-            while *at < out.len() {
-                match self.stream.write(&out[*at..]) {
-                    Ok(0) => return false,
-                    Ok(n) => {
-                        *busy = true;
-                        *at += n;
+        if let State::Writing { out, at, rest } = &mut self.state {
+            loop {
+                while *at < out.len() {
+                    match self.stream.write(&out[*at..]) {
+                        Ok(0) => return false,
+                        Ok(n) => {
+                            *busy = true;
+                            *at += n;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return now.duration_since(self.since) < WRITE_TIMEOUT;
+                        }
+                        Err(_) => return false,
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        return now.duration_since(self.since) < WRITE_TIMEOUT;
-                    }
-                    Err(_) => return false,
+                }
+                // The next piece only once the last is with the kernel: one at a time.
+                let Some(r) = rest else { break };
+                *at = 0;
+                if !r.next(out) {
+                    *rest = None;
                 }
             }
             let _ = self.stream.shutdown(Shutdown::Write);
@@ -279,54 +355,69 @@ fn head_end(head: &[u8]) -> Option<usize> {
     }
 }
 
-/// The whole response to a complete request head.
-fn respond(head: &[u8], handlers: &Handlers<'_>) -> Vec<u8> {
+/// The response to a complete request head.
+fn reply<B: Body>(head: &[u8], handlers: &Handlers<'_, B>) -> Reply<B> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
     let [method, target, version] = parts[..] else {
-        return simple(400, "Bad Request", "", false);
+        return simple(400, "Bad Request", "", false).into();
     };
     if !version.starts_with(b"HTTP/1.") {
-        return simple(400, "Bad Request", "", false);
+        return simple(400, "Bad Request", "", false).into();
     }
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     if let (b"/-/reload", Some(reload)) = (path, handlers.reload) {
         if !matches!(method, b"POST" | b"PUT") {
-            return simple(405, "Method Not Allowed", "Allow: POST, PUT\r\n", false);
+            return simple(405, "Method Not Allowed", "Allow: POST, PUT\r\n", false).into();
         }
         let (code, reason, body) = match reload() {
             Ok(message) => (200, "OK", message),
             Err(message) => (500, "Internal Server Error", message),
         };
-        return response(
-            code,
-            reason,
-            "text/plain; charset=utf-8",
-            "",
-            &format!("{body}\n"),
-            false,
-        );
+        let body = format!("{body}\n");
+        return response(code, reason, "text/plain; charset=utf-8", "", body.as_bytes(), false)
+            .into();
     }
     let head_only = match method {
         b"GET" => false,
         b"HEAD" => true,
-        _ => return simple(405, "Method Not Allowed", "Allow: GET, HEAD\r\n", false),
+        _ => return simple(405, "Method Not Allowed", "Allow: GET, HEAD\r\n", false).into(),
     };
     if path != b"/metrics" {
-        return simple(404, "Not Found", "", head_only);
+        return simple(404, "Not Found", "", head_only).into();
     }
     if let Some(protobuf) = handlers.protobuf.filter(|_| accept::prefers_protobuf(head)) {
-        return protobuf_response(&protobuf(), head_only);
+        return response(200, "OK", accept::PROTOBUF, "", &protobuf(), head_only).into();
     }
-    response(200, "OK", CONTENT_TYPE, "", &(handlers.render)(), head_only)
+    let mut body = (handlers.render)();
+    let mut piece = Vec::new();
+    if !body.fill(&mut piece, PIECE) {
+        return response(200, "OK", CONTENT_TYPE, "", &piece, head_only).into();
+    }
+    // Longer than a piece: streamed, with no length known up front.
+    let chunked = version != b"HTTP/1.0";
+    let framing = if chunked { "Transfer-Encoding: chunked\r\n" } else { "" };
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\n{framing}Connection: close\r\n\r\n"
+    )
+    .into_bytes();
+    if head_only {
+        return out.into();
+    }
+    if chunked {
+        frame(&mut out, &piece);
+    } else {
+        out.extend_from_slice(&piece);
+    }
+    Reply { out, rest: Some(Rest { body, chunked, piece }) }
 }
 
 /// A plain-text error response whose body says what went wrong.
 fn simple(code: u16, reason: &str, extra: &str, head_only: bool) -> Vec<u8> {
     let body =
         if code == 404 { "not found: try /metrics\n".to_string() } else { format!("{reason}\n") };
-    response(code, reason, "text/plain; charset=utf-8", extra, &body, head_only)
+    response(code, reason, "text/plain; charset=utf-8", extra, body.as_bytes(), head_only)
 }
 
 fn response(
@@ -334,25 +425,11 @@ fn response(
     reason: &str,
     content_type: &str,
     extra: &str,
-    body: &str,
+    body: &[u8],
     head_only: bool,
 ) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
-    }
-    out
-}
-
-/// A 200 carrying a protobuf exposition.
-fn protobuf_response(body: &[u8], head_only: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        accept::PROTOBUF,
         body.len()
     )
     .into_bytes();
@@ -442,101 +519,5 @@ impl Collector for Snapshot {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prometheus_text_has_counters_by_worker_and_reason() {
-        let counts = Counts {
-            received: 7,
-            answered: 4,
-            rate_limited: 1,
-            total_limited: 2,
-            ..Counts::default()
-        };
-        let text = prometheus(&[("127.0.0.1:8080".parse().unwrap(), counts)], 12.5);
-        assert!(
-            text.contains(r#"shout_received_datagrams_total{worker="0",addr="127.0.0.1:8080"} 7"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"shout_dropped_datagrams_total{worker="0",addr="127.0.0.1:8080",reason="rate_limited"} 1"#), "{text}");
-        assert!(text.contains(r#"shout_dropped_datagrams_total{worker="0",addr="127.0.0.1:8080",reason="total_limited"} 2"#), "{text}");
-        assert!(text.contains("shout_answers_per_second 12.5"), "{text}");
-        assert!(text.trim_end().ends_with("# EOF"), "{text}");
-    }
-
-    #[test]
-    fn requests_get_the_status_their_head_deserves() {
-        let render = || "# EOF\n".to_string();
-        let handlers = Handlers { render: &render, protobuf: None, reload: None };
-        let status = |head: &str| {
-            let out = String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
-            out.split(' ').nth(1).unwrap().to_string()
-        };
-        assert_eq!(status("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), "200");
-        assert_eq!(status("GET /metrics?x=1 HTTP/1.0\n\n"), "200");
-        assert_eq!(status("GET /other HTTP/1.1\r\n\r\n"), "404");
-        assert_eq!(status("POST /metrics HTTP/1.1\r\n\r\n"), "405");
-        assert_eq!(status("DELETE /metrics HTTP/1.1\r\n\r\n"), "405");
-        assert_eq!(status("GET /metrics\r\n\r\n"), "400");
-        assert_eq!(status("GET /metrics SPDY/3\r\n\r\n"), "400");
-        assert_eq!(status("\x00\x01\r\n\r\n"), "400");
-        assert_eq!(
-            status("POST /-/reload HTTP/1.1\r\n\r\n"),
-            "405",
-            "no reload hook: GET and HEAD only"
-        );
-        let head =
-            String::from_utf8(respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", &handlers)).unwrap();
-        assert!(head.ends_with("Content-Length: 6\r\nConnection: close\r\n\r\n"), "{head:?}");
-        assert_eq!(head_end(b"GET / HTTP/1.0\r\nA: b\r\n\r\nbody"), Some(24));
-        assert_eq!(head_end(b"GET / HTTP/1.0\r\nA: b\r\n"), None);
-    }
-
-    #[test]
-    fn reload_is_a_post_to_its_own_path_when_a_hook_is_given() {
-        let render = || "# EOF\n".to_string();
-        let calls = std::cell::Cell::new(0);
-        let ok = || {
-            calls.set(calls.get() + 1);
-            Ok("reloaded: 3 targets".to_string())
-        };
-        let handlers = Handlers { render: &render, protobuf: None, reload: Some(&ok) };
-        let answer = |head: &str| String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
-        let out = answer("POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
-        assert!(
-            out.starts_with("HTTP/1.1 200 OK") && out.ends_with("reloaded: 3 targets\n"),
-            "{out}"
-        );
-        assert!(answer("PUT /-/reload HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
-        assert_eq!(calls.get(), 2);
-        let out = answer("GET /-/reload HTTP/1.1\r\n\r\n");
-        assert!(out.starts_with("HTTP/1.1 405") && out.contains("Allow: POST, PUT"), "{out}");
-        assert!(answer("POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
-        assert!(answer("GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
-        assert_eq!(calls.get(), 2, "only POST and PUT reload");
-        let fail = || Err("p.yaml:3:5: targets[0]: unknown field `x`".to_string());
-        let handlers = Handlers { render: &render, protobuf: None, reload: Some(&fail) };
-        let out =
-            String::from_utf8(respond(b"POST /-/reload HTTP/1.1\r\n\r\n", &handlers)).unwrap();
-        assert!(out.starts_with("HTTP/1.1 500") && out.contains("unknown field"), "{out}");
-    }
-
-    #[test]
-    fn a_scrape_preferring_protobuf_gets_it_when_there_is_a_renderer() {
-        let render = || "# EOF\n".to_string();
-        let protobuf = || vec![0u8, 1, 2];
-        let with = Handlers { render: &render, protobuf: Some(&protobuf), reload: None };
-        let without = Handlers { render: &render, protobuf: None, reload: None };
-        let proto = "GET /metrics HTTP/1.1\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited\r\n\r\n";
-        let out = respond(proto.as_bytes(), &with);
-        let want = format!("Content-Type: {}\r\nContent-Length: 3\r\n", accept::PROTOBUF);
-        assert!(out.ends_with(b"\r\n\r\n\x00\x01\x02"), "{out:?}");
-        assert!(String::from_utf8_lossy(&out).contains(&want), "{out:?}");
-        let head = respond(proto.replacen("GET", "HEAD", 1).as_bytes(), &with);
-        assert!(head.ends_with(b"Connection: close\r\n\r\n"), "{head:?}");
-        let text = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &with);
-        assert_eq!(text, respond(b"GET /metrics HTTP/1.1\r\n\r\n", &without));
-        assert_eq!(respond(proto.as_bytes(), &without), text, "no renderer: the text");
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

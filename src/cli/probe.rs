@@ -264,7 +264,7 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
                 let protobuf = || agent.render_metrics_protobuf();
                 m.serve_negotiated(
                     stop,
-                    || agent.render_metrics(),
+                    || agent.metrics_page(),
                     Some(&protobuf),
                     Some(&reload_hook),
                 );

@@ -1,5 +1,5 @@
 //! The agent: the table of targets and their counts, shared by the probing
-//! thread ([`Agent::run`]), the scrape ([`Agent::render_metrics`]) and the
+//! thread ([`Agent::run`]), the scrape ([`Agent::metrics_page`]) and the
 //! table and JSON lines ([`Agent::snapshot`]); and reload ([`Agent::apply`]).
 //!
 //! The table is an `Arc` swapped under a mutex on reload; the probing thread
@@ -134,6 +134,8 @@ pub(crate) struct Target {
     pub(crate) id: u32,
     pub(crate) format: Format,
     pub(crate) stats: Stats,
+    /// Its labels as the metrics text writes them, made once.
+    pub(crate) labels: Box<str>,
 }
 
 impl Target {
@@ -188,8 +190,6 @@ pub struct Agent {
     pub(crate) resolve_failures: Mutex<HashMap<String, u64>>,
     /// Set while [`run`](Agent::run) runs: one probing thread at a time.
     pub(crate) running: AtomicBool,
-    /// Bytes of the last metrics text, to size the next.
-    pub(crate) last_render_len: std::sync::atomic::AtomicUsize,
     /// What "now" counts from, for due times and `up`.
     pub(crate) epoch: Instant,
 }
@@ -243,7 +243,6 @@ impl Agent {
                 kernel_tx: AtomicBool::new(tx),
             },
             resolve_failures: Mutex::new(HashMap::new()),
-            last_render_len: std::sync::atomic::AtomicUsize::new(0),
             running: AtomicBool::new(false),
             epoch: Instant::now(),
         })
@@ -294,6 +293,7 @@ impl Agent {
                 id,
                 format,
                 stats: Stats::new(self.bounds_ns.len()),
+                labels: spec.label_text(),
             }));
         }
         applied.removed = by_spec.len();

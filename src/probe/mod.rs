@@ -11,7 +11,7 @@
 //!   sockets, kernel timestamps, matching each reply to its probe.
 //! - `probing`: one target's recent probes and what each reply to it tells.
 //! - `socks`: the probing thread's few sockets and what each routes.
-//! - `export`: [`Agent::render_metrics`], the Prometheus text.
+//! - `export`: [`Agent::metrics_page`], the Prometheus text, written as the scrape reads it.
 //! - `export_proto`: [`Agent::render_metrics_protobuf`], the same in Prometheus' protobuf
 //!   exposition, with native histograms.
 //! - `proto`: the protobuf `MetricFamily` messages, written by hand.
@@ -20,6 +20,8 @@
 pub mod config;
 pub mod engine;
 mod export;
+#[cfg(test)]
+mod export_oracle;
 mod export_proto;
 pub mod output;
 mod prober;
@@ -34,4 +36,5 @@ pub mod target;
 pub use engine::{
     Agent, AgentConfig, Applied, TargetError, TargetSnapshot, DEFAULT_BUCKETS, MAX_TARGETS,
 };
+pub use export::MetricsPage;
 pub use target::{Protocol, TargetSpec};

@@ -41,3 +41,33 @@ pub struct TargetSpec {
     /// Extra Prometheus labels, sorted by name.
     pub labels: Vec<(String, String)>,
 }
+
+impl TargetSpec {
+    /// Its labels as the metrics text writes them inside the braces: `target`,
+    /// then the configured ones (`target="a",role="b"`), values escaped.
+    pub(crate) fn label_text(&self) -> Box<str> {
+        let mut out = String::from("target=\"");
+        escape_label(&self.name, &mut out);
+        out.push('"');
+        for (k, v) in &self.labels {
+            out.push(',');
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label(v, &mut out);
+            out.push('"');
+        }
+        out.into()
+    }
+}
+
+/// Appends a label value as the text format needs it: `\`, `"` and newlines escaped.
+pub(crate) fn escape_label(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
