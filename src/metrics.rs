@@ -26,7 +26,9 @@
 //! `/metrics` (404 otherwise); every response closes its connection. An
 //! endpoint given a [`Reload`] hook ([`MetricsEndpoint::serve_with_reload`])
 //! also answers `POST /-/reload` (or `PUT`, as Prometheus does) by calling it:
-//! 200 with its message, or 500 with its error.
+//! 200 with its message, or 500 with its error. An endpoint given a
+//! [`Protobuf`] renderer ([`MetricsEndpoint::serve_negotiated`]) answers a
+//! scrape whose `Accept` header prefers Prometheus' protobuf exposition with it.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -40,6 +42,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::counters::{Counts, Refusal};
+
+mod accept;
 
 /// Connections open at once; one more evicts the oldest still sending its head.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -76,6 +80,10 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 /// What `POST /-/reload` calls: `Ok(message)` answers 200, `Err(message)` 500.
 /// It runs on the endpoint's thread, so scrapes wait while it does.
 pub type Reload<'a> = &'a dyn Fn() -> Result<String, String>;
+
+/// What a scrape asking for the Prometheus protobuf exposition gets: its
+/// length-delimited `io.prometheus.client.MetricFamily` messages.
+pub type Protobuf<'a> = &'a dyn Fn() -> Vec<u8>;
 
 /// A response body made a piece at a time, as the connection takes it, so a
 /// large page is never held whole.
@@ -136,7 +144,20 @@ impl MetricsEndpoint {
         render: impl Fn() -> B,
         reload: Option<Reload<'_>>,
     ) {
-        let handlers = Handlers { render: &render, reload };
+        self.serve_negotiated(stop, render, None, reload);
+    }
+
+    /// [`serve_with_reload`](MetricsEndpoint::serve_with_reload), and a
+    /// scrape whose `Accept` header prefers the protobuf exposition (as
+    /// Prometheus' with native histograms enabled does) gets `protobuf()`.
+    pub fn serve_negotiated<B: Body>(
+        &self,
+        stop: &AtomicBool,
+        render: impl Fn() -> B,
+        protobuf: Option<Protobuf<'_>>,
+        reload: Option<Reload<'_>>,
+    ) {
+        let handlers = Handlers { render: &render, protobuf, reload };
         let mut conns: Vec<Conn<B>> = Vec::with_capacity(MAX_CONNECTIONS);
         let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
@@ -177,6 +198,7 @@ impl MetricsEndpoint {
 /// What the endpoint answers with.
 struct Handlers<'a, B> {
     render: &'a dyn Fn() -> B,
+    protobuf: Option<Protobuf<'a>>,
     reload: Option<Reload<'a>>,
 }
 
@@ -364,6 +386,9 @@ fn reply<B: Body>(head: &[u8], handlers: &Handlers<'_, B>) -> Reply<B> {
     };
     if path != b"/metrics" {
         return simple(404, "Not Found", "", head_only).into();
+    }
+    if let Some(protobuf) = handlers.protobuf.filter(|_| accept::prefers_protobuf(head)) {
+        return response(200, "OK", accept::PROTOBUF, "", &protobuf(), head_only).into();
     }
     let mut body = (handlers.render)();
     let mut piece = Vec::new();

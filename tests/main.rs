@@ -16,6 +16,7 @@ mod layout;
 mod ops_cli;
 mod probe_cli;
 mod probe_engine;
+mod probe_native;
 mod reply_path;
 mod server_cli;
 mod stamp_bench;

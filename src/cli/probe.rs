@@ -261,7 +261,13 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
         if let Some(m) = &metrics {
             let (agent, stop) = (&agent, &stop);
             scope.spawn(move || {
-                m.serve_with_reload(stop, || agent.metrics_page(), Some(&reload_hook));
+                let protobuf = || agent.render_metrics_protobuf();
+                m.serve_negotiated(
+                    stop,
+                    || agent.metrics_page(),
+                    Some(&protobuf),
+                    Some(&reload_hook),
+                );
             });
         }
         let shown = control(&agent, &state, &stop, &hup, mode);

@@ -113,9 +113,9 @@ pub struct TargetSnapshot {
     pub mismatched: u64,
     /// ICMP destination unreachable messages about its probes.
     pub unreachable: u64,
-    /// Median round trip so far (within 6%).
+    /// Median round trip so far (within 4.4%).
     pub rtt_p50: Option<Duration>,
-    /// 99th percentile round trip so far (within 6%).
+    /// 99th percentile round trip so far (within 4.4%).
     pub rtt_p99: Option<Duration>,
     /// The newest probe's round trip, if it was answered.
     pub last_rtt: Option<Duration>,
@@ -357,7 +357,7 @@ impl Agent {
     }
 
     /// The agent's scheduling lag (send time minus due time) at quantile `q`
-    /// (0 to 1), within 6%: for benchmarks; the metric is the histogram.
+    /// (0 to 1), within 4.4%: for benchmarks; the metric is the histogram.
     pub fn scheduling_lag(&self, q: f64) -> Option<Duration> {
         self.health.lag_quantiles.quantiles([q]).map(|[d]| d)
     }

@@ -12,6 +12,9 @@
 //! - `probing`: one target's recent probes and what each reply to it tells.
 //! - `socks`: the probing thread's few sockets and what each routes.
 //! - `export`: [`Agent::metrics_page`], the Prometheus text, written as the scrape reads it.
+//! - `export_proto`: [`Agent::render_metrics_protobuf`], the same in Prometheus' protobuf
+//!   exposition, with native histograms.
+//! - `proto`: the protobuf `MetricFamily` messages, written by hand.
 //! - [`output`]: the live table, JSON lines and the summary.
 
 pub mod config;
@@ -19,9 +22,11 @@ pub mod engine;
 mod export;
 #[cfg(test)]
 mod export_oracle;
+mod export_proto;
 pub mod output;
 mod prober;
 mod probing;
+mod proto;
 pub mod resolve;
 mod schedule;
 mod socks;

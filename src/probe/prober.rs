@@ -298,8 +298,9 @@ impl Prober<'_> {
                         bump(&p.target.stats.sent, 1);
                         bump(&agent.health.probes_sent, 1);
                         let lag = sent_ns.saturating_sub(o.due_ns);
-                        agent.health.lag.record(&agent.lag_bounds_ns, lag as i64);
+                        // Native first, as for round trips (probing.rs).
                         agent.health.lag_quantiles.record(lag);
+                        agent.health.lag.record(&agent.lag_bounds_ns, lag as i64);
                         s.ids[s.next_id as usize % TX_IDS] = (o.target, o.seq);
                         s.next_id = s.next_id.wrapping_add(1);
                         expiry.push((sent_ns + p.timeout_ns, o.target, o.seq));

@@ -185,8 +185,10 @@ impl Probing {
         let target = Arc::clone(&self.target);
         let st = &target.stats;
         let rtt = rx.at_ns.saturating_sub(tx_ns).max(0);
-        st.rtt.record(bounds, rtt);
+        // Native buckets before the classic ones: a scrape reads the classic
+        // ones first, so the native count it sends is never below theirs.
         st.quantiles.record(rtt as u64);
+        st.rtt.record(bounds, rtt);
         st.recent.push(Some(Duration::from_nanos(rtt as u64)));
         if self.highest.is_some_and(|h| seq < h) {
             bump(&st.reordered, 1);

@@ -5,18 +5,48 @@
 //! A single writer increments with a relaxed load and a store (no locked
 //! instruction); readers see each value whole. Memory per target is fixed:
 //! a few counters, bucket counters for each histogram (the configured
-//! buckets), a log-linear array of round trips for the percentiles the table
-//! shows, and a ring of the last [`RECENT`] round trips.
+//! buckets), exponential buckets of round trips for the percentiles the table
+//! shows and the native histogram, and a ring of the last [`RECENT`] round trips.
 
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Round trips kept for the sparkline.
 pub(crate) const RECENT: usize = 32;
-/// Sub-buckets per power of two of the percentile array: quantiles within 1/16 (6%).
-const SUB: usize = 16;
-/// Powers of two above 1 µs the percentile array covers: up to 2^27 µs (134 s).
-const OCTAVES: usize = 27;
+/// Schema of the round-trip buckets, as Prometheus native histograms number
+/// them: 2^SCHEMA buckets per power of two, each bound 2^(1/16) (4.4 %) above
+/// the last, so quantiles are within 4.4 %.
+pub(crate) const SCHEMA: i32 = 4;
+/// Buckets per power of two.
+const PER_OCTAVE: i32 = 1 << SCHEMA;
+/// Index of the bucket just below the lowest one kept: values up to its upper
+/// bound, 2^-20 s (0.95 µs), are counted in the zero bucket.
+pub(crate) const ZERO_INDEX: i32 = -20 * PER_OCTAVE;
+/// Index of the highest bucket, up to 2^7 s (128 s, above the longest
+/// timeout); anything larger is counted there.
+const TOP_INDEX: i32 = 7 * PER_OCTAVE;
+/// The zero bucket's width, in seconds.
+pub(crate) const ZERO_THRESHOLD: f64 = 1.0 / (1u64 << 20) as f64;
+/// 2^(j/16) / 2 for j in 0..16: where in [0.5, 1) the mantissa of a value
+/// crosses into the next bucket (as client_golang finds native buckets).
+const MANTISSA_BOUNDS: [f64; PER_OCTAVE as usize] = [
+    0.5,
+    0.5221368912137069,
+    0.5452538663326288,
+    0.5693943173783458,
+    0.5946035575013605,
+    0.620928906036742,
+    0.6484197773255048,
+    0.6771277734684463,
+    std::f64::consts::FRAC_1_SQRT_2,
+    0.7384130729697497,
+    0.7711054127039704,
+    0.8052451659746271,
+    0.8408964152537145,
+    0.8781260801866497,
+    0.9170040432046712,
+    0.9576032806985737,
+];
 /// `recent` entry of a lost probe.
 const LOST: u32 = u32::MAX;
 /// `recent` entry never written.
@@ -73,49 +103,77 @@ impl Buckets {
     }
 }
 
-/// Round trips in log-linear buckets of microseconds, for percentiles.
+/// Round trips (or lags) in the exponential buckets of a Prometheus native
+/// histogram of schema [`SCHEMA`]: bucket `i` holds values in
+/// (2^((i-1)/16), 2^(i/16)] seconds, from [`ZERO_INDEX`] + 1 to [`TOP_INDEX`],
+/// plus a zero bucket for values up to [`ZERO_THRESHOLD`]. The same counts
+/// give the table's percentiles and, unchanged, the native histogram a
+/// scrape in protobuf carries.
+///
+/// Not derived from the classic buckets or a log-linear array at scrape time:
+/// native bounds are powers of 2^(1/16) *seconds*, which no array of whole
+/// microseconds or configured bounds meets exactly, so values are counted
+/// here as they come. 433 × 4 bytes per target.
 #[derive(Debug)]
 pub(crate) struct Quantiles {
+    /// Index 0: the zero bucket; index `j`: native bucket `ZERO_INDEX + j`.
+    /// Saturating, like every `u32` count here (4 billion answers per bucket).
     counts: Box<[AtomicU32]>,
 }
 
 impl Default for Quantiles {
     fn default() -> Self {
-        Quantiles { counts: (0..(OCTAVES + 1) * SUB).map(|_| AtomicU32::new(0)).collect() }
+        let len = (TOP_INDEX - ZERO_INDEX + 1) as usize;
+        Quantiles { counts: (0..len).map(|_| AtomicU32::new(0)).collect() }
     }
 }
 
-impl Quantiles {
-    /// Bucket of `us`: linear below `SUB` µs, then `SUB` per power of two.
-    fn index(us: u64) -> usize {
-        if us < SUB as u64 {
-            return us as usize;
-        }
-        let octave = 63 - us.leading_zeros() as usize; // >= log2(SUB)
-        let shift = octave - SUB.trailing_zeros() as usize;
-        let i = (shift + 1) * SUB + ((us >> shift) as usize - SUB);
-        i.min((OCTAVES + 1) * SUB - 1)
-    }
+/// The native bucket of `seconds` (positive and normal): the `i` with
+/// 2^((i-1)/16) < seconds <= 2^(i/16).
+pub(crate) fn native_index(seconds: f64) -> i32 {
+    // seconds = mantissa × 2^exp with mantissa in [0.5, 1) (C's frexp).
+    let bits = seconds.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32 - 1022;
+    let mantissa = f64::from_bits((bits & ((1 << 52) - 1)) | (1022 << 52));
+    let j = MANTISSA_BOUNDS.partition_point(|&b| b < mantissa) as i32;
+    j + (exp - 1) * PER_OCTAVE
+}
 
-    /// The highest value of bucket `i`, in microseconds.
-    fn upper(i: usize) -> u64 {
-        if i < SUB {
-            return i as u64;
+/// The upper bound of native bucket `i`, in seconds.
+pub(crate) fn native_upper(i: i32) -> f64 {
+    (f64::from(i) / f64::from(PER_OCTAVE)).exp2()
+}
+
+impl Quantiles {
+    /// Slot of `ns`: 0 for the zero bucket.
+    fn slot(ns: u64) -> usize {
+        let seconds = ns as f64 / 1e9;
+        if seconds <= ZERO_THRESHOLD {
+            return 0;
         }
-        let shift = i / SUB - 1;
-        (((SUB + i % SUB) as u64 + 1) << shift) - 1
+        (native_index(seconds).min(TOP_INDEX) - ZERO_INDEX) as usize
     }
 
     #[inline]
     pub(crate) fn record(&self, ns: u64) {
-        let c = &self.counts[Self::index(ns / 1_000)];
-        c.store(c.load(Ordering::Relaxed).saturating_add(1), Ordering::Relaxed);
+        let c = &self.counts[Self::slot(ns)];
+        c.store(c.load(Ordering::Relaxed).saturating_add(1), Ordering::Release);
     }
 
-    /// The round trips at quantiles `qs` (each 0..=1), or `None` when nothing is recorded.
+    /// The zero bucket's count; `out` gets the counts of native buckets
+    /// `ZERO_INDEX + 1` onwards.
+    pub(crate) fn read(&self, out: &mut Vec<u64>) -> u64 {
+        out.clear();
+        out.extend(self.counts[1..].iter().map(|c| u64::from(c.load(Ordering::Acquire))));
+        u64::from(self.counts[0].load(Ordering::Acquire))
+    }
+
+    /// The values at quantiles `qs` (each 0..=1), each the upper bound of its
+    /// bucket (zero in the zero bucket), or `None` when nothing is recorded.
     pub(crate) fn quantiles<const N: usize>(&self, qs: [f64; N]) -> Option<[Duration; N]> {
-        let counts: Vec<u64> =
-            self.counts.iter().map(|c| u64::from(c.load(Ordering::Relaxed))).collect();
+        let mut counts = Vec::with_capacity(self.counts.len());
+        let zero = self.read(&mut counts);
+        counts.insert(0, zero);
         let total: u64 = counts.iter().sum();
         if total == 0 {
             return None;
@@ -123,14 +181,18 @@ impl Quantiles {
         Some(qs.map(|q| {
             let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
             let mut seen = 0;
-            let i = counts
+            let slot = counts
                 .iter()
                 .position(|&c| {
                     seen += c;
                     seen >= rank
                 })
                 .unwrap_or(counts.len() - 1);
-            Duration::from_micros(Self::upper(i))
+            if slot == 0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(native_upper(ZERO_INDEX + slot as i32))
+            }
         }))
     }
 }
@@ -251,23 +313,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantile_buckets_are_log_linear_and_contain_their_values() {
-        let mut last = None;
-        for us in [0u64, 1, 15, 16, 17, 31, 32, 33, 100, 1_000, 65_432, 1 << 26] {
-            let i = Quantiles::index(us);
-            assert!(Quantiles::upper(i) >= us, "{us} in bucket {i} up to {}", Quantiles::upper(i));
-            assert!(us == 0 || Quantiles::upper(i) <= us + us / 16, "{us}: within 1/16");
-            assert!(last.is_none_or(|l| l <= i));
-            last = Some(i);
+    fn native_buckets_are_powers_of_two_to_the_sixteenth() {
+        for (j, b) in MANTISSA_BOUNDS.iter().enumerate() {
+            assert_eq!(*b, (j as f64 / 16.0).exp2() / 2.0, "bound {j}");
         }
+        // Upper bounds are inclusive: a bound is in its own bucket, the next float above is not.
+        for i in [-319, -200, -17, -16, -1, 0, 1, 15, 16, 17, 100, 112] {
+            let upper = native_upper(i);
+            assert_eq!(native_index(upper), i, "2^({i}/16)");
+            assert_eq!(native_index(f64::from_bits(upper.to_bits() + 1)), i + 1);
+            assert_eq!(native_index(f64::from_bits(upper.to_bits() - 1)), i);
+        }
+        assert_eq!((native_index(1.0), native_index(2.0), native_index(0.5)), (0, 16, -16));
+        let i = native_index(41e-6);
+        assert!(native_upper(i - 1) < 41e-6 && 41e-6 <= native_upper(i), "{i}");
+    }
+
+    #[test]
+    fn quantiles_count_into_native_buckets_zero_bucket_and_top() {
         let q = Quantiles::default();
         assert_eq!(q.quantiles([0.5]), None);
+        for ns in [0, 500, 953, 1_000, 1_000_000_000, 1_000_000_000, 500_000_000_000] {
+            q.record(ns);
+        }
+        let mut counts = Vec::new();
+        assert_eq!(q.read(&mut counts), 3, "0, 500 and 953 ns are at most 2^-20 s (953.7 ns)");
+        assert_eq!(counts.len(), (TOP_INDEX - ZERO_INDEX) as usize);
+        let at = |i: i32| counts[(i - ZERO_INDEX - 1) as usize];
+        assert_eq!(at(native_index(1e-6)), 1);
+        assert_eq!(at(0), 2, "1 s is the upper bound of bucket 0");
+        assert_eq!(at(TOP_INDEX), 1, "500 s is counted in the top bucket");
+        assert_eq!(counts.iter().sum::<u64>(), 4);
+        assert_eq!(
+            q.quantiles([0.0, 0.4, 0.7]),
+            Some([Duration::ZERO, Duration::ZERO, Duration::from_secs(1)])
+        );
+        let q = Quantiles::default();
         for us in 1..=100u64 {
             q.record(us * 1_000);
         }
         let [p50, p99] = q.quantiles([0.5, 0.99]).unwrap();
-        assert!((50..=53).contains(&p50.as_micros()), "{p50:?}");
-        assert!((99..=103).contains(&p99.as_micros()), "{p99:?}");
+        assert!((50_000..=52_200).contains(&p50.as_nanos()), "{p50:?}");
+        assert!((99_000..=103_400).contains(&p99.as_nanos()), "{p99:?}");
     }
 
     #[test]
