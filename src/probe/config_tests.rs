@@ -319,6 +319,17 @@ fn command_line_addresses_take_the_quick_flags() {
     assert!(err.to_string().contains("duplicate"), "{err}");
     let err = from_addresses(&["a:x".into()], &Settings::default()).unwrap_err();
     assert!(err.to_string().starts_with("command line: address: "), "{err}");
+    // Errors about the quick flags name the flag, not the config file's key.
+    let settings = Settings { size: Some(45), ..Settings::default() };
+    let err = from_addresses(&["127.0.0.1".into()], &settings).unwrap_err();
+    assert!(err.to_string().starts_with("command line: --size: "), "{err}");
+    let settings = Settings {
+        protocol: Some(Protocol::Upper),
+        key_file: Some("stamp.key".into()),
+        ..Settings::default()
+    };
+    let err = from_addresses(&["127.0.0.1".into()], &settings).unwrap_err();
+    assert!(err.to_string().starts_with("command line: --stamp-key-file: "), "{err}");
 }
 
 #[test]
