@@ -230,6 +230,9 @@ fn the_whole_error_reads_as_file_line_column_field_message() {
         "{err}"
     );
     assert!(!err.contains(" at line "), "the place is said once: {err}");
+    // A null or a list where a scalar belongs says what a scalar may be.
+    let err = parse_err("targets:\n  - {address: 192.0.2.1, labels: {x: ~}}\n").to_string();
+    assert!(err.ends_with("expected a string, number or boolean"), "{err}");
 }
 
 #[test]
