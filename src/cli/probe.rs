@@ -224,12 +224,12 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
         tracing::info!(event = "metrics", addr = %m.local_addr(), "metrics on http://{}/metrics", m.local_addr());
     }
     let (rx, tx) = agent.kernel_timestamps();
-    let said =
-        |on| if on { "the kernel's" } else { "the agent's clock (no kernel timestamps here)" };
+    let said = |on| if on { "the kernel" } else { "the agent's clock (no kernel timestamps here)" };
+    let n = round.specs.len();
     tracing::info!(
-        targets = round.specs.len(),
-        "probing {} targets; receive times from {}, send times from {}",
-        round.specs.len(),
+        targets = n,
+        "probing {n} target{}; receive times from {}, send times from {}",
+        if n == 1 { "" } else { "s" },
         said(rx),
         said(tx)
     );

@@ -377,7 +377,7 @@ pub fn from_addresses(addresses: &[String], settings: &Settings) -> Result<Confi
             &Settings::default(),
             Path::new("."),
             &mut keys,
-            &|field: &'static str, _| vec![Seg::Key(field)],
+            &|field: &'static str, _| vec![Seg::Key(flag_of(field))],
         )
         .map_err(|(at, message)| ConfigError {
             file: file.to_owned(),
@@ -403,6 +403,21 @@ pub fn from_addresses(addresses: &[String], settings: &Settings) -> Result<Confi
         resolve_every: Duration::from_secs(60),
         buckets: DEFAULT_BUCKETS.to_vec(),
     })
+}
+
+/// The flag that sets a config field, for errors about addresses given as
+/// arguments (`--stamp-key-file`, not `key_file`).
+fn flag_of(field: &'static str) -> &'static str {
+    match field {
+        "key_file" => "--stamp-key-file",
+        "size" => "--size",
+        "protocol" => "--protocol",
+        "interval" => "--interval",
+        "timeout" => "--timeout",
+        "dscp" => "--dscp",
+        "ttl" => "--ttl",
+        other => other,
+    }
 }
 
 /// A target's labels, sorted.
@@ -503,7 +518,7 @@ fn build(
         Some(_) if protocol != Protocol::Stamp => {
             return Err((
                 place("key_file", key_own),
-                "key_file is for protocol stamp (authenticated STAMP)".into(),
+                "a STAMP key is for protocol stamp (authenticated STAMP)".into(),
             ))
         }
         Some(file) => {

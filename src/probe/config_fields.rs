@@ -186,7 +186,7 @@ struct Check<T>(fn(Scalar<'_>) -> Result<T, String>);
 impl<'de, T> Visitor<'de> for Check<T> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a value")
+        f.write_str("a string, number or boolean")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
         (self.0)(Scalar::Str(v)).map_err(E::custom)

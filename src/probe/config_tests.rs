@@ -230,6 +230,9 @@ fn the_whole_error_reads_as_file_line_column_field_message() {
         "{err}"
     );
     assert!(!err.contains(" at line "), "the place is said once: {err}");
+    // A null or a list where a scalar belongs says what a scalar may be.
+    let err = parse_err("targets:\n  - {address: 192.0.2.1, labels: {x: ~}}\n").to_string();
+    assert!(err.ends_with("expected a string, number or boolean"), "{err}");
 }
 
 #[test]
@@ -319,6 +322,17 @@ fn command_line_addresses_take_the_quick_flags() {
     assert!(err.to_string().contains("duplicate"), "{err}");
     let err = from_addresses(&["a:x".into()], &Settings::default()).unwrap_err();
     assert!(err.to_string().starts_with("command line: address: "), "{err}");
+    // Errors about the quick flags name the flag, not the config file's key.
+    let settings = Settings { size: Some(45), ..Settings::default() };
+    let err = from_addresses(&["127.0.0.1".into()], &settings).unwrap_err();
+    assert!(err.to_string().starts_with("command line: --size: "), "{err}");
+    let settings = Settings {
+        protocol: Some(Protocol::Upper),
+        key_file: Some("stamp.key".into()),
+        ..Settings::default()
+    };
+    let err = from_addresses(&["127.0.0.1".into()], &settings).unwrap_err();
+    assert!(err.to_string().starts_with("command line: --stamp-key-file: "), "{err}");
 }
 
 #[test]
