@@ -442,6 +442,32 @@ fn many_targets_at_one_address_are_told_apart() {
     });
 }
 
+/// Four STAMP targets at one address in one session (the same SSID): each reply
+/// goes to the target whose probe it answers. Before, a target whose numbers ran
+/// above another's took that one's replies as its own late ones.
+#[test]
+fn stamp_targets_sharing_an_address_and_session_keep_their_own_replies() {
+    let stamp = server(Some(ReflectorConfig::default()), Mode::Upper);
+    let stop = AtomicBool::new(false);
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    let targets =
+        (0..4).map(|i| spec(&format!("same-{i}"), stamp.local_addr(), Protocol::Stamp)).collect();
+    agent.apply(targets).unwrap();
+    thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| stamp.run(&stop));
+        with_agent(&agent, |agent| {
+            let snap = wait_for(agent, "every target answered 20 times", |snap| {
+                snap.iter().all(|t| t.answered >= 20)
+            });
+            for t in &snap {
+                assert_eq!((t.mismatched, t.duplicated, t.late), (0, 0, 0), "{t:?}");
+            }
+            check_invariant(&agent.render_metrics());
+        });
+    });
+}
+
 #[test]
 fn authenticated_stamp_is_answered_with_the_key_and_mismatched_without() {
     use shout::stamp::AuthMode;

@@ -465,9 +465,15 @@ fn deliver(
                         targets = ts;
                     }
                 }
-                for &t in targets {
-                    if probing[t as usize].on_reply(data, rx, bounds) == Verdict::Done {
-                        return;
+                // Several candidates: first the one whose probe is still in its
+                // slot; only then may one count it late. Else target A would take
+                // B's replies as late whenever B's numbers run below A's.
+                let passes: &[bool] = if targets.len() > 1 { &[true, false] } else { &[false] };
+                for &exact in passes {
+                    for &t in targets {
+                        if probing[t as usize].on_reply(data, rx, bounds, exact) == Verdict::Done {
+                            return;
+                        }
                     }
                 }
             }

@@ -141,8 +141,11 @@ impl Probing {
         }
     }
 
-    /// Reads one datagram from this target's address.
-    pub(super) fn on_reply(&mut self, data: &[u8], rx: Rx, bounds: &[i64]) -> Verdict {
+    /// Reads one datagram from this target's address. With `exact`, only a
+    /// reply to a probe still in its slot counts: a number whose slot went to a
+    /// newer probe could as well be another target's (several at one address
+    /// and STAMP session), so it is not taken as late here.
+    pub(super) fn on_reply(&mut self, data: &[u8], rx: Rx, bounds: &[i64], exact: bool) -> Verdict {
         let echo = match self.target.format.read(data, self.next_seq) {
             Ok(echo) => echo,
             Err(_) => return Verdict::Mismatch,
@@ -153,7 +156,7 @@ impl Probing {
         }
         let slot = *self.slot(seq);
         if slot.state == State::Free || slot.seq != seq {
-            if slot.state != State::Free && slot.seq > seq {
+            if !exact && slot.state != State::Free && slot.seq > seq {
                 // Its slot went to a newer probe: settled long ago, answered or lost.
                 bump(&self.target.stats.late, 1);
                 return Verdict::Done;
