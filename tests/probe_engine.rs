@@ -468,6 +468,26 @@ fn stamp_targets_sharing_an_address_and_session_keep_their_own_replies() {
     });
 }
 
+/// A STAMP target that is an echo server (it returns the test packet itself):
+/// every reply mismatched, never answered, late or duplicated, and down.
+#[test]
+fn a_stamp_target_that_only_echoes_is_mismatched_never_answered() {
+    let echo = server(None, Mode::Echo);
+    let stop = AtomicBool::new(false);
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    agent.apply(vec![spec("echo", echo.local_addr(), Protocol::Stamp)]).unwrap();
+    thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        s.spawn(|| echo.run(&stop));
+        with_agent(&agent, |agent| {
+            let snap = wait_for(agent, "replies", |snap| find(snap, "echo").mismatched >= 10);
+            let t = find(&snap, "echo");
+            assert_eq!((t.answered, t.late, t.duplicated), (0, 0, 0), "{t:?}");
+            check_invariant(&agent.render_metrics());
+        });
+    });
+}
+
 #[test]
 fn authenticated_stamp_is_answered_with_the_key_and_mismatched_without() {
     use shout::stamp::AuthMode;

@@ -154,6 +154,14 @@ impl StampFormat {
         if r.ssid != self.sender.config().ssid {
             return Err(Unusable::Mismatch);
         }
+        // A reflector copies our timestamp back (RFC 8762 §4.3): zeros there
+        // are no reflection of ours. An echo or uppercasing server returns the
+        // test packet itself, whose octets at those places are MBZ zeros; read
+        // as a reflection it would claim to answer sequence number 0.
+        let t1 = r.sender_timestamp;
+        if t1.seconds() == 0 && t1.fraction() == 0 {
+            return Err(Unusable::Mismatch);
+        }
         let ns = |t: crate::stamp::Timestamp| t.to_system_time().map(unix_ns);
         let echo = StampEcho {
             reflector_seq: r.seq,
