@@ -356,7 +356,7 @@ impl Agent {
             .collect()
     }
 
-    /// The agent's scheduling lag (send time minus due time) at quantile `q`
+    /// The agent's scheduling lag (|send time − due time|) at quantile `q`
     /// (0 to 1), within 4.4%: for benchmarks; the metric is the histogram.
     pub fn scheduling_lag(&self, q: f64) -> Option<Duration> {
         self.health.lag_quantiles.quantiles([q]).map(|[d]| d)

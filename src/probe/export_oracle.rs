@@ -293,7 +293,7 @@ impl Collector for Export {
         ConstCounter::new(self.probes_sent).encode(m)?;
         let m = e.encode_descriptor(
             "shout_probe_scheduling_lag_seconds",
-            "How late each probe left: send time minus due time",
+            "How far from its due time each probe left, early or late",
             None,
             MetricType::Histogram,
         )?;

@@ -244,7 +244,7 @@ impl Agent {
         );
         let mut f = Family::new(
             "shout_probe_scheduling_lag_seconds",
-            "How late each probe left: send time minus due time",
+            "How far from its due time each probe left, early or late",
             Kind::Histogram,
         );
         Scratch::default().histogram(&mut f, [], &LAG_BUCKETS, &h.lag, Some(&h.lag_quantiles));

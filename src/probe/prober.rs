@@ -46,8 +46,15 @@ use crate::Expect;
 const RECV_ROUNDS: usize = 8;
 /// Shortest time between two wake-ups when the kernel timestamps replies:
 /// probes due within it go out together, replies are read in batches.
-/// Bounds the scheduling lag this adds.
-const TICK: Duration = Duration::from_micros(500);
+/// Fewer wake-ups are most of the agent's CPU at scale (each is a context
+/// switch); see [`EARLY`] for what it does to the scheduling lag.
+const TICK: Duration = Duration::from_micros(1_000);
+/// With the tick, probes due up to half a tick ahead go out at a wake-up:
+/// each probe leaves within about half a tick of its due time, early or
+/// late, rather than up to a whole tick late. The intervals between one
+/// target's probes are kept (the next is due one interval after this one
+/// was due, not after it went out).
+const EARLY: Duration = Duration::from_micros(500);
 /// Longest sleep: how soon a stop or a reload is noticed.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 /// How often the socket drop counters are read and stale losses settled.
@@ -116,7 +123,8 @@ impl Prober<'_> {
         while !stop.load(Ordering::Relaxed) {
             self.take_table()?;
             let now = self.agent.now_ns();
-            self.send_due(now)?;
+            let kernel_rx = self.agent.health.kernel_rx.load(Ordering::Relaxed);
+            self.send_due(now, if kernel_rx { now + nanos(EARLY) } else { now })?;
             self.receive()?;
             let now = self.agent.now_ns();
             self.expire(now);
@@ -132,7 +140,6 @@ impl Prober<'_> {
             // With kernel receive timestamps a reply read later is timed the
             // same: sleep by the clock, waking at most once a tick, so each
             // wake-up sends and reads a batch. Without them, wake for each reply.
-            let kernel_rx = self.agent.health.kernel_rx.load(Ordering::Relaxed);
             let next = if kernel_rx { next.max(woke + nanos(TICK)) } else { next };
             let now = self.agent.now_ns();
             if next > now {
@@ -229,9 +236,10 @@ impl Prober<'_> {
         Ok(())
     }
 
-    /// Builds and sends every probe due by `now`.
-    fn send_due(&mut self, now: u64) -> io::Result<()> {
-        while let Some((due_ns, i)) = self.due.pop_due(now) {
+    /// Builds and sends every probe due by `horizon` (`now`, or up to
+    /// [`EARLY`] after it).
+    fn send_due(&mut self, now: u64, horizon: u64) -> io::Result<()> {
+        while let Some((due_ns, i)) = self.due.pop_due(horizon) {
             let p = &mut self.probing[i];
             let seq = p.next_seq;
             p.next_seq += 1;
@@ -242,7 +250,7 @@ impl Prober<'_> {
             s.out.resize(start + size, 0);
             p.target.format.fill(&mut s.out[start..], seq, tag);
             s.outgoing.push(Outgoing { target: i as u32, seq, tag, due_ns, len: size });
-            p.next_due = next_due(due_ns, p.interval_ns, now);
+            p.next_due = next_due(due_ns, p.interval_ns, horizon);
             let (next, sock) = (p.next_due, p.sock);
             self.due.push(next, i);
             if self.socks[sock].outgoing.len() == BATCH {
@@ -297,7 +305,8 @@ impl Prober<'_> {
                             Slot { seq: o.seq, tag: o.tag, tx_ns, sent_ns, state: State::Waiting };
                         bump(&p.target.stats.sent, 1);
                         bump(&agent.health.probes_sent, 1);
-                        let lag = sent_ns.saturating_sub(o.due_ns);
+                        // How far from its due time, early or late.
+                        let lag = sent_ns.abs_diff(o.due_ns);
                         // Native first, as for round trips (probing.rs).
                         agent.health.lag_quantiles.record(lag);
                         agent.health.lag.record(&agent.lag_bounds_ns, lag as i64);
