@@ -11,7 +11,8 @@
 #      WARMUP, for DURATION: agent CPU (utime + stime from /proc) per probe sent
 #      (shout_probe_probes_sent_total), peak RSS (VmHWM), loss, socket drops, scheduling lag p99
 #      (shout_probe_scheduling_lag_seconds), the time of a full /metrics scrape (every SCRAPE_EVERY,
-#      included in the CPU), and the reference target's median and p99 again.
+#      every other one in the protobuf exposition as a native-histogram Prometheus asks; included
+#      in the CPU and the peak RSS), and the reference target's median and p99 again.
 #   4. prometheus-smokeping-prober (ICMP; the kernel answers) with SMOKEPING_TARGETS targets on
 #      127.2.x.y plus 127.0.0.1, 1 ping/s each, for DURATION: its CPU per ping and the
 #      reference target's median (from its histogram).
@@ -176,6 +177,12 @@ wait_listening() {
 scrape() {
     in_ns curl -sf --max-time 30 -o "$2" -w '%{time_total}\n' "http://$1/metrics" || echo "failed"
 }
+# As Prometheus with native histograms asks: the protobuf exposition. Prints "TIME BYTES".
+PROTOBUF_ACCEPT='application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3'
+scrape_protobuf() {
+    in_ns curl -sf --max-time 30 -H "Accept: $PROTOBUF_ACCEPT" -o /dev/null \
+        -w '%{time_total} %{size_download}\n' "http://$1/metrics" || echo "failed 0"
+}
 
 # ------------------------------------------------------------------------------- namespace
 ip netns add "$NS" || die "ip netns add failed"
@@ -225,7 +232,7 @@ start_agent() {
 
 # ------------------------------------------------------------------------------- reference alone
 c0=0 c1=0 t0=0 t1=1 s0=0 s1=0 hwm=0 rss=0 metrics_bytes=0
-touch "$TMP/ref0.prom" "$TMP/ref1.prom" "$TMP/full0.prom" "$TMP/full1.prom" "$TMP/scrapes.txt"
+touch "$TMP/ref0.prom" "$TMP/ref1.prom" "$TMP/full0.prom" "$TMP/full1.prom" "$TMP/scrapes.txt" "$TMP/scrapes-protobuf.txt"
 if ((RUN_SHOUT)); then
 note "reference alone: 127.0.0.1 every $REF_INTERVAL for ${REF_DURATION}s"
 start_agent "$TMP/ref.yml" agent-ref
@@ -244,13 +251,20 @@ s0=$(cpu_ticks "$SERVER_PID")
 c0=$(cpu_ticks "$AGENT_PID")
 t0=$(now)
 scrapes=("$(scrape "$METRICS" "$TMP/full0.prom")")
+n_scrape=0
 end=$(python3 -c "print($t0 + $DURATION)")
 while :; do
     left=$(python3 -c "print(max(0.0, min($SCRAPE_EVERY, $end - $(now))))")
     [[ $left == 0.0 ]] && break
     sleep "$left"
     [[ $(python3 -c "print(int($(now) >= $end))") == 1 ]] && break
-    scrapes+=("$(scrape "$METRICS" /dev/null)")
+    # Every other scrape in protobuf, as a native-histogram Prometheus scrapes.
+    n_scrape=$((n_scrape + 1))
+    if ((n_scrape % 2)); then
+        scrape_protobuf "$METRICS" >>"$TMP/scrapes-protobuf.txt"
+    else
+        scrapes+=("$(scrape "$METRICS" /dev/null)")
+    fi
 done
 scrapes+=("$(scrape "$METRICS" "$TMP/full1.prom")")
 c1=$(cpu_ticks "$AGENT_PID")
@@ -446,6 +460,13 @@ if scr:
     row("/metrics scrape time (n, median, max)", f"{len(scr)}, {statistics.median(scr) * 1000:.0f} ms, {max(scr) * 1000:.0f} ms"
         + (f", {scr_failed} failed" if scr_failed else ""), "<= 1 s", max(scr) <= 1.0 and not scr_failed)
 row("/metrics size", f"{int(mbytes) / 1e6:.1f} MB")
+pb = [l.split() for l in open(f"{tmp}/scrapes-protobuf.txt") if l.strip()]
+pb_ok = [(float(t), int(float(n))) for t, n in pb if t != "failed"]
+if pb:
+    times = [t for t, _ in pb_ok]
+    row("protobuf scrape (n, median, max, size)",
+        f"{len(pb)}, {statistics.median(times) * 1000:.0f} ms, {max(times) * 1000:.0f} ms, {pb_ok[-1][1] / 1e6:.1f} MB"
+        if pb_ok else f"{len(pb)}, all failed", "<= 1 s", bool(pb_ok) and len(pb_ok) == len(pb) and max(times) <= 1.0)
 row("reflector CPU per probe", (f"{server_cpu / probes * 1e6:.2f} µs" if probes else "n/a") + (" (busy-polling)" if busy else ""))
 row("reflector exit status", server_rc)
 # 10 µs, with room for the float error of figures read in whole µs (28e-6 - 18e-6 > 10e-6).

@@ -14,7 +14,9 @@
 #   3. the scheduling-lag histogram is native too, the one-way delays classic (2 x 11
 #      `_bucket` series), and the counters and gauges arrive (sent_total > 0, up == 1);
 #   4. histogram_count() of the round trips, from the same scrape, is within 2 of
-#      shout_probe_answered_total: the native buckets hold every answer.
+#      shout_probe_answered_total: the native buckets hold every answer;
+#   5. a second agent of 150 targets, whose protobuf page sends each per-target family in
+#      several messages (64 targets each), arrives whole: 150 series of each.
 #
 #   SHOUT=target/release/shout bash scripts/probe-native-test.sh   # about 10 s
 # Environment: SHOUT (default target/release/shout), KEEP=1 keeps the scratch directory.
@@ -102,6 +104,19 @@ REFLECTOR=$(listening "$TMP/server.out" $!)
 PIDS+=($!)
 AGENT=$(listening "$TMP/agent.out" $!)
 note "reflector $REFLECTOR, agent /metrics on $AGENT"
+# A second agent with more targets than one group of the protobuf page (GROUP, 64), so each
+# per-target family comes in several messages: Prometheus must take every series of them.
+CROWD_N=150
+python3 - "$REFLECTOR" "$CROWD_N" >"$TMP/crowd.yml" <<'PY'
+import sys
+print("defaults: {interval: 1s, timeout: 1s}\ntargets:")
+for i in range(int(sys.argv[2])):
+    print(f"  - {{address: '{sys.argv[1]}', labels: {{n: '{i}'}}}}")
+PY
+"$SHOUT" probe --config "$TMP/crowd.yml" --metrics 127.0.0.1:0 --quiet \
+    >"$TMP/crowd.out" 2>"$TMP/crowd.err" &
+PIDS+=($!)
+CROWD=$(listening "$TMP/crowd.out" $!)
 
 # A free port for Prometheus (the kernel's pick, released for it: a tiny race on a busy host).
 PROM_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -110,6 +125,8 @@ global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
 scrape_configs:
   - job_name: shout-probe
     static_configs: [{targets: ['$AGENT']}]
+  - job_name: crowd
+    static_configs: [{targets: ['$CROWD']}]
 EOF
 prometheus --config.file="$TMP/prometheus.yml" --storage.tsdb.path="$TMP/data" \
     --enable-feature=native-histograms --web.listen-address="127.0.0.1:$PROM_PORT" \
@@ -158,7 +175,7 @@ wait_for() {
     done
 }
 
-rtt=$(wait_for 'shout_probe_rtt_seconds')
+rtt=$(wait_for 'shout_probe_rtt_seconds{job="shout-probe"}')
 note "shout_probe_rtt_seconds: $rtt"
 read -r kind count _ buckets <<<"$rtt"
 if [[ $kind == histogram ]] && ((buckets > 0)); then
@@ -169,12 +186,12 @@ fi
 
 # rate() needs two scrapes of the histogram.
 for _ in $(seq 20); do
-    [[ -n $(query 'histogram_quantile(0.5, rate(shout_probe_rtt_seconds[1m]))') ]] && break
+    [[ -n $(query 'histogram_quantile(0.5, rate(shout_probe_rtt_seconds{job="shout-probe"}[1m]))') ]] && break
     budget "waiting for a rate"
     sleep 0.5
 done
-p50=$(wait_for 'histogram_quantile(0.5, rate(shout_probe_rtt_seconds[1m]))' | awk '{print $2}')
-p99=$(wait_for 'histogram_quantile(0.99, rate(shout_probe_rtt_seconds[1m]))' | awk '{print $2}')
+p50=$(wait_for 'histogram_quantile(0.5, rate(shout_probe_rtt_seconds{job="shout-probe"}[1m]))' | awk '{print $2}')
+p99=$(wait_for 'histogram_quantile(0.99, rate(shout_probe_rtt_seconds{job="shout-probe"}[1m]))' | awk '{print $2}')
 note "histogram_quantile over rate(shout_probe_rtt_seconds[1m]): p50 $p50 s, p99 $p99 s"
 if python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(not (0 < a <= b < 0.05))" "$p50" "$p99"; then
     pass "histogram_quantile(0.5 / 0.99, rate(shout_probe_rtt_seconds[1m])): 0 < $p50 <= $p99 < 50 ms"
@@ -182,23 +199,37 @@ else
     fail "p50 $p50, p99 $p99: want 0 < p50 <= p99 < 0.05"
 fi
 
-lag=$(wait_for 'shout_probe_scheduling_lag_seconds')
-delays=$(wait_for 'count(shout_probe_one_way_delay_seconds_bucket)' | awk '{print $2}')
-classic=$(query 'count(shout_probe_rtt_seconds_bucket)' | awk '{print $2}')
+lag=$(wait_for 'shout_probe_scheduling_lag_seconds{job="shout-probe"}')
+delays=$(wait_for 'count(shout_probe_one_way_delay_seconds_bucket{job="shout-probe"})' | awk '{print $2}')
+classic=$(query 'count(shout_probe_rtt_seconds_bucket{job="shout-probe"})' | awk '{print $2}')
 note "classic series: ${delays} one-way delay buckets; ${classic:-no} round-trip buckets (Prometheus 2.42 keeps only the native one when both are sent)"
-sent=$(wait_for 'shout_probe_sent_total' | awk '{print $2}')
-up=$(wait_for 'shout_probe_up' | awk '{print $2}')
+sent=$(wait_for 'shout_probe_sent_total{job="shout-probe"}' | awk '{print $2}')
+up=$(wait_for 'shout_probe_up{job="shout-probe"}' | awk '{print $2}')
 if [[ $lag == histogram* ]] && ((delays == 22)) && python3 -c "import sys; sys.exit(not float(sys.argv[1]) > 0)" "$sent" && [[ $up == 1 ]]; then
     pass "the lag histogram is native too, the delays classic ($delays buckets); shout_probe_sent_total $sent, shout_probe_up $up"
 else
     fail "lag: $lag; one-way delay buckets: $delays (want 2 x 11); sent_total: $sent; up: $up"
 fi
 
-diff=$(wait_for 'histogram_count(shout_probe_rtt_seconds) - on(target) shout_probe_answered_total' | awk '{print $2}')
+diff=$(wait_for 'histogram_count(shout_probe_rtt_seconds{job="shout-probe"}) - on(target) shout_probe_answered_total{job="shout-probe"}' | awk '{print $2}')
 if python3 -c "import sys; sys.exit(not abs(float(sys.argv[1])) <= 2)" "$diff"; then
     pass "histogram_count(shout_probe_rtt_seconds) - shout_probe_answered_total = $diff"
 else
     fail "histogram_count(shout_probe_rtt_seconds) - shout_probe_answered_total = $diff, want within 2"
+fi
+
+# The crowd: every target's counters and native round-trip histogram, each once.
+crowd=""
+while :; do
+    crowd=$(query 'count(shout_probe_sent_total{job="crowd"}) * 1000 + count(histogram_count(shout_probe_rtt_seconds{job="crowd"}))' | awk '{print $2}')
+    [[ $crowd == "$((CROWD_N * 1000 + CROWD_N))" ]] && break
+    ((SECONDS < BUDGET - 5)) || break
+    sleep 0.5
+done
+if [[ $crowd == "$((CROWD_N * 1000 + CROWD_N))" ]]; then
+    pass "an agent of $CROWD_N targets (its families in groups of 64): $CROWD_N sent_total series and $CROWD_N native round-trip histograms"
+else
+    fail "the crowd agent: count(sent_total) * 1000 + count(native rtt) = ${crowd:-nothing}, want $((CROWD_N * 1000 + CROWD_N))"
 fi
 
 note "done in ${SECONDS}s"

@@ -82,8 +82,9 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 pub type Reload<'a> = &'a dyn Fn() -> Result<String, String>;
 
 /// What a scrape asking for the Prometheus protobuf exposition gets: its
-/// length-delimited `io.prometheus.client.MetricFamily` messages.
-pub type Protobuf<'a> = &'a dyn Fn() -> Vec<u8>;
+/// length-delimited `io.prometheus.client.MetricFamily` messages, whole
+/// (`Vec<u8>`) or a piece at a time (any [`Body`]).
+pub type Protobuf<'a, P = Vec<u8>> = &'a dyn Fn() -> P;
 
 /// A response body made a piece at a time, as the connection takes it, so a
 /// large page is never held whole.
@@ -91,6 +92,29 @@ pub trait Body {
     /// Appends the next piece, about `want` bytes (more is fine), to `out`;
     /// `false` once the body is complete.
     fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool;
+}
+
+/// A body rendered whole beforehand: one piece.
+impl Body for Vec<u8> {
+    fn fill(&mut self, out: &mut Vec<u8>, _want: usize) -> bool {
+        out.append(self);
+        false
+    }
+}
+
+/// Either page, as the scrape's `Accept` header chose.
+enum Page<B, P> {
+    Text(B),
+    Protobuf(P),
+}
+
+impl<B: Body, P: Body> Body for Page<B, P> {
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool {
+        match self {
+            Page::Text(b) => b.fill(out, want),
+            Page::Protobuf(p) => p.fill(out, want),
+        }
+    }
 }
 
 /// A body rendered whole beforehand: one piece.
@@ -144,21 +168,21 @@ impl MetricsEndpoint {
         render: impl Fn() -> B,
         reload: Option<Reload<'_>>,
     ) {
-        self.serve_negotiated(stop, render, None, reload);
+        self.serve_negotiated(stop, render, None::<Protobuf<'_>>, reload);
     }
 
     /// [`serve_with_reload`](MetricsEndpoint::serve_with_reload), and a
     /// scrape whose `Accept` header prefers the protobuf exposition (as
     /// Prometheus' with native histograms enabled does) gets `protobuf()`.
-    pub fn serve_negotiated<B: Body>(
+    pub fn serve_negotiated<B: Body, P: Body>(
         &self,
         stop: &AtomicBool,
         render: impl Fn() -> B,
-        protobuf: Option<Protobuf<'_>>,
+        protobuf: Option<Protobuf<'_, P>>,
         reload: Option<Reload<'_>>,
     ) {
         let handlers = Handlers { render: &render, protobuf, reload };
-        let mut conns: Vec<Conn<B>> = Vec::with_capacity(MAX_CONNECTIONS);
+        let mut conns: Vec<Conn<Page<B, P>>> = Vec::with_capacity(MAX_CONNECTIONS);
         let mut buf = vec![0u8; READ_BUF];
         while !stop.load(Relaxed) {
             let now = Instant::now();
@@ -196,9 +220,9 @@ impl MetricsEndpoint {
 }
 
 /// What the endpoint answers with.
-struct Handlers<'a, B> {
+struct Handlers<'a, B, P> {
     render: &'a dyn Fn() -> B,
-    protobuf: Option<Protobuf<'a>>,
+    protobuf: Option<Protobuf<'a, P>>,
     reload: Option<Reload<'a>>,
 }
 
@@ -267,14 +291,14 @@ impl<B> From<Vec<u8>> for Reply<B> {
     }
 }
 
-impl<B: Body> Conn<B> {
+impl<B: Body, P: Body> Conn<Page<B, P>> {
     /// Moves the connection on as far as it can go without blocking; `false`
     /// when it is finished and should be closed.
     fn step(
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        handlers: &Handlers<'_, B>,
+        handlers: &Handlers<'_, B, P>,
         busy: &mut bool,
     ) -> bool {
         if let State::Reading(head) = &mut self.state {
@@ -356,7 +380,7 @@ fn head_end(head: &[u8]) -> Option<usize> {
 }
 
 /// The response to a complete request head.
-fn reply<B: Body>(head: &[u8], handlers: &Handlers<'_, B>) -> Reply<B> {
+fn reply<B: Body, P: Body>(head: &[u8], handlers: &Handlers<'_, B, P>) -> Reply<Page<B, P>> {
     let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
@@ -387,19 +411,21 @@ fn reply<B: Body>(head: &[u8], handlers: &Handlers<'_, B>) -> Reply<B> {
     if path != b"/metrics" {
         return simple(404, "Not Found", "", head_only).into();
     }
-    if let Some(protobuf) = handlers.protobuf.filter(|_| accept::prefers_protobuf(head)) {
-        return response(200, "OK", accept::PROTOBUF, "", &protobuf(), head_only).into();
-    }
-    let mut body = (handlers.render)();
+    let (mut body, content_type) = match handlers.protobuf {
+        Some(protobuf) if accept::prefers_protobuf(head) => {
+            (Page::Protobuf(protobuf()), accept::PROTOBUF)
+        }
+        _ => (Page::Text((handlers.render)()), CONTENT_TYPE),
+    };
     let mut piece = Vec::new();
     if !body.fill(&mut piece, PIECE) {
-        return response(200, "OK", CONTENT_TYPE, "", &piece, head_only).into();
+        return response(200, "OK", content_type, "", &piece, head_only).into();
     }
     // Longer than a piece: streamed, with no length known up front.
     let chunked = version != b"HTTP/1.0";
     let framing = if chunked { "Transfer-Encoding: chunked\r\n" } else { "" };
     let mut out = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {CONTENT_TYPE}\r\n{framing}Connection: close\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{framing}Connection: close\r\n\r\n"
     )
     .into_bytes();
     if head_only {

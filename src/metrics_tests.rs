@@ -3,7 +3,7 @@
 use super::*;
 
 /// The whole response `reply` makes, its streamed body drained.
-fn respond<B: Body>(head: &[u8], handlers: &Handlers<'_, B>) -> Vec<u8> {
+fn respond<B: Body, P: Body>(head: &[u8], handlers: &Handlers<'_, B, P>) -> Vec<u8> {
     let Reply { mut out, mut rest } = reply(head, handlers);
     let mut piece = Vec::new();
     while let Some(r) = &mut rest {
@@ -34,7 +34,7 @@ fn prometheus_text_has_counters_by_worker_and_reason() {
 #[test]
 fn requests_get_the_status_their_head_deserves() {
     let render = || "# EOF\n".to_string();
-    let handlers = Handlers { render: &render, protobuf: None, reload: None };
+    let handlers = Handlers { render: &render, protobuf: None::<Protobuf<'_>>, reload: None };
     let status = |head: &str| {
         let out = String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
         out.split(' ').nth(1).unwrap().to_string()
@@ -66,7 +66,7 @@ fn reload_is_a_post_to_its_own_path_when_a_hook_is_given() {
         calls.set(calls.get() + 1);
         Ok("reloaded: 3 targets".to_string())
     };
-    let handlers = Handlers { render: &render, protobuf: None, reload: Some(&ok) };
+    let handlers = Handlers { render: &render, protobuf: None::<Protobuf<'_>>, reload: Some(&ok) };
     let answer = |head: &str| String::from_utf8(respond(head.as_bytes(), &handlers)).unwrap();
     let out = answer("POST /-/reload HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     assert!(out.starts_with("HTTP/1.1 200 OK") && out.ends_with("reloaded: 3 targets\n"), "{out}");
@@ -78,7 +78,8 @@ fn reload_is_a_post_to_its_own_path_when_a_hook_is_given() {
     assert!(answer("GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200"));
     assert_eq!(calls.get(), 2, "only POST and PUT reload");
     let fail = || Err("p.yaml:3:5: targets[0]: unknown field `x`".to_string());
-    let handlers = Handlers { render: &render, protobuf: None, reload: Some(&fail) };
+    let handlers =
+        Handlers { render: &render, protobuf: None::<Protobuf<'_>>, reload: Some(&fail) };
     let out = String::from_utf8(respond(b"POST /-/reload HTTP/1.1\r\n\r\n", &handlers)).unwrap();
     assert!(out.starts_with("HTTP/1.1 500") && out.contains("unknown field"), "{out}");
 }
@@ -97,7 +98,7 @@ impl Body for Pieces {
 #[test]
 fn a_long_body_streams_chunked_or_to_the_close_and_a_short_one_has_a_length() {
     let render = || Pieces(0, 3);
-    let handlers = Handlers { render: &render, protobuf: None, reload: None };
+    let handlers = Handlers { render: &render, protobuf: None::<Protobuf<'_>>, reload: None };
     let out = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &handlers);
     let (head, body) = out.split_at(out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4);
     let head = String::from_utf8_lossy(head);
@@ -130,7 +131,7 @@ fn a_long_body_streams_chunked_or_to_the_close_and_a_short_one_has_a_length() {
     assert!(out.ends_with("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"), "{out}");
 
     let render = || Pieces(0, 1);
-    let handlers = Handlers { render: &render, protobuf: None, reload: None };
+    let handlers = Handlers { render: &render, protobuf: None::<Protobuf<'_>>, reload: None };
     let out = String::from_utf8(respond(b"GET /metrics HTTP/1.1\r\n\r\n", &handlers)).unwrap();
     assert!(out.contains(&format!("Content-Length: {PIECE}\r\n")), "one piece: a length");
 }
@@ -140,7 +141,7 @@ fn a_scrape_preferring_protobuf_gets_it_when_there_is_a_renderer() {
     let render = || "# EOF\n".to_string();
     let protobuf = || vec![0u8, 1, 2];
     let with = Handlers { render: &render, protobuf: Some(&protobuf), reload: None };
-    let without = Handlers { render: &render, protobuf: None, reload: None };
+    let without = Handlers { render: &render, protobuf: None::<Protobuf<'_>>, reload: None };
     let proto = "GET /metrics HTTP/1.1\r\nAccept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited\r\n\r\n";
     let out = respond(proto.as_bytes(), &with);
     let want = format!("Content-Type: {}\r\nContent-Length: 3\r\n", accept::PROTOBUF);
@@ -151,4 +152,15 @@ fn a_scrape_preferring_protobuf_gets_it_when_there_is_a_renderer() {
     let text = respond(b"GET /metrics HTTP/1.1\r\n\r\n", &with);
     assert_eq!(text, respond(b"GET /metrics HTTP/1.1\r\n\r\n", &without));
     assert_eq!(respond(proto.as_bytes(), &without), text, "no renderer: the text");
+
+    // A protobuf page longer than a piece streams as the text does.
+    let pieces = || Pieces(0, 3);
+    let streamed = Handlers { render: &render, protobuf: Some(&pieces), reload: None };
+    let out = respond(proto.as_bytes(), &streamed);
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&out[..at]);
+    assert!(head.contains(&format!("Content-Type: {}\r\n", accept::PROTOBUF)), "{head}");
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert!(out.ends_with(b"\r\n0\r\n\r\n"), "the last chunk ends it");
+    assert_eq!(out[at..].iter().filter(|&&b| b == b'c').count(), PIECE, "all three pieces");
 }

@@ -261,7 +261,7 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
         if let Some(m) = &metrics {
             let (agent, stop) = (&agent, &stop);
             scope.spawn(move || {
-                let protobuf = || agent.render_metrics_protobuf();
+                let protobuf = || agent.metrics_page_protobuf();
                 m.serve_negotiated(
                     stop,
                     || agent.metrics_page(),

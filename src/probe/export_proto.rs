@@ -10,12 +10,58 @@
 //! compares every series, so a family added to one and not the other fails.
 
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
-use super::engine::{Agent, Target, LAG_BUCKETS};
+use super::engine::{Agent, Table, Target, LAG_BUCKETS};
 use super::proto::{Family, Histogram, Kind, Native};
 use super::tally::{read, Buckets, Fates, Quantiles, SCHEMA, ZERO_INDEX, ZERO_THRESHOLD};
 use super::target::Protocol;
+use crate::metrics::Body;
+
+/// Targets per group of families in [`ProtobufPage`]: a group is about
+/// 100 KiB (1.3 KiB per target with native buckets), so the page's memory
+/// stays that whatever the number of targets.
+pub const GROUP: usize = 64;
+
+/// The protobuf page being written ([`Agent::metrics_page_protobuf`]).
+pub struct ProtobufPage<'a> {
+    agent: &'a Agent,
+    table: Arc<Table>,
+    /// The first target of the next group.
+    next: usize,
+    /// Whether the first group (perhaps of no targets) is written.
+    started: bool,
+}
+
+impl std::fmt::Debug for ProtobufPage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtobufPage")
+            .field("targets", &self.table.targets.len())
+            .field("next", &self.next)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Body for ProtobufPage<'_> {
+    fn fill(&mut self, out: &mut Vec<u8>, want: usize) -> bool {
+        let start = out.len();
+        let targets = &self.table.targets;
+        while out.len() - start < want {
+            if self.started && self.next >= targets.len() {
+                return false;
+            }
+            let end = (self.next + GROUP).min(targets.len());
+            self.agent.render_targets_protobuf(out, &targets[self.next..end]);
+            self.next = end;
+            self.started = true;
+            if end == targets.len() {
+                self.agent.render_health_protobuf(out, targets.len());
+                return false;
+            }
+        }
+        true
+    }
+}
 
 /// Reused buffers for one histogram series.
 #[derive(Default)]
@@ -89,9 +135,22 @@ impl Agent {
     /// [`render_metrics`](Agent::render_metrics), the round-trip and
     /// scheduling-lag histograms with native buckets too.
     pub fn render_metrics_protobuf(&self) -> Vec<u8> {
-        let table = self.table();
-        let targets = &table.targets;
+        let mut page = self.metrics_page_protobuf();
         let mut out = Vec::new();
+        while page.fill(&mut out, usize::MAX) {}
+        out
+    }
+
+    /// [`render_metrics_protobuf`](Agent::render_metrics_protobuf) a piece
+    /// at a time, as the connection takes it: the per-target families of
+    /// [`GROUP`] targets at a time (each family once per group, so a family
+    /// comes in several messages), then the agent's own. Never held whole.
+    pub fn metrics_page_protobuf(&self) -> ProtobufPage<'_> {
+        ProtobufPage { agent: self, table: self.table(), next: 0, started: false }
+    }
+
+    /// The per-target families of `targets`, each as one message.
+    fn render_targets_protobuf(&self, out: &mut Vec<u8>, targets: &[Arc<Target>]) {
         let mut s = Scratch::default();
         let mut hist = |out: &mut Vec<u8>, name, help, stamp_only, series: &Series| {
             let mut f = Family::new(name, help, Kind::Histogram);
@@ -116,14 +175,14 @@ impl Agent {
             f.finish(out);
         };
         hist(
-            &mut out,
+            out,
             "shout_probe_rtt_seconds",
             "Round-trip time of answered probes",
             false,
             &[(None, |t| &t.stats.rtt, true)],
         );
         hist(
-            &mut out,
+            out,
             "shout_probe_one_way_delay_seconds",
             "One-way delay of STAMP probes (meaningful only with synchronised clocks)",
             true,
@@ -133,7 +192,7 @@ impl Agent {
             ],
         );
         hist(
-            &mut out,
+            out,
             "shout_probe_turnaround_seconds",
             "Time the STAMP reflector held each probe (its T3 - T2)",
             true,
@@ -149,11 +208,11 @@ impl Agent {
                 }
                 f.finish(out);
             };
-        per_target(&mut out, "shout_probe_sent_total", "Probes sent", Kind::Counter, &|_, f| {
+        per_target(out, "shout_probe_sent_total", "Probes sent", Kind::Counter, &|_, f| {
             f.sent as f64
         });
         per_target(
-            &mut out,
+            out,
             "shout_probe_answered_total",
             "Probes answered in time (first reply)",
             Kind::Counter,
@@ -169,7 +228,7 @@ impl Agent {
                 f.value(with(t, "direction", d), v as f64);
             }
         }
-        f.finish(&mut out);
+        f.finish(out);
         let counters: [Counter; 5] = [
             ("shout_probe_duplicated_total", "Replies beyond the first to a probe", |t| {
                 read(&t.stats.duplicated)
@@ -192,10 +251,10 @@ impl Agent {
             ),
         ];
         for (name, help, get) in counters {
-            per_target(&mut out, name, help, Kind::Counter, &|t, _| get(t) as f64);
+            per_target(out, name, help, Kind::Counter, &|t, _| get(t) as f64);
         }
         per_target(
-            &mut out,
+            out,
             "shout_probe_in_flight",
             "Probes neither answered nor lost yet (sent = answered + lost + in flight)",
             Kind::Gauge,
@@ -203,7 +262,7 @@ impl Agent {
         );
         let now = self.now_ns();
         per_target(
-            &mut out,
+            out,
             "shout_probe_up",
             "1 if the target answered within the last three intervals",
             Kind::Gauge,
@@ -222,9 +281,7 @@ impl Agent {
                 }
             }
         }
-        f.finish(&mut out);
-        self.render_health_protobuf(&mut out, targets.len());
-        out
+        f.finish(out);
     }
 
     /// The agent's own families, after the targets'.

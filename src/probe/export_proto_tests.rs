@@ -128,7 +128,8 @@ fn decode(mut b: &[u8]) -> (Samples, Meta, BTreeMap<(String, Labels), NativeBuck
             let [Val::Bytes(body)] = get(&m, field)[..] else { panic!("{name}: field {field}") };
             let body = fields(body);
             if kind != "histogram" {
-                samples.insert((name.clone(), labels), float(&body, 1));
+                let again = samples.insert((name.clone(), labels), float(&body, 1));
+                assert!(again.is_none(), "{name}: a series twice");
                 continue;
             }
             let count = int(&body, 1);
@@ -142,7 +143,8 @@ fn decode(mut b: &[u8]) -> (Samples, Meta, BTreeMap<(String, Labels), NativeBuck
             let mut l = labels.clone();
             l.insert("le".into(), "+Inf".into());
             samples.insert((format!("{name}_bucket"), l), count as f64);
-            samples.insert((format!("{name}_count"), labels.clone()), count as f64);
+            let again = samples.insert((format!("{name}_count"), labels.clone()), count as f64);
+            assert!(again.is_none(), "{name}: a series twice");
             samples.insert((format!("{name}_sum"), labels.clone()), float(&body, 2));
             if get(&body, 5).is_empty() {
                 continue;
@@ -305,4 +307,45 @@ fn protobuf_has_every_series_of_the_text_and_native_rtt_buckets() {
     let (zero, buckets) = &natives[&("shout_probe_rtt_seconds".to_string(), echo_labels)];
     assert_eq!((*zero, buckets.len()), (0, 0), "no answer yet: still native, no buckets");
     assert_eq!(natives.len(), 3, "round trips and lag only; the delays are classic");
+}
+
+#[test]
+fn a_page_of_many_targets_comes_in_groups_with_every_series_once() {
+    use crate::metrics::{Body, PIECE};
+    use crate::probe::GROUP;
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    let n = 2 * GROUP + 88;
+    let specs = (0..n)
+        .map(|i| spec(&format!("192.0.2.{}:{}", i % 250 + 1, 1000 + i), Protocol::Stamp, &[]))
+        .collect();
+    agent.apply(specs).unwrap();
+    for (i, t) in agent.table().targets.iter().enumerate() {
+        bump(&t.stats.sent, i as u64);
+        t.stats.quantiles.record(40_000 + i as u64);
+        t.stats.rtt.record(&agent.bounds_ns, 40_000 + i as i64);
+    }
+    // A piece at a time, as the endpoint takes it: more than one piece, and
+    // together the same bytes as the whole page.
+    let mut page = agent.metrics_page_protobuf();
+    let (mut streamed, mut pieces) = (Vec::new(), 0);
+    loop {
+        let mut piece = Vec::new();
+        let more = page.fill(&mut piece, PIECE);
+        assert!(piece.len() < 4 * PIECE, "a piece of {} bytes", piece.len());
+        streamed.extend_from_slice(&piece);
+        pieces += 1;
+        if !more {
+            break;
+        }
+    }
+    assert!(pieces > 3, "{pieces} pieces");
+    assert_eq!(streamed, agent.render_metrics_protobuf());
+    // Each per-target family comes once per group; every series once.
+    let (want, want_meta) = parse_text(&agent.render_metrics());
+    let (got, got_meta, natives) = decode(&streamed);
+    assert_eq!(got, want, "the same series and values");
+    assert_eq!(got_meta, want_meta);
+    assert_eq!(natives.len(), n + 1, "each target's round trips, and the lag");
+    let sent = got.keys().filter(|k| k.0 == "shout_probe_sent_total").count();
+    assert_eq!(sent, n);
 }

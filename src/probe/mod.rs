@@ -37,4 +37,5 @@ pub use engine::{
     Agent, AgentConfig, Applied, TargetError, TargetSnapshot, DEFAULT_BUCKETS, MAX_TARGETS,
 };
 pub use export::MetricsPage;
+pub use export_proto::{ProtobufPage, GROUP};
 pub use target::{Protocol, TargetSpec};
