@@ -110,6 +110,20 @@ impl Format {
         self.read_as(reply, self.expect).ok_or(Unusable::Mismatch)
     }
 
+    /// What a probe of this format sent to a server of the other kind (echo
+    /// for `upper`, uppercasing for `echo`) comes back as: the probe it
+    /// answers, read as that kind's reply. `None` when it is none, or when
+    /// the format cannot tell the kinds apart (not [`lower`](Format::lower)).
+    /// For the wrong-server hint; not on the hot path.
+    pub(crate) fn read_as_other_kind(&self, reply: &[u8]) -> Option<Echo> {
+        let other = match self.expect {
+            Expect::Upper => Expect::Echo,
+            Expect::Echo => Expect::Upper,
+            Expect::Any => return None,
+        };
+        (self.lower && self.stamp.is_none()).then(|| self.read_as(reply, other)).flatten()
+    }
+
     /// The `SB` probe a reply answers, if it is a correct reply from a server
     /// of kind `expect`.
     #[inline]
@@ -253,6 +267,7 @@ mod tests {
         assert_eq!(any.read(b"sb00", 8), Err(Unusable::Mismatch));
         let echo = Format { expect: Expect::Echo, ..upper.clone() };
         assert_eq!(echo.read(&p, 8), Ok(want), "SB probes: an echo reply is an upper one");
+        assert_eq!(upper.read_as_other_kind(&p), None, "the bench's probes cannot tell");
     }
 
     #[test]
@@ -272,9 +287,13 @@ mod tests {
         assert_eq!(upper.read(&p, 8), Err(Unusable::Mismatch), "an echo server's reply");
         assert_eq!(echo.read(&p, 8), Ok(want));
         assert_eq!(echo.read(&uppercased, 8), Err(Unusable::Mismatch), "an upper server's");
+        assert_eq!(upper.read_as_other_kind(&p), Some(want));
+        assert_eq!(echo.read_as_other_kind(&uppercased), Some(want));
+        assert_eq!(upper.read_as_other_kind(&uppercased), None, "its own kind");
         let any = Format { expect: Expect::Any, ..upper };
         assert_eq!(any.read(&p, 8), Ok(want));
         assert_eq!(any.read(&uppercased, 8), Ok(want));
+        assert_eq!(any.read_as_other_kind(&p), None);
     }
 
     #[test]
