@@ -300,6 +300,58 @@ fn reload_adds_targets_keeps_counters_and_refuses_an_invalid_file() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The wrong kind of server
+
+/// An authenticated STAMP target at a reflector without a key, an `echo`
+/// target at an uppercasing server and an `upper` one at an echo server:
+/// every reply mismatched, never answered, and each target's reason logged
+/// once (a warning naming it), not once per probe.
+#[test]
+fn a_server_of_another_kind_is_named_once_per_target_and_never_answers() {
+    let stamp = reflector();
+    let upper = ServerProc::spawn(&["--bind", "127.0.0.1:0", "--quiet"]);
+    let echo = ServerProc::spawn(&["--mode", "echo", "--bind", "127.0.0.1:0", "--quiet"]);
+    let (ts, tu, te) =
+        (stamp.addr().to_string(), upper.addr().to_string(), echo.addr().to_string());
+    let dir = Scratch::new("probe-other-kind");
+    dir.write("stamp.key", b"00112233445566778899aabbccddeeff");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("stamp.key");
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let text = format!(
+        "defaults: {{interval: 20ms, timeout: 200ms}}\ntargets:\n  \
+         - {{address: '{ts}', key_file: stamp.key}}\n  \
+         - {{address: '{tu}', protocol: echo}}\n  \
+         - {{address: '{te}', protocol: upper}}\n"
+    );
+    dir.write("probe.yaml", text.as_bytes());
+    let path = dir.path().join("probe.yaml");
+    let (mut p, metrics) = probe_with_metrics(&["--config", path.to_str().unwrap(), "--quiet"]);
+    let page = scrape_until(metrics, "20 mismatched replies each", |page| {
+        [&ts, &tu, &te]
+            .iter()
+            .all(|t| value(page, "shout_probe_mismatched_total", t).is_some_and(|n| n >= 20.0))
+    });
+    for t in [&ts, &tu, &te] {
+        assert_eq!(value(&page, "shout_probe_answered_total", t), Some(0.0), "{t}:\n{page}");
+    }
+    let stderr = p.stop();
+    let warnings = |target: &str, what: &str| {
+        stderr
+            .iter()
+            .filter(|l| l.contains(&format!("target {target}:")) && l.contains(what))
+            .count()
+    };
+    let text = stderr.join("\n");
+    assert_eq!(warnings(&ts, "the reflector answers unauthenticated"), 1, "{text}");
+    assert_eq!(warnings(&tu, "answers the probes uppercased"), 1, "{text}");
+    assert_eq!(warnings(&te, "answers the probes unchanged"), 1, "{text}");
+    assert!(stderr.iter().filter(|l| l.contains("WARN")).count() <= 3, "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Mesh and names
 
 #[test]

@@ -222,6 +222,7 @@ fn fake_server(stop: &AtomicBool, sock: &UdpSocket, other: &UdpSocket, flood: us
     let mut flooded = false;
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, from)) = sock.recv_from(&mut buf) else { continue };
+        buf[..n].make_ascii_uppercase();
         let _ = sock.send_to(&buf[..n], from);
         let _ = sock.send_to(&buf[..n], from);
         let _ = other.send_to(&buf[..n], from);
@@ -488,6 +489,44 @@ fn a_stamp_target_that_only_echoes_is_mismatched_never_answered() {
             let snap = wait_for(agent, "replies", |snap| find(snap, "echo").mismatched >= 10);
             let t = find(&snap, "echo");
             assert_eq!((t.answered, t.late, t.duplicated), (0, 0, 0), "{t:?}");
+            check_invariant(&agent.render_metrics());
+        });
+    });
+}
+
+/// `upper` and `echo` are not interchangeable: an `echo` target at an
+/// uppercasing server and an `upper` target at an echo server get replies
+/// that are their probes, but changed (or not) the other way: every one
+/// mismatched, no round trip, and the probes lost.
+#[test]
+fn upper_and_echo_targets_at_the_other_kind_of_server_are_mismatched_never_answered() {
+    let upper = server(None, Mode::Upper);
+    let echo = server(None, Mode::Echo);
+    let stop = AtomicBool::new(false);
+    let agent = Agent::new(AgentConfig::default()).unwrap();
+    let short = |t: TargetSpec| TargetSpec { timeout: Duration::from_millis(100), ..t };
+    agent
+        .apply(vec![
+            short(spec("echo-at-upper", upper.local_addr(), Protocol::Echo)),
+            short(spec("upper-at-echo", echo.local_addr(), Protocol::Upper)),
+            // The smallest probe (no filler) tells them apart too.
+            short(TargetSpec { size: 28, ..spec("small", echo.local_addr(), Protocol::Upper) }),
+        ])
+        .unwrap();
+    thread::scope(|s| {
+        let _stop = StopOnDrop(&stop);
+        for server in [&upper, &echo] {
+            s.spawn(|| server.run(&stop));
+        }
+        with_agent(&agent, |agent| {
+            let snap = wait_for(agent, "replies and losses", |snap| {
+                snap.iter().all(|t| t.mismatched >= 10 && t.lost >= 3)
+            });
+            for t in &snap {
+                assert_eq!((t.answered, t.late, t.duplicated), (0, 0, 0), "{t:?}");
+                assert_eq!((t.rtt_p50, t.last_rtt), (None, None), "no round trip: {t:?}");
+                assert!(!t.up, "{t:?}");
+            }
             check_invariant(&agent.render_metrics());
         });
     });

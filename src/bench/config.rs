@@ -177,7 +177,8 @@ impl BenchConfig {
                 Some(StampFormat { sender })
             }
         };
-        Ok(Format { size: self.size, expect: self.expect, stamp })
+        // `SB` probes: both kinds of server return them unchanged (`--expect echo` works either way).
+        Ok(Format { size: self.size, expect: self.expect, stamp, lower: false })
     }
 
     /// Why this configuration cannot run, in words for the person who wrote it.

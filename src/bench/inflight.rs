@@ -373,7 +373,7 @@ mod tests {
     use crate::Expect;
 
     const SIZE: usize = 40;
-    const FORMAT: Format = Format { size: SIZE, expect: Expect::Upper, stamp: None };
+    const FORMAT: Format = Format { size: SIZE, expect: Expect::Upper, stamp: None, lower: false };
 
     fn rules(timeout_ns: u64, measure_from_ns: u64, schedule: Option<Schedule>) -> Rules {
         Rules { format: FORMAT, timeout_ns, measure_from_ns, schedule }

@@ -10,6 +10,11 @@
 //! No byte is an ASCII `a`–`z`, so an uppercase server and an echo server both
 //! send back exactly the probe, and any other bytes are a wrong reply.
 //!
+//! The probe agent ([`Format::lower`]) needs the two told apart: its probes
+//! start `Sb`, whose `b` an uppercasing server turns into `B` and an echo
+//! server leaves alone, so `upper` takes only an `SB` reply and `echo` only an
+//! `Sb` one (everything else as above).
+//!
 //! [`Format`] is the seam the other steps see: it builds the probe for
 //! sequence number N and reads a reply back to the [`Echo`] of the probe it
 //! answers, or to nothing (a mismatch). Another probe format (STAMP test
@@ -22,6 +27,9 @@ use crate::Expect;
 
 /// Marks a datagram as a shout bench probe.
 const MAGIC: &[u8; 2] = b"SB";
+/// Marks a probe whose reply tells an uppercasing server from an echo server:
+/// uppercased it is [`MAGIC`], echoed it stays this.
+const MAGIC_LOWER: &[u8; 2] = b"Sb";
 const SEQ_DIGITS: usize = 12;
 const TIME_DIGITS: usize = 14;
 
@@ -49,6 +57,11 @@ pub(crate) struct Format {
     pub(crate) expect: Expect,
     /// STAMP test packets instead of `SB` probes (then `size` is theirs).
     pub(crate) stamp: Option<StampFormat>,
+    /// Probes start `Sb` (a lowercase letter) instead of `SB`: an uppercasing
+    /// server answers `SB`, an echo server `Sb`, and `expect` takes only its
+    /// own kind (`Any` both). The probe agent's; the bench's probes stay `SB`,
+    /// which both kinds of server return unchanged.
+    pub(crate) lower: bool,
 }
 
 /// What a correct reply says about the probe it answers.
@@ -69,7 +82,7 @@ impl Format {
     pub(crate) fn fill(&self, out: &mut [u8], seq: u64, time_ns: u64) {
         match &self.stamp {
             Some(s) => s.fill(out, seq),
-            None => fill(out, seq, time_ns),
+            None => fill(out, self.magic(), seq, time_ns),
         }
     }
 
@@ -80,7 +93,7 @@ impl Format {
         match &self.stamp {
             // Its timestamp, sequence number, TLVs and HMACs all change.
             Some(s) => s.fill(out, seq),
-            None => write_header(out, seq, time_ns),
+            None => write_header(out, self.magic(), seq, time_ns),
         }
     }
 
@@ -94,20 +107,51 @@ impl Format {
             let (seq, e) = s.read(reply, next_seq)?;
             return Ok(Echo { seq, sent_ns: None, stamp: Some(e) });
         }
-        let (seq, sent_ns) = read_header(reply).ok_or(Unusable::Mismatch)?;
-        let body_ok = match self.expect {
-            Expect::Any => true,
-            // The probe has no a-z, so its uppercase is itself: both are byte-identical.
-            Expect::Upper | Expect::Echo => body_intact(reply, self.size),
+        self.read_as(reply, self.expect).ok_or(Unusable::Mismatch)
+    }
+
+    /// What a probe of this format sent to a server of the other kind (echo
+    /// for `upper`, uppercasing for `echo`) comes back as: the probe it
+    /// answers, read as that kind's reply. `None` when it is none, or when
+    /// the format cannot tell the kinds apart (not [`lower`](Format::lower)).
+    /// For the wrong-server hint; not on the hot path.
+    pub(crate) fn read_as_other_kind(&self, reply: &[u8]) -> Option<Echo> {
+        let other = match self.expect {
+            Expect::Upper => Expect::Echo,
+            Expect::Echo => Expect::Upper,
+            Expect::Any => return None,
         };
-        let echo = Echo { seq, sent_ns: Some(sent_ns), stamp: None };
-        body_ok.then_some(echo).ok_or(Unusable::Mismatch)
+        (self.lower && self.stamp.is_none()).then(|| self.read_as(reply, other)).flatten()
+    }
+
+    /// The `SB` probe a reply answers, if it is a correct reply from a server
+    /// of kind `expect`.
+    #[inline]
+    fn read_as(&self, reply: &[u8], expect: Expect) -> Option<Echo> {
+        let (magic, seq, sent_ns) = read_header(reply)?;
+        let ok = match expect {
+            Expect::Any => self.lower || magic == MAGIC,
+            // The probe's only a-z is its magic's `b`, if any: the rest is as sent.
+            Expect::Upper => magic == MAGIC && body_intact(reply, self.size),
+            Expect::Echo => magic == self.magic() && body_intact(reply, self.size),
+        };
+        ok.then_some(Echo { seq, sent_ns: Some(sent_ns), stamp: None })
+    }
+
+    /// The magic its probes start with.
+    #[inline]
+    fn magic(&self) -> &'static [u8; 2] {
+        if self.lower {
+            MAGIC_LOWER
+        } else {
+            MAGIC
+        }
     }
 }
 
 /// Fills `out` with a probe: header, then filler to the end.
-fn fill(out: &mut [u8], seq: u64, time_ns: u64) {
-    write_header(out, seq, time_ns);
+fn fill(out: &mut [u8], magic: &[u8; 2], seq: u64, time_ns: u64) {
+    write_header(out, magic, seq, time_ns);
     out[HEADER_LEN..].fill(FILLER);
 }
 
@@ -117,9 +161,9 @@ fn fill(out: &mut [u8], seq: u64, time_ns: u64) {
 /// Values wider than the header are cut to its digits; callers keep within
 /// [`MAX_SEQ`] and [`MAX_TIME_NS`].
 #[inline]
-fn write_header(out: &mut [u8], seq: u64, time_ns: u64) {
-    let (magic, rest) = out[..HEADER_LEN].split_at_mut(MAGIC.len());
-    magic.copy_from_slice(MAGIC);
+fn write_header(out: &mut [u8], magic: &[u8; 2], seq: u64, time_ns: u64) {
+    let (head, rest) = out[..HEADER_LEN].split_at_mut(MAGIC.len());
+    head.copy_from_slice(magic);
     let (seq_digits, time_digits) = rest.split_at_mut(SEQ_DIGITS);
     put_hex(seq_digits, seq);
     put_hex(time_digits, time_ns);
@@ -133,16 +177,21 @@ fn put_hex(out: &mut [u8], mut value: u64) {
     }
 }
 
-/// The sequence number and send time in a probe's header, if it has a valid one.
+/// The magic (`SB` or `Sb`), sequence number and send time in a probe's
+/// header, if it has a valid one.
 #[inline]
-fn read_header(payload: &[u8]) -> Option<(u64, u64)> {
+fn read_header(payload: &[u8]) -> Option<(&'static [u8; 2], u64, u64)> {
     let header = payload.get(..HEADER_LEN)?;
     let (magic, rest) = header.split_at(MAGIC.len());
-    if magic != MAGIC {
+    let magic = if magic == MAGIC {
+        MAGIC
+    } else if magic == MAGIC_LOWER {
+        MAGIC_LOWER
+    } else {
         return None;
-    }
+    };
     let (seq, time) = rest.split_at(SEQ_DIGITS);
-    Some((hex_value(seq)?, hex_value(time)?))
+    Some((magic, hex_value(seq)?, hex_value(time)?))
 }
 
 /// Parses uppercase hex only: a lowercased digit is a changed probe.
@@ -175,9 +224,9 @@ mod tests {
     #[test]
     fn header_is_readable_hex() {
         let mut p = [0u8; 40];
-        fill(&mut p, 42, 123_456_789);
+        fill(&mut p, MAGIC, 42, 123_456_789);
         assert_eq!(&p, b"SB00000000002A000000075BCD15............");
-        assert_eq!(read_header(&p), Some((42, 123_456_789)));
+        assert_eq!(read_header(&p), Some((MAGIC, 42, 123_456_789)));
         assert!(body_intact(&p, 40));
         assert!(!body_intact(&p, 41));
     }
@@ -185,7 +234,7 @@ mod tests {
     #[test]
     fn changed_probes_are_rejected() {
         let mut p = [0u8; 32];
-        fill(&mut p, 0xAB, 7);
+        fill(&mut p, MAGIC, 0xAB, 7);
         let mut lower = p;
         lower.make_ascii_lowercase();
         assert_eq!(read_header(&lower), None, "lowercased magic and digits");
@@ -203,7 +252,7 @@ mod tests {
 
     #[test]
     fn format_reads_back_what_it_built() {
-        let upper = Format { size: 40, expect: Expect::Upper, stamp: None };
+        let upper = Format { size: 40, expect: Expect::Upper, stamp: None, lower: false };
         let mut p = [0u8; 40];
         upper.fill(&mut p, 0, 0);
         upper.stamp(&mut p, 7, 99);
@@ -213,16 +262,45 @@ mod tests {
         let mut extra = p.to_vec();
         extra.extend_from_slice(b"tail");
         assert_eq!(upper.read(&extra, 8), Err(Unusable::Mismatch), "long");
-        let any = Format { expect: Expect::Any, ..upper };
+        let any = Format { expect: Expect::Any, ..upper.clone() };
         assert_eq!(any.read(&extra, 8), Ok(want));
         assert_eq!(any.read(b"sb00", 8), Err(Unusable::Mismatch));
+        let echo = Format { expect: Expect::Echo, ..upper.clone() };
+        assert_eq!(echo.read(&p, 8), Ok(want), "SB probes: an echo reply is an upper one");
+        assert_eq!(upper.read_as_other_kind(&p), None, "the bench's probes cannot tell");
+    }
+
+    #[test]
+    fn lower_probes_tell_an_uppercasing_server_from_an_echo_server() {
+        let upper = Format { size: 40, expect: Expect::Upper, stamp: None, lower: true };
+        let echo = Format { expect: Expect::Echo, ..upper.clone() };
+        let mut p = [0u8; 40];
+        upper.fill(&mut p, 0, 0);
+        upper.stamp(&mut p, 7, 99);
+        assert_eq!(&p[..2], b"Sb");
+        assert!(p.iter().any(u8::is_ascii_lowercase), "uppercasing changes it");
+        let mut uppercased = p;
+        Mode::Upper.apply(&mut uppercased);
+        assert_ne!(uppercased, p);
+        let want = Echo { seq: 7, sent_ns: Some(99), stamp: None };
+        assert_eq!(upper.read(&uppercased, 8), Ok(want));
+        assert_eq!(upper.read(&p, 8), Err(Unusable::Mismatch), "an echo server's reply");
+        assert_eq!(echo.read(&p, 8), Ok(want));
+        assert_eq!(echo.read(&uppercased, 8), Err(Unusable::Mismatch), "an upper server's");
+        assert_eq!(upper.read_as_other_kind(&p), Some(want));
+        assert_eq!(echo.read_as_other_kind(&uppercased), Some(want));
+        assert_eq!(upper.read_as_other_kind(&uppercased), None, "its own kind");
+        let any = Format { expect: Expect::Any, ..upper };
+        assert_eq!(any.read(&p, 8), Ok(want));
+        assert_eq!(any.read(&uppercased, 8), Ok(want));
+        assert_eq!(any.read_as_other_kind(&p), None);
     }
 
     #[test]
     fn extremes_fit() {
         let mut p = [0u8; HEADER_LEN];
-        fill(&mut p, MAX_SEQ, MAX_TIME_NS);
-        assert_eq!(read_header(&p), Some((MAX_SEQ, MAX_TIME_NS)));
+        fill(&mut p, MAGIC, MAX_SEQ, MAX_TIME_NS);
+        assert_eq!(read_header(&p), Some((MAGIC, MAX_SEQ, MAX_TIME_NS)));
         assert!(body_intact(&p, HEADER_LEN));
     }
 
@@ -234,13 +312,13 @@ mod tests {
             size in HEADER_LEN..3000usize,
         ) {
             let mut p = vec![0u8; size];
-            fill(&mut p, seq, time);
+            fill(&mut p, MAGIC, seq, time);
             prop_assert!(!p.iter().any(u8::is_ascii_lowercase));
             let mut upper = p.clone();
             Mode::Upper.apply(&mut upper);
             prop_assert_eq!(&upper, &p);
             prop_assert!(Mode::Upper.is_reply(&p, &p));
-            prop_assert_eq!(read_header(&p), Some((seq, time)));
+            prop_assert_eq!(read_header(&p), Some((MAGIC, seq, time)));
             prop_assert!(body_intact(&p, size));
         }
     }

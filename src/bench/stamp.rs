@@ -215,6 +215,39 @@ impl StampFormat {
     }
 }
 
+impl StampFormat {
+    /// Our sequence number (widened below `next_seq`) that `reply` carries
+    /// when it reads as an authenticated reflected packet while we send
+    /// unauthenticated ones: the reflector has a key and we have none.
+    /// Such a reply parses as ours only by chance (its fields are elsewhere),
+    /// so it is a mismatch; this says why. Not on the hot path.
+    pub(crate) fn authenticated_reply(&self, reply: &[u8], next_seq: u64) -> Option<u64> {
+        if self.sender.config().mode != AuthMode::Unauthenticated {
+            return None;
+        }
+        authenticated(reply).map(|seq| widen(seq, next_seq))
+    }
+}
+
+/// The Session-Sender Sequence Number of `reply` read as an authenticated
+/// reflected packet (RFC 8762 §4.3.2), when it looks like one: octets 4..16
+/// are MBZ zeros there, where an unauthenticated packet has its Timestamp
+/// (set); its own Timestamp and the copy of the sender's are set (a test
+/// packet has zeros at the latter).
+fn authenticated(reply: &[u8]) -> Option<u32> {
+    let l = AuthMode::Authenticated.layout();
+    let base = reply.get(..l.len)?;
+    let zero = |at: usize| base[at..at + 8].iter().all(|&b| b == 0);
+    if base[l.seq + 4..l.timestamp].iter().any(|&b| b != 0)
+        || zero(l.timestamp)
+        || zero(l.sender_timestamp)
+    {
+        return None;
+    }
+    let seq = &base[l.sender_seq..l.sender_seq + 4];
+    Some(u32::from_be_bytes(seq.try_into().ok()?))
+}
+
 /// The Session-Sender Sequence Number of `reply` read as an unauthenticated
 /// reflected packet (RFC 8762 §4.3.1), when it looks like one. Such a reply
 /// to an authenticated packet comes from a reflector without a key, which read

@@ -180,3 +180,52 @@ fn class_of_service_is_tallied_each_way() {
     assert_eq!((c.forward_dscp, c.forward_ecn), ((1 << 0) | (1 << 10), 1));
     assert_eq!((c.backward_dscp, c.backward_ecn), ((1 << 46) | 1, 0b11));
 }
+
+#[test]
+fn the_other_modes_replies_are_recognised() {
+    use crate::stamp::{Arrival, Reflector, ReflectorConfig, SenderConfig};
+    let key = b"0123456789abcdef".to_vec();
+    let rx = Arrival {
+        src: "127.0.0.1:4000".parse().unwrap(),
+        received: SystemTime::now(),
+        ttl: Some(64),
+        tos: None,
+    };
+    let keyed = SenderConfig {
+        mode: AuthMode::Authenticated,
+        auth_key: Some(key.clone()),
+        ..SenderConfig::default()
+    };
+    let keyed = StampFormat { sender: Sender::new(keyed).unwrap() };
+    let plain = SenderConfig { size: 112, ..SenderConfig::default() };
+    let plain = StampFormat { sender: Sender::new(plain).unwrap() };
+    let seq = (2 << 32) + 9;
+
+    // An authenticated reply to an unauthenticated sender: the reflector has a key.
+    let rcfg = ReflectorConfig {
+        mode: AuthMode::Authenticated,
+        auth_key: Some(key),
+        ..ReflectorConfig::default()
+    };
+    let mut reflector = Reflector::new(rcfg).unwrap();
+    let mut buf = [0u8; 112];
+    keyed.fill(&mut buf, seq);
+    let n = reflector.reflect(&mut buf, 112, &rx).unwrap();
+    assert_eq!(plain.authenticated_reply(&buf[..n], seq + 1), Some(seq));
+    assert_eq!(keyed.authenticated_reply(&buf[..n], seq + 1), None, "we have the key");
+    let mut sent = [0u8; 112];
+    keyed.fill(&mut sent, seq);
+    assert_eq!(plain.authenticated_reply(&sent, seq + 1), None, "a test packet, not a reply");
+
+    // An unauthenticated reply is none, to either; the keyed sender names it.
+    let mut reflector = Reflector::new(ReflectorConfig::default()).unwrap();
+    let mut buf = [0u8; 112];
+    plain.fill(&mut buf, seq);
+    let n = reflector.reflect(&mut buf, 112, &rx).unwrap();
+    assert_eq!(plain.authenticated_reply(&buf[..n], seq + 1), None);
+    let mut buf = [0u8; 112];
+    keyed.fill(&mut buf, seq);
+    let n = reflector.reflect(&mut buf, 112, &rx).unwrap();
+    assert_eq!(plain.authenticated_reply(&buf[..n], seq + 1), None);
+    assert_eq!(keyed.read(&buf[..n], seq + 1).unwrap_err(), Unusable::Unauthenticated(seq));
+}

@@ -419,6 +419,7 @@ fn format(spec: &TargetSpec) -> Result<Format, String> {
                 size: sender.packet_len(),
                 expect: Expect::Any,
                 stamp: Some(StampFormat { sender }),
+                lower: false,
             })
         }
         Protocol::Upper | Protocol::Echo => {
@@ -433,7 +434,9 @@ fn format(spec: &TargetSpec) -> Result<Format, String> {
             }
             let expect =
                 if spec.protocol == Protocol::Upper { Expect::Upper } else { Expect::Echo };
-            Ok(Format { size: spec.size, expect, stamp: None })
+            // `Sb` probes: an uppercasing server's reply to an `echo` target,
+            // or an echo server's to an `upper` one, is mismatched.
+            Ok(Format { size: spec.size, expect, stamp: None, lower: true })
         }
     }
 }

@@ -63,8 +63,9 @@ const HOUSEKEEPING_NS: u64 = 1_000_000_000;
 /// before the send is not this probe's (the numbering slipped): the clock's is kept.
 const TX_SLACK_NS: i64 = 100_000_000;
 
-/// A parser for any `SB` probe, whoever sent it (only its header is read).
-const ANY_SB: Format = Format { size: HEADER_LEN, expect: Expect::Any, stamp: None };
+/// A parser for any `SB` or `Sb` probe, whoever sent it and however a server
+/// answered it (only its header is read).
+const ANY_SB: Format = Format { size: HEADER_LEN, expect: Expect::Any, stamp: None, lower: true };
 
 impl Agent {
     /// Probes the table's targets until `stop` is set (noticed within 50 ms).
@@ -462,10 +463,11 @@ fn deliver(
     let bounds = &agent.bounds_ns;
     match s.by_addr.get(&from) {
         Some(targets) => {
+            // Many targets at one address: go straight to the one the reply
+            // names, which is also the one a mismatch is counted for.
+            let one;
+            let mut targets = targets.as_slice();
             if let Some(data) = data {
-                // Many targets at one address: go straight to the one the reply names.
-                let one;
-                let mut targets = targets.as_slice();
                 if targets.len() > 1 {
                     if let Some(t) = named_target(by_id, probing, from, data) {
                         one = [t];

@@ -12,7 +12,7 @@ use super::engine::{Target, UP_INTERVALS};
 use super::schedule::Rng;
 use super::tally::bump;
 use super::target::Protocol;
-use crate::bench::stamp::StampEcho;
+use crate::bench::stamp::{StampEcho, Unusable};
 
 /// Largest ring of probes per target: a probe this many sends old is given
 /// up even before its timeout.
@@ -84,6 +84,8 @@ pub(super) struct Probing {
     pub(super) mask: u64,
     pub(super) highest: Option<u64>,
     pub(super) split: Split,
+    /// The [`Hint`]s already logged for it (bits): each once in its life.
+    pub(super) hinted: u8,
 }
 
 impl Probing {
@@ -107,6 +109,7 @@ impl Probing {
             mask: ring - 1,
             highest: None,
             split: Split::default(),
+            hinted: 0,
         }
     }
 
@@ -146,6 +149,15 @@ impl Probing {
     /// newer probe could as well be another target's (several at one address
     /// and STAMP session), so it is not taken as late here.
     pub(super) fn on_reply(&mut self, data: &[u8], rx: Rx, bounds: &[i64], exact: bool) -> Verdict {
+        let verdict = self.verdict(data, rx, bounds, exact);
+        if verdict == Verdict::Mismatch && self.hinted != Hint::ALL {
+            self.explain(data);
+        }
+        verdict
+    }
+
+    #[inline]
+    fn verdict(&mut self, data: &[u8], rx: Rx, bounds: &[i64], exact: bool) -> Verdict {
         let echo = match self.target.format.read(data, self.next_seq) {
             Ok(echo) => echo,
             Err(_) => return Verdict::Mismatch,
@@ -174,6 +186,41 @@ impl Probing {
             State::Waiting => self.answer(seq, slot.tx_ns, echo.stamp, rx, bounds),
         }
         Verdict::Done
+    }
+
+    /// Why a mismatched reply is one, when it is a probe of ours that a
+    /// server of another kind answered: logged once per target (a warning),
+    /// as the replies go on being counted mismatched.
+    #[cold]
+    fn explain(&mut self, data: &[u8]) {
+        let format = &self.target.format;
+        let found = match &format.stamp {
+            Some(s) => match s.read(data, self.next_seq) {
+                Err(Unusable::Unauthenticated(seq)) => Some((Hint::Unauthenticated, seq, None)),
+                _ => s
+                    .authenticated_reply(data, self.next_seq)
+                    .map(|seq| (Hint::Authenticated, seq, None)),
+            },
+            None => format.read_as_other_kind(data).map(|e| {
+                let hint = if self.target.spec.protocol == Protocol::Upper {
+                    Hint::Echoed
+                } else {
+                    Hint::Uppercased
+                };
+                (hint, e.seq, e.sent_ns)
+            }),
+        };
+        let Some((hint, seq, tag)) = found else { return };
+        if self.hinted & hint as u8 != 0 || seq >= self.next_seq {
+            return;
+        }
+        let slot = *self.slot(seq);
+        if slot.state == State::Free || slot.seq != seq || tag.is_some_and(|t| t != slot.tag) {
+            return;
+        }
+        self.hinted |= hint as u8;
+        let name = crate::escape(self.target.spec.name.as_bytes());
+        tracing::warn!(target_name = %name, "target {name}: {}", hint.text());
     }
 
     pub(super) fn answer(
@@ -244,6 +291,48 @@ impl Probing {
             s.count(pending, st);
         } else {
             bump(&st.lost_unknown, pending);
+        }
+    }
+}
+
+/// A probe of ours answered by a server of another kind than the target's
+/// protocol says: the reply is mismatched, and this says why (bits of
+/// [`Probing::hinted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Hint {
+    /// An `echo` target's probe came back uppercased.
+    Uppercased = 1,
+    /// An `upper` target's probe came back unchanged.
+    Echoed = 2,
+    /// An authenticated STAMP target's packet came back unauthenticated.
+    Unauthenticated = 4,
+    /// An unauthenticated STAMP target's packet came back authenticated.
+    Authenticated = 8,
+}
+
+impl Hint {
+    const ALL: u8 = 15;
+
+    fn text(self) -> &'static str {
+        match self {
+            Hint::Uppercased => {
+                "the server answers the probes uppercased, not unchanged: it looks like an \
+                 uppercasing server (shout server's default mode), so its replies are counted \
+                 mismatched, never answered: protocol upper probes it"
+            }
+            Hint::Echoed => {
+                "the server answers the probes unchanged, not uppercased: it looks like an echo \
+                 server (shout server --mode echo), so its replies are counted mismatched, never \
+                 answered: protocol echo probes it"
+            }
+            Hint::Unauthenticated => {
+                "the reflector answers unauthenticated (it has no key), so its replies are counted \
+                 mismatched, never answered: give it the key, or probe it without key_file"
+            }
+            Hint::Authenticated => {
+                "the reflector answers authenticated (it has a key), so its replies are counted \
+                 mismatched, never answered: probe it with its key in key_file"
+            }
         }
     }
 }
