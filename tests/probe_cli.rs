@@ -123,6 +123,11 @@ fn config_errors_exit_2_naming_file_line_column_and_field() {
             ":3:11: targets[0].dscp: \"af44\" is not a DSCP",
         ),
         ("many.yaml", &many, ":100002:3: targets[100000]: more than 100000 targets"),
+        (
+            "buckets.yaml",
+            "targets: [{address: 127.0.0.1}]\nbuckets: [0.01, 0.001]\n",
+            ":2:17: buckets[1]: bucket bounds must increase: 0.001 follows 0.01",
+        ),
     ];
     for (name, text, expect) in cases {
         dir.write(name, text.as_bytes());
@@ -296,6 +301,40 @@ fn reload_adds_targets_keeps_counters_and_refuses_an_invalid_file() {
     assert_eq!(plain(&page, "shout_probe_config_last_reload_successful"), Some(1.0), "{page}");
     let (status, _) = http(metrics, "GET", "/-/reload");
     assert_eq!(status, 405);
+    p.stop();
+}
+
+#[test]
+fn a_reload_refused_for_its_buckets_names_file_line_and_field() {
+    let server = reflector();
+    let target = server.addr().to_string();
+    let dir = Scratch::new("probe-reload-buckets");
+    let config = dir.path().join("probe.yaml");
+    let path = config.to_str().unwrap();
+    let write = |buckets: &str| {
+        let text = format!(
+            "defaults: {{interval: 50ms}}\ntargets: [{{address: '{target}'}}]\nbuckets: {buckets}\n"
+        );
+        dir.write("next.yaml", text.as_bytes());
+        std::fs::rename(dir.path().join("next.yaml"), &config).unwrap();
+    };
+    write("[0.001, 0.01]");
+    let (mut p, metrics) = probe_with_metrics(&["--config", path, "--quiet"]);
+    // Other buckets, valid ones: the running agent cannot take them.
+    write("[0.001, 0.1]");
+    let want = format!("{path}:3:10: buckets: cannot change on reload");
+    let (status, body) = http(metrics, "POST", "/-/reload");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains(&want), "want {want:?} in {body:?}");
+    p.signal("HUP");
+    p.stderr_line(WAIT, |l| l.contains("reload refused") && l.contains(&want))
+        .unwrap_or_else(|| panic!("no refusal line with {want:?}; stderr:\n{}", p.stderr_text()));
+    // Invalid buckets: the bound to blame, by its own place.
+    write("[0.001, 0]");
+    let (status, body) = http(metrics, "POST", "/-/reload");
+    assert_eq!(status, 500, "{body}");
+    let want = format!("{path}:3:18: buckets[1]: 0 is no bucket bound");
+    assert!(body.contains(&want), "want {want:?} in {body:?}");
     p.stop();
 }
 

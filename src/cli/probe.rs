@@ -129,6 +129,14 @@ impl Source {
             Source::Args(addresses, settings) => config::from_addresses(addresses, settings),
         }
     }
+
+    /// The file config errors name (`command line` for addresses as arguments).
+    fn file(&self) -> &std::path::Path {
+        match self {
+            Source::File(path) => path,
+            Source::Args(..) => std::path::Path::new("command line"),
+        }
+    }
 }
 
 /// What reload and re-resolution change, behind one lock.
@@ -179,8 +187,8 @@ fn own() -> Vec<std::net::IpAddr> {
 
 fn run(args: ProbeArgs) -> Result<ExitCode> {
     let source = args.source()?;
-    let config = source.load().map_err(|err| UsageError(err.to_string()))?;
-    let mut resolver = Resolver::new(config.targets, own());
+    let mut config = source.load().map_err(|err| UsageError(err.to_string()))?;
+    let mut resolver = Resolver::new(std::mem::take(&mut config.targets), own());
     let round = resolver.resolve(&system_lookup);
     if let (Source::Args(..), Some((name, why))) = (&source, round.failed.first()) {
         return Err(UsageError(format!("{name} does not resolve: {why}")).into());
@@ -188,10 +196,17 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
     for name in &round.skipped {
         tracing::info!(target = %name, "mesh member {name} is this host: not probed");
     }
+    // The config checks buckets as the agent does; should the agent still
+    // refuse them, the error names their place in the file like the others.
     let agent =
         Agent::new(AgentConfig { buckets: config.buckets.clone() }).map_err(|err| {
             match err.kind() {
-                io::ErrorKind::InvalidInput => anyhow::Error::new(UsageError(err.to_string())),
+                io::ErrorKind::InvalidInput => {
+                    let why = err.to_string();
+                    let why = why.strip_prefix("buckets: ").unwrap_or(&why);
+                    let err = config.buckets_error(source.file(), why);
+                    anyhow::Error::new(UsageError(err.to_string()))
+                }
                 _ => anyhow::Error::new(err).context("starting the agent"),
             }
         })?;
@@ -318,7 +333,11 @@ fn reload(state: &Mutex<State>, agent: &Agent) -> Result<String, String> {
         Err(err) => return refuse(err.to_string()),
     };
     if config.buckets != state.buckets {
-        return refuse("buckets cannot change on reload: restart the agent for new buckets".into());
+        let why = match config.buckets_at {
+            Some(_) => "cannot change on reload: restart the agent for new buckets",
+            None => "cannot change on reload (the file no longer gives them, so they would be the default): restart the agent for new buckets",
+        };
+        return refuse(config.buckets_error(state.source.file(), why).to_string());
     }
     let mut resolver = state.resolver.retarget(config.targets, own());
     let round = resolver.resolve(&system_lookup);
