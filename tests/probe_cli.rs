@@ -447,3 +447,83 @@ fn on_a_terminal_the_table_is_redrawn_every_second_then_the_summary() {
     assert!(last.contains("\x1b[32mup\x1b[0m"), "coloured without NO_COLOR: {last:?}");
     assert!(last.contains("summary: 1 target"), "the summary after SIGINT: {last:?}");
 }
+
+/// Runs `BINARY probe TARGETS... --interval 50ms` on a pty 8 rows tall with
+/// `LINES=100` exported (stale, as after a resize), makes the pty 30 rows tall
+/// after 1.5 s, SIGINT at 2.9 s; prints {"status": ..., "output": ...}.
+const PTY_RESIZE_PY: &str = r#"
+import fcntl, json, os, pty, select, signal, struct, sys, termios, time
+binary, targets = sys.argv[1], sys.argv[2:]
+def size(fd, rows):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 160, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["LINES"] = "100"
+    os.execv(binary, [binary, "probe", *targets, "--interval", "50ms"])
+size(fd, 8)
+buf = b""
+def pump(timeout):
+    global buf
+    r, _, _ = select.select([fd], [], [], timeout)
+    if r:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        buf += chunk
+    return True
+start = time.monotonic()
+resized = False
+while time.monotonic() < start + 2.9:
+    pump(0.05)
+    if not resized and time.monotonic() >= start + 1.5:
+        size(fd, 30)
+        resized = True
+os.kill(pid, signal.SIGINT)
+status = None
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline:
+    pump(0.02)
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st)
+        while pump(0.1):
+            pass
+        break
+if status is None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+print(json.dumps({"status": status, "output": buf.decode("utf-8", "replace")}))
+"#;
+
+#[test]
+fn the_table_fits_the_terminals_own_height_and_follows_a_resize() {
+    if !common::python3_or_skip("the_table_fits_the_terminals_own_height_and_follows_a_resize") {
+        return;
+    }
+    let server = reflector();
+    let port = server.addr().port();
+    // Seven rows to show: one answering, six loopback addresses nobody serves.
+    let targets: Vec<String> = (1..=7).map(|i| format!("127.0.0.{i}:{port}")).collect();
+    let mut args = vec![BIN];
+    args.extend(targets.iter().map(String::as_str));
+    let run = common::run_python(PTY_RESIZE_PY, &args, Duration::from_secs(20));
+    let out: serde_json::Value =
+        serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.describe()));
+    let text = out["output"].as_str().unwrap();
+    assert_eq!(out["status"], 0, "{text}");
+    let frames: Vec<&str> = text.split("\x1b[H\x1b[2J").skip(1).collect();
+    assert!(frames.len() >= 3, "three redraws in 2.9 s: {text}");
+    // 8 rows, whatever LINES says: a heading, 5 targets, the "more" line.
+    let small = frames[1];
+    assert!(small.contains("... and 2 more targets"), "8 rows tall, not LINES=100: {small}");
+    // 30 rows after the resize: every target, no "more" line.
+    let last = frames.last().unwrap();
+    assert!(!last.contains("more targets"), "the resize shows at the next redraw: {last}");
+    let table = last.split("summary:").next().unwrap();
+    for t in &targets {
+        assert!(table.contains(t.as_str()), "{t} in the resized table: {table}");
+    }
+}

@@ -396,11 +396,6 @@ fn control(
     let mut due: std::collections::HashMap<(String, Vec<(String, String)>), Instant> =
         std::collections::HashMap::new();
     let mut stdout = io::stdout();
-    // The terminal's height where the shell exports it: the heading, the rows, the "more" line.
-    let rows = std::env::var("LINES")
-        .ok()
-        .and_then(|l| l.parse::<usize>().ok())
-        .map_or(40, |l| l.saturating_sub(3).max(5));
     while !stop.load(Relaxed) {
         std::thread::sleep(tick);
         let now = Instant::now();
@@ -417,6 +412,9 @@ fn control(
             Show::Nothing => Ok(()),
             Show::Table { color } if now >= next_draw => {
                 next_draw = now + Duration::from_secs(1);
+                // Asked before every redraw, so a resized terminal gets a fitting table.
+                let lines = std::env::var("LINES").ok();
+                let rows = output::table_rows(output::terminal_rows(), lines.as_deref());
                 let text =
                     format!("{}{}", output::CLEAR, output::table(&agent.snapshot(), color, rows));
                 stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
