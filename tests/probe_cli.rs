@@ -158,6 +158,19 @@ fn a_metrics_address_in_use_exits_1() {
     assert!(out.stderr.contains("binding the metrics endpoint"), "{out}");
 }
 
+#[test]
+fn json_with_quiet_is_a_usage_error_not_a_flag_ignored() {
+    // --quiet would suppress the very lines --json asks for: refused before any probe.
+    for args in
+        [&["probe", "--json", "--quiet", "127.0.0.1"][..], &["probe", "-q", "--json", "127.0.0.1"]]
+    {
+        let out = common::shout(args, RECV_TIMEOUT * 5);
+        assert_eq!(out.code(), Some(2), "{args:?}: {out}");
+        assert!(out.stderr.contains("--json and --quiet together"), "{args:?}: {out}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout: {out}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Against a reflector
 

@@ -44,10 +44,10 @@ pub struct ProbeArgs {
     /// Serve Prometheus metrics at ADDR/metrics, and POST /-/reload (port 0 picks one; the first stdout line says which).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
-    /// One JSON object per target per interval on stdout, instead of the table.
+    /// One JSON object per target per interval on stdout, instead of the table; the summary at the end as JSON lines too.
     #[arg(long)]
     json: bool,
-    /// Neither the table nor JSON lines (the summary at the end still comes).
+    /// Neither the table nor JSON lines (the summary at the end still comes); not with --json.
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
@@ -156,6 +156,24 @@ impl ProbeArgs {
         run(self)
     }
 
+    /// What goes on stdout while probing; `--json` with `--quiet` is refused,
+    /// since the one asks for the lines the other suppresses.
+    fn show(&self, terminal: bool) -> Result<Show> {
+        match (self.json, self.quiet) {
+            (true, true) => Err(UsageError(
+                "--json and --quiet together: --quiet writes no JSON lines while probing; give \
+                 --json for a line per target per interval, or --quiet for nothing but the \
+                 summary at the end"
+                    .into(),
+            )
+            .into()),
+            (false, true) => Ok(Show::Nothing),
+            (true, false) => Ok(Show::Json),
+            (false, false) if terminal => Ok(Show::Table { color: color_wanted() }),
+            (false, false) => Ok(Show::Nothing),
+        }
+    }
+
     fn source(&self) -> Result<Source> {
         match (&self.config, self.targets.is_empty()) {
             (Some(_), false) => {
@@ -186,6 +204,7 @@ fn own() -> Vec<std::net::IpAddr> {
 }
 
 fn run(args: ProbeArgs) -> Result<ExitCode> {
+    let mode = args.show(io::stdout().is_terminal())?;
     let source = args.source()?;
     let mut config = source.load().map_err(|err| UsageError(err.to_string()))?;
     let mut resolver = Resolver::new(std::mem::take(&mut config.targets), own());
@@ -257,15 +276,6 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
         buckets: config.buckets,
         specs: round.specs,
     });
-    let mode = if args.quiet {
-        Show::Nothing
-    } else if args.json {
-        Show::Json
-    } else if io::stdout().is_terminal() {
-        Show::Table { color: color_wanted() }
-    } else {
-        Show::Nothing
-    };
     let reload_hook = || reload(&state, &agent);
     let result = std::thread::scope(|scope| {
         let prober = scope.spawn(|| {
@@ -510,5 +520,17 @@ mod tests {
         assert!(err.to_string().contains("per target"), "{err}");
         let err = parse(&[]).unwrap().source().unwrap_err();
         assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+    }
+
+    #[test]
+    fn json_with_quiet_is_refused_and_each_alone_says_what_stdout_gets() {
+        let err = parse(&["--json", "--quiet", "h"]).unwrap().show(false).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        assert!(err.to_string().contains("--json and --quiet together"), "{err}");
+        let show = |args: &[&str], terminal| parse(args).unwrap().show(terminal).unwrap();
+        assert_eq!(show(&["--json", "h"], true), Show::Json);
+        assert_eq!(show(&["-q", "h"], true), Show::Nothing);
+        assert_eq!(show(&["h"], false), Show::Nothing);
+        assert!(matches!(show(&["h"], true), Show::Table { .. }));
     }
 }
