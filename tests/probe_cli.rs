@@ -123,6 +123,11 @@ fn config_errors_exit_2_naming_file_line_column_and_field() {
             ":3:11: targets[0].dscp: \"af44\" is not a DSCP",
         ),
         ("many.yaml", &many, ":100002:3: targets[100000]: more than 100000 targets"),
+        (
+            "buckets.yaml",
+            "targets: [{address: 127.0.0.1}]\nbuckets: [0.01, 0.001]\n",
+            ":2:17: buckets[1]: bucket bounds must increase: 0.001 follows 0.01",
+        ),
     ];
     for (name, text, expect) in cases {
         dir.write(name, text.as_bytes());
@@ -151,6 +156,19 @@ fn a_metrics_address_in_use_exits_1() {
     let out = common::shout(&["probe", "--metrics", &addr, "127.0.0.1"], RECV_TIMEOUT * 5);
     assert_eq!(out.code(), Some(1), "{out}");
     assert!(out.stderr.contains("binding the metrics endpoint"), "{out}");
+}
+
+#[test]
+fn json_with_quiet_is_a_usage_error_not_a_flag_ignored() {
+    // --quiet would suppress the very lines --json asks for: refused before any probe.
+    for args in
+        [&["probe", "--json", "--quiet", "127.0.0.1"][..], &["probe", "-q", "--json", "127.0.0.1"]]
+    {
+        let out = common::shout(args, RECV_TIMEOUT * 5);
+        assert_eq!(out.code(), Some(2), "{args:?}: {out}");
+        assert!(out.stderr.contains("--json and --quiet together"), "{args:?}: {out}");
+        assert!(out.stdout.is_empty(), "{args:?}: nothing on stdout: {out}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -296,6 +314,40 @@ fn reload_adds_targets_keeps_counters_and_refuses_an_invalid_file() {
     assert_eq!(plain(&page, "shout_probe_config_last_reload_successful"), Some(1.0), "{page}");
     let (status, _) = http(metrics, "GET", "/-/reload");
     assert_eq!(status, 405);
+    p.stop();
+}
+
+#[test]
+fn a_reload_refused_for_its_buckets_names_file_line_and_field() {
+    let server = reflector();
+    let target = server.addr().to_string();
+    let dir = Scratch::new("probe-reload-buckets");
+    let config = dir.path().join("probe.yaml");
+    let path = config.to_str().unwrap();
+    let write = |buckets: &str| {
+        let text = format!(
+            "defaults: {{interval: 50ms}}\ntargets: [{{address: '{target}'}}]\nbuckets: {buckets}\n"
+        );
+        dir.write("next.yaml", text.as_bytes());
+        std::fs::rename(dir.path().join("next.yaml"), &config).unwrap();
+    };
+    write("[0.001, 0.01]");
+    let (mut p, metrics) = probe_with_metrics(&["--config", path, "--quiet"]);
+    // Other buckets, valid ones: the running agent cannot take them.
+    write("[0.001, 0.1]");
+    let want = format!("{path}:3:10: buckets: cannot change on reload");
+    let (status, body) = http(metrics, "POST", "/-/reload");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains(&want), "want {want:?} in {body:?}");
+    p.signal("HUP");
+    p.stderr_line(WAIT, |l| l.contains("reload refused") && l.contains(&want))
+        .unwrap_or_else(|| panic!("no refusal line with {want:?}; stderr:\n{}", p.stderr_text()));
+    // Invalid buckets: the bound to blame, by its own place.
+    write("[0.001, 0]");
+    let (status, body) = http(metrics, "POST", "/-/reload");
+    assert_eq!(status, 500, "{body}");
+    let want = format!("{path}:3:18: buckets[1]: 0 is no bucket bound");
+    assert!(body.contains(&want), "want {want:?} in {body:?}");
     p.stop();
 }
 
@@ -459,4 +511,84 @@ fn on_a_terminal_the_table_is_redrawn_every_second_then_the_summary() {
     assert!(last.contains("TARGET") && last.contains(&target), "{text}");
     assert!(last.contains("\x1b[32mup\x1b[0m"), "coloured without NO_COLOR: {last:?}");
     assert!(last.contains("summary: 1 target"), "the summary after SIGINT: {last:?}");
+}
+
+/// Runs `BINARY probe TARGETS... --interval 50ms` on a pty 8 rows tall with
+/// `LINES=100` exported (stale, as after a resize), makes the pty 30 rows tall
+/// after 1.5 s, SIGINT at 2.9 s; prints {"status": ..., "output": ...}.
+const PTY_RESIZE_PY: &str = r#"
+import fcntl, json, os, pty, select, signal, struct, sys, termios, time
+binary, targets = sys.argv[1], sys.argv[2:]
+def size(fd, rows):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 160, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    os.environ["LINES"] = "100"
+    os.execv(binary, [binary, "probe", *targets, "--interval", "50ms"])
+size(fd, 8)
+buf = b""
+def pump(timeout):
+    global buf
+    r, _, _ = select.select([fd], [], [], timeout)
+    if r:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return False
+        if not chunk:
+            return False
+        buf += chunk
+    return True
+start = time.monotonic()
+resized = False
+while time.monotonic() < start + 2.9:
+    pump(0.05)
+    if not resized and time.monotonic() >= start + 1.5:
+        size(fd, 30)
+        resized = True
+os.kill(pid, signal.SIGINT)
+status = None
+deadline = time.monotonic() + 5
+while time.monotonic() < deadline:
+    pump(0.02)
+    done, st = os.waitpid(pid, os.WNOHANG)
+    if done:
+        status = os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st)
+        while pump(0.1):
+            pass
+        break
+if status is None:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+print(json.dumps({"status": status, "output": buf.decode("utf-8", "replace")}))
+"#;
+
+#[test]
+fn the_table_fits_the_terminals_own_height_and_follows_a_resize() {
+    if !common::python3_or_skip("the_table_fits_the_terminals_own_height_and_follows_a_resize") {
+        return;
+    }
+    let server = reflector();
+    let port = server.addr().port();
+    // Seven rows to show: one answering, six loopback addresses nobody serves.
+    let targets: Vec<String> = (1..=7).map(|i| format!("127.0.0.{i}:{port}")).collect();
+    let mut args = vec![BIN];
+    args.extend(targets.iter().map(String::as_str));
+    let run = common::run_python(PTY_RESIZE_PY, &args, Duration::from_secs(20));
+    let out: serde_json::Value =
+        serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.describe()));
+    let text = out["output"].as_str().unwrap();
+    assert_eq!(out["status"], 0, "{text}");
+    let frames: Vec<&str> = text.split("\x1b[H\x1b[2J").skip(1).collect();
+    assert!(frames.len() >= 3, "three redraws in 2.9 s: {text}");
+    // 8 rows, whatever LINES says: a heading, 5 targets, the "more" line.
+    let small = frames[1];
+    assert!(small.contains("... and 2 more targets"), "8 rows tall, not LINES=100: {small}");
+    // 30 rows after the resize: every target, no "more" line.
+    let last = frames.last().unwrap();
+    assert!(!last.contains("more targets"), "the resize shows at the next redraw: {last}");
+    let table = last.split("summary:").next().unwrap();
+    for t in &targets {
+        assert!(table.contains(t.as_str()), "{t} in the resized table: {table}");
+    }
 }

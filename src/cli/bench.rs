@@ -59,7 +59,7 @@ pub struct BenchArgs {
     #[arg(long, short, value_name = "DURATION", default_value = "1s", value_parser = shout::parse_duration)]
     timeout: Duration,
     /// Which replies count: upper (shout, the original), echo, or any reply carrying the probe's header.
-    #[arg(long, default_value = "upper", conflicts_with = "stamp")]
+    #[arg(long, value_name = "KIND", default_value = "upper", conflicts_with = "stamp")]
     expect: Expect,
     /// Measure a STAMP reflector (RFC 8762) at ADDR (port 862 if none) with STAMP test packets, sent with TTL 255, instead of probes: adds one-way delays, loss by direction, TTLs and hop counts.
     #[arg(long, value_name = "ADDR", conflicts_with = "addr")]

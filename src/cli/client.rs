@@ -28,7 +28,7 @@ pub struct ClientArgs {
     #[arg(long, short, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=10))]
     retries: u32,
     /// Which replies count: upper (shout, the original), echo, or any datagram from the server.
-    #[arg(long, default_value = "upper")]
+    #[arg(long, value_name = "KIND", default_value = "upper")]
     expect: Expect,
     /// Write reply bytes unchanged instead of escaping what is not text.
     #[arg(long)]

@@ -1,7 +1,9 @@
 //! `shout man`: the manual pages, one per command (shout(1), shout-server(1),
 //! shout-client(1), ...), made by clap_mangen from the definitions `--help`
 //! shows, so they list the same options; each help's `Exit codes:` block
-//! becomes the page's EXIT STATUS, the rest of it EXAMPLES. A new subcommand
+//! becomes the page's EXIT STATUS, the rest of it EXAMPLES. SYNOPSIS is our
+//! own, so that options show their values (`[--interval <DURATION>]`), which
+//! clap_mangen's leaves out. A new subcommand
 //! gets its page without a line here.
 
 use std::io::{self, Write};
@@ -9,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap_mangen::roff::{bold, roman, Roff};
+use clap_mangen::roff::{bold, italic, roman, Roff};
 use clap_mangen::Man;
 
 use super::UsageError;
@@ -129,7 +131,7 @@ fn render(cmd: &clap::Command, names: &[String], source: &str) -> io::Result<Vec
     };
     add(&|w| man.render_title(w))?;
     add(&|w| man.render_name_section(w))?;
-    add(&|w| man.render_synopsis_section(w))?;
+    add(&|w| w.write_all(synopsis(cmd).as_bytes()))?;
     add(&|w| man.render_description_section(w))?;
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         add(&|w| man.render_options_section(w))?;
@@ -146,6 +148,98 @@ fn render(cmd: &clap::Command, names: &[String], source: &str) -> io::Result<Vec
         add(&|w| man.render_version_section(w))?;
     }
     Ok(page)
+}
+
+/// SYNOPSIS as clap_mangen writes it, but with each option's value after it
+/// (`[--interval <DURATION>]`, not `[--interval]`), as `--help` shows them;
+/// the line never breaks between an option and its value.
+fn synopsis(cmd: &clap::Command) -> String {
+    let markers = |required: bool| if required { ("<", ">") } else { ("[", "]") };
+    let name = cmd.get_bin_name().unwrap_or_else(|| cmd.get_name());
+    let mut line = vec![bold(name), roman(" ")];
+    let mut opts: Vec<&clap::Arg> =
+        cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()).collect();
+    // clap_mangen's order: display order, then the short or long name.
+    opts.sort_by_key(|a| {
+        let key = match (a.get_short(), a.get_long()) {
+            (Some(c), _) => {
+                format!("{}{}", c.to_ascii_lowercase(), u8::from(!c.is_ascii_lowercase()))
+            }
+            (None, Some(long)) => long.to_string(),
+            (None, None) => format!("{{{}", a.get_id()),
+        };
+        (a.get_display_order(), key)
+    });
+    for opt in opts {
+        let (lhs, rhs) = markers(opt.is_required_set());
+        line.push(roman(lhs));
+        match (opt.get_short(), opt.get_long()) {
+            (Some(short), Some(long)) => {
+                line.extend([bold(format!("-{short}")), roman("|"), bold(format!("--{long}"))]);
+            }
+            (Some(short), None) => line.push(bold(format!("-{short}"))),
+            (None, Some(long)) => line.push(bold(format!("--{long}"))),
+            (None, None) => continue,
+        }
+        line.extend(value_placeholder(opt));
+        line.push(roman(rhs));
+        if matches!(opt.get_action(), clap::ArgAction::Count | clap::ArgAction::Append) {
+            line.push(roman("..."));
+        }
+        line.push(roman(" "));
+    }
+    for arg in cmd.get_positionals().filter(|a| !a.is_hide_set()) {
+        let (lhs, rhs) = markers(arg.is_required_set());
+        line.push(roman(lhs));
+        line.push(italic(value_names(arg).join(" ")));
+        line.push(roman(rhs));
+        if arg.get_num_args().is_some_and(|n| n.max_values() > 1) {
+            line.push(roman("..."));
+        }
+        line.push(roman(" "));
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        let (lhs, rhs) = markers(cmd.is_subcommand_required_set());
+        let heading = cmd.get_subcommand_help_heading().unwrap_or("SUBCOMMANDS");
+        let value = cmd.get_subcommand_value_name().unwrap_or(heading).to_lowercase();
+        line.extend([roman(lhs), italic(value), roman(rhs)]);
+    }
+    let mut roff = Roff::new();
+    // No hyphen breaks in the middle of an option (`--proto-col`) either.
+    roff.control("SH", ["SYNOPSIS"]).control("nh", []).text(line).control("hy", []);
+    // roff escapes every backslash it is given: the unpaddable space `\ `
+    // goes in after rendering, in place of the NBSP that marks where it belongs.
+    roff.to_roff().replace(NBSP, "\\ ")
+}
+
+/// Stands for roff's unpaddable space in [`synopsis`] until it is rendered.
+const NBSP: char = '\u{a0}';
+
+/// An argument's value names as `--help` shows them: its `value_name`s, or
+/// its id in capitals.
+fn value_names(arg: &clap::Arg) -> Vec<String> {
+    match arg.get_value_names() {
+        Some(names) => names.iter().map(|n| n.to_string()).collect(),
+        None => vec![arg.get_id().as_str().to_uppercase()],
+    }
+}
+
+/// ` <NAME>` after an option that takes a value (` [<NAME>]` where the value
+/// may be left out); nothing after a flag.
+fn value_placeholder(opt: &clap::Arg) -> Vec<clap_mangen::roff::Inline> {
+    let takes = opt.get_num_args().is_some_and(|n| n.takes_values());
+    if !takes {
+        return Vec::new();
+    }
+    let optional = opt.get_num_args().is_some_and(|n| n.min_values() == 0);
+    let names: Vec<String> = value_names(opt).iter().map(|n| format!("<{n}>")).collect();
+    let (lhs, rhs) = match (optional, opt.is_require_equals_set()) {
+        (false, false) => ("\u{a0}", ""),
+        (false, true) => ("=", ""),
+        (true, false) => ("\u{a0}[", "]"),
+        (true, true) => ("[=", "]"),
+    };
+    vec![roman(lhs), italic(names.join(" ")), roman(rhs)]
 }
 
 fn strip<'a>(section: &'a [u8], preamble: &[u8]) -> &'a [u8] {
@@ -263,6 +357,49 @@ mod tests {
             assert!(!text.contains("shout-help"), "{name}(1): no page for `help`");
         }
         assert_eq!(pages.len(), commands.len(), "one page per command");
+    }
+
+    #[test]
+    fn the_synopsis_shows_every_options_value_name() {
+        let pages = pages(Cli::command()).unwrap();
+        let mut cli = Cli::command().disable_help_subcommand(true);
+        cli.build();
+        let mut commands = vec![cli.clone()];
+        commands.extend(cli.get_subcommands().cloned());
+        for cmd in &commands {
+            let name = page_name(cmd);
+            let page = pages.iter().find(|p| p.name == name).unwrap();
+            let roff = String::from_utf8(page.roff.clone()).unwrap();
+            let synopsis = roff.split(".SH SYNOPSIS").nth(1).unwrap().split(".SH").next().unwrap();
+            assert_eq!(roff.matches(".ie").count(), 1, "{name}: one preamble");
+            assert!(!synopsis.contains('\u{a0}'), "{name}: {synopsis}");
+            let plain = synopsis
+                .replace(r"\fB", "")
+                .replace(r"\fI", "")
+                .replace(r"\fR", "")
+                .replace(r"\-", "-")
+                .replace(r"\ ", " ");
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set() && !a.is_positional()) {
+                let Some(long) = arg.get_long() else { continue };
+                if !arg.get_num_args().is_some_and(|n| n.takes_values()) {
+                    assert!(plain.contains(&format!("--{long}]")), "{name}: {long} in {plain}");
+                    continue;
+                }
+                // Named on purpose, never clap's id in capitals (`<EXPECT>`).
+                let names = arg.get_value_names().unwrap_or_else(|| {
+                    panic!("{name}: --{long} takes a value but has no value_name")
+                });
+                let shown = format!("--{long} <{}>", names.join("> <"));
+                assert!(plain.contains(&shown), "{name}(1) synopsis lacks {shown:?}: {plain}");
+                // Unbreakable between the option and its value.
+                let escaped = long.replace('-', r"\-");
+                assert!(synopsis.contains(&format!(r"\-{escaped}\fR\ \fI<")), "{name}: {synopsis}");
+            }
+        }
+        let probe = pages.iter().find(|p| p.name == "shout-probe").unwrap();
+        let text = String::from_utf8(probe.roff.clone()).unwrap().replace(r"\-", "-");
+        assert!(text.contains(r"[\fB--interval\fR\ \fI<DURATION>\fR]"), "{text}");
+        assert!(text.contains(r"[\fITARGET\fR]..."), "{text}");
     }
 
     #[test]

@@ -44,10 +44,10 @@ pub struct ProbeArgs {
     /// Serve Prometheus metrics at ADDR/metrics, and POST /-/reload (port 0 picks one; the first stdout line says which).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
-    /// One JSON object per target per interval on stdout, instead of the table.
+    /// One JSON object per target per interval on stdout, instead of the table; the summary at the end as JSON lines too.
     #[arg(long)]
     json: bool,
-    /// Neither the table nor JSON lines (the summary at the end still comes).
+    /// Neither the table nor JSON lines (the summary at the end still comes); not with --json.
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
@@ -129,6 +129,14 @@ impl Source {
             Source::Args(addresses, settings) => config::from_addresses(addresses, settings),
         }
     }
+
+    /// The file config errors name (`command line` for addresses as arguments).
+    fn file(&self) -> &std::path::Path {
+        match self {
+            Source::File(path) => path,
+            Source::Args(..) => std::path::Path::new("command line"),
+        }
+    }
 }
 
 /// What reload and re-resolution change, behind one lock.
@@ -146,6 +154,24 @@ impl ProbeArgs {
     /// `--metrics`, then the table or JSON lines, the summary at the end.
     pub fn run(self) -> Result<ExitCode> {
         run(self)
+    }
+
+    /// What goes on stdout while probing; `--json` with `--quiet` is refused,
+    /// since the one asks for the lines the other suppresses.
+    fn show(&self, terminal: bool) -> Result<Show> {
+        match (self.json, self.quiet) {
+            (true, true) => Err(UsageError(
+                "--json and --quiet together: --quiet writes no JSON lines while probing; give \
+                 --json for a line per target per interval, or --quiet for nothing but the \
+                 summary at the end"
+                    .into(),
+            )
+            .into()),
+            (false, true) => Ok(Show::Nothing),
+            (true, false) => Ok(Show::Json),
+            (false, false) if terminal => Ok(Show::Table { color: color_wanted() }),
+            (false, false) => Ok(Show::Nothing),
+        }
     }
 
     fn source(&self) -> Result<Source> {
@@ -178,9 +204,10 @@ fn own() -> Vec<std::net::IpAddr> {
 }
 
 fn run(args: ProbeArgs) -> Result<ExitCode> {
+    let mode = args.show(io::stdout().is_terminal())?;
     let source = args.source()?;
-    let config = source.load().map_err(|err| UsageError(err.to_string()))?;
-    let mut resolver = Resolver::new(config.targets, own());
+    let mut config = source.load().map_err(|err| UsageError(err.to_string()))?;
+    let mut resolver = Resolver::new(std::mem::take(&mut config.targets), own());
     let round = resolver.resolve(&system_lookup);
     if let (Source::Args(..), Some((name, why))) = (&source, round.failed.first()) {
         return Err(UsageError(format!("{name} does not resolve: {why}")).into());
@@ -188,10 +215,17 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
     for name in &round.skipped {
         tracing::info!(target = %name, "mesh member {name} is this host: not probed");
     }
+    // The config checks buckets as the agent does; should the agent still
+    // refuse them, the error names their place in the file like the others.
     let agent =
         Agent::new(AgentConfig { buckets: config.buckets.clone() }).map_err(|err| {
             match err.kind() {
-                io::ErrorKind::InvalidInput => anyhow::Error::new(UsageError(err.to_string())),
+                io::ErrorKind::InvalidInput => {
+                    let why = err.to_string();
+                    let why = why.strip_prefix("buckets: ").unwrap_or(&why);
+                    let err = config.buckets_error(source.file(), why);
+                    anyhow::Error::new(UsageError(err.to_string()))
+                }
                 _ => anyhow::Error::new(err).context("starting the agent"),
             }
         })?;
@@ -242,15 +276,6 @@ fn run(args: ProbeArgs) -> Result<ExitCode> {
         buckets: config.buckets,
         specs: round.specs,
     });
-    let mode = if args.quiet {
-        Show::Nothing
-    } else if args.json {
-        Show::Json
-    } else if io::stdout().is_terminal() {
-        Show::Table { color: color_wanted() }
-    } else {
-        Show::Nothing
-    };
     let reload_hook = || reload(&state, &agent);
     let result = std::thread::scope(|scope| {
         let prober = scope.spawn(|| {
@@ -318,7 +343,11 @@ fn reload(state: &Mutex<State>, agent: &Agent) -> Result<String, String> {
         Err(err) => return refuse(err.to_string()),
     };
     if config.buckets != state.buckets {
-        return refuse("buckets cannot change on reload: restart the agent for new buckets".into());
+        let why = match config.buckets_at {
+            Some(_) => "cannot change on reload: restart the agent for new buckets",
+            None => "cannot change on reload (the file no longer gives them, so they would be the default): restart the agent for new buckets",
+        };
+        return refuse(config.buckets_error(state.source.file(), why).to_string());
     }
     let mut resolver = state.resolver.retarget(config.targets, own());
     let round = resolver.resolve(&system_lookup);
@@ -377,11 +406,6 @@ fn control(
     let mut due: std::collections::HashMap<(String, Vec<(String, String)>), Instant> =
         std::collections::HashMap::new();
     let mut stdout = io::stdout();
-    // The terminal's height where the shell exports it: the heading, the rows, the "more" line.
-    let rows = std::env::var("LINES")
-        .ok()
-        .and_then(|l| l.parse::<usize>().ok())
-        .map_or(40, |l| l.saturating_sub(3).max(5));
     while !stop.load(Relaxed) {
         std::thread::sleep(tick);
         let now = Instant::now();
@@ -398,6 +422,9 @@ fn control(
             Show::Nothing => Ok(()),
             Show::Table { color } if now >= next_draw => {
                 next_draw = now + Duration::from_secs(1);
+                // Asked before every redraw, so a resized terminal gets a fitting table.
+                let lines = std::env::var("LINES").ok();
+                let rows = output::table_rows(output::terminal_rows(), lines.as_deref());
                 let text =
                     format!("{}{}", output::CLEAR, output::table(&agent.snapshot(), color, rows));
                 stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush())
@@ -493,5 +520,17 @@ mod tests {
         assert!(err.to_string().contains("per target"), "{err}");
         let err = parse(&[]).unwrap().source().unwrap_err();
         assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+    }
+
+    #[test]
+    fn json_with_quiet_is_refused_and_each_alone_says_what_stdout_gets() {
+        let err = parse(&["--json", "--quiet", "h"]).unwrap().show(false).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+        assert!(err.to_string().contains("--json and --quiet together"), "{err}");
+        let show = |args: &[&str], terminal| parse(args).unwrap().show(terminal).unwrap();
+        assert_eq!(show(&["--json", "h"], true), Show::Json);
+        assert_eq!(show(&["-q", "h"], true), Show::Nothing);
+        assert_eq!(show(&["h"], false), Show::Nothing);
+        assert!(matches!(show(&["h"], true), Show::Table { .. }));
     }
 }

@@ -63,6 +63,24 @@ pub struct Config {
     pub resolve_every: Duration,
     /// Histogram bucket bounds in seconds, increasing.
     pub buckets: Vec<f64>,
+    /// Where the file gives `buckets` (line and column), for errors about
+    /// them found later ([`Config::buckets_error`]); `None` where they are the default.
+    pub buckets_at: Option<(usize, usize)>,
+}
+
+impl Config {
+    /// An error about this config's `buckets`, read from `file`: it names the
+    /// file, the place of `buckets` (where the file gives them) and the field,
+    /// as every other config error does. For what only the agent finds, such
+    /// as buckets that differ from the running agent's at reload.
+    pub fn buckets_error(&self, file: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.to_owned(),
+            at: self.buckets_at,
+            field: Some("buckets".into()),
+            message: message.into(),
+        }
+    }
 }
 
 /// One target before its host name is resolved.
@@ -349,14 +367,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
     let targets = all.targets;
-    let buckets = match file.buckets {
-        None => DEFAULT_BUCKETS.to_vec(),
-        Some(b) => check_buckets(&b).map(|()| b).map_err(|m| fail(&[Seg::Key("buckets")], m))?,
+    let (buckets, buckets_at) = match file.buckets {
+        None => (DEFAULT_BUCKETS.to_vec(), None),
+        Some(b) => {
+            check_buckets(&b).map_err(|(i, m)| match i {
+                Some(i) => fail(&[Seg::Key("buckets"), Seg::Index(i)], m),
+                None => fail(&[Seg::Key("buckets")], m),
+            })?;
+            (b, locate(text, &[Seg::Key("buckets")]))
+        }
     };
     Ok(Config {
         targets,
         resolve_every: file.resolve_every.unwrap_or(Duration::from_secs(60)),
         buckets,
+        buckets_at,
     })
 }
 
@@ -402,6 +427,7 @@ pub fn from_addresses(addresses: &[String], settings: &Settings) -> Result<Confi
         targets,
         resolve_every: Duration::from_secs(60),
         buckets: DEFAULT_BUCKETS.to_vec(),
+        buckets_at: None,
     })
 }
 

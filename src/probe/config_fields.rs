@@ -146,15 +146,25 @@ pub fn check_label(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn check_buckets(buckets: &[f64]) -> Result<(), String> {
+/// Checks histogram bucket bounds; an error says which bound (its index,
+/// where one bound is to blame) and why.
+pub(super) fn check_buckets(buckets: &[f64]) -> Result<(), (Option<usize>, String)> {
     if buckets.is_empty() || buckets.len() > MAX_BUCKETS {
-        return Err(format!("give 1 to {MAX_BUCKETS} bucket bounds"));
+        return Err((
+            None,
+            format!("give 1 to {MAX_BUCKETS} bucket bounds, not {}", buckets.len()),
+        ));
     }
-    if buckets.iter().any(|b| !b.is_finite() || *b <= 0.0 || *b > 3600.0) {
-        return Err("bucket bounds are seconds above 0 and at most 3600".into());
+    if let Some(i) = buckets.iter().position(|b| !b.is_finite() || *b <= 0.0 || *b > 3600.0) {
+        let b = buckets[i];
+        return Err((
+            Some(i),
+            format!("{b} is no bucket bound: bounds are seconds above 0 and at most 3600"),
+        ));
     }
-    if buckets.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("bucket bounds must increase".into());
+    if let Some(i) = buckets.windows(2).position(|w| w[0] >= w[1]) {
+        let (a, b) = (buckets[i], buckets[i + 1]);
+        return Err((Some(i + 1), format!("bucket bounds must increase: {b} follows {a}")));
     }
     Ok(())
 }

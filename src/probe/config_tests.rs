@@ -191,9 +191,15 @@ fn every_error_names_file_line_column_and_field() {
         ),
         (
             "targets: [{address: 192.0.2.1}]\nbuckets: [1, 0.5]\n",
-            "p.yaml:2:10: buckets",
-            "increase",
+            "p.yaml:2:14: buckets[1]",
+            "bucket bounds must increase: 0.5 follows 1",
         ),
+        (
+            "targets: [{address: 192.0.2.1}]\nbuckets:\n  - 0.1\n  - -2\n",
+            "p.yaml:4:5: buckets[1]",
+            "-2 is no bucket bound",
+        ),
+        ("targets: [{address: 192.0.2.1}]\nbuckets: []\n", "p.yaml:2:10: buckets", "give 1 to 64"),
         (
             "targets: [{address: 192.0.2.1}]\nresolve_every: 0s\n",
             "p.yaml:2:16: resolve_every",
@@ -367,4 +373,18 @@ fn durations_take_units_or_seconds() {
         parse_ok("defaults: {interval: 0.25, timeout: 1500ms}\ntargets: [{address: 192.0.2.1}]\n");
     assert_eq!(config.targets[0].interval, Duration::from_millis(250));
     assert_eq!(config.targets[0].timeout, Duration::from_millis(1500));
+}
+
+#[test]
+fn buckets_keep_their_place_for_errors_found_later() {
+    // A reload that would change the buckets is refused by the agent, not the
+    // parser: its error still names the file, the line and column, and the field.
+    let config = parse_ok("targets: [{address: 192.0.2.1}]\n\nbuckets: [0.5, 1]\n");
+    assert_eq!(config.buckets_at, Some((3, 10)));
+    let err = config.buckets_error(Path::new("p.yaml"), "cannot change on reload");
+    assert_eq!(err.to_string(), "p.yaml:3:10: buckets: cannot change on reload");
+    let config = parse_ok("targets: [{address: 192.0.2.1}]\n");
+    assert_eq!(config.buckets_at, None, "the default is written nowhere");
+    let err = config.buckets_error(Path::new("p.yaml"), "cannot change");
+    assert_eq!(err.to_string(), "p.yaml: buckets: cannot change");
 }

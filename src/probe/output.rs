@@ -105,6 +105,38 @@ fn pct(s: &TargetSnapshot) -> String {
     loss_ratio(s).map_or_else(|| "-".to_string(), |r| format!("{:.1}%", r * 100.0))
 }
 
+/// Table rows when nothing says how tall the terminal is.
+pub const DEFAULT_ROWS: usize = 40;
+/// The fewest table rows, however small the terminal.
+pub const MIN_ROWS: usize = 5;
+
+/// How many targets the live table shows on a terminal `height` lines tall:
+/// all but the heading, the "more" line and the cursor's line, at least
+/// [`MIN_ROWS`]. The height is the terminal's own (`tty`, from the tty
+/// itself), else the `LINES` environment variable's, else [`DEFAULT_ROWS`]
+/// rows are shown.
+///
+/// ```
+/// use shout::probe::output::table_rows;
+/// assert_eq!(table_rows(Some(24), Some("100")), 21, "the tty wins over LINES");
+/// assert_eq!(table_rows(None, Some("50")), 47);
+/// assert_eq!(table_rows(None, None), 40);
+/// ```
+pub fn table_rows(tty: Option<u16>, lines: Option<&str>) -> usize {
+    let height = tty
+        .filter(|&h| h > 0)
+        .map(usize::from)
+        .or_else(|| lines.and_then(|l| l.trim().parse::<usize>().ok()).filter(|&h| h > 0));
+    height.map_or(DEFAULT_ROWS, |h| h.saturating_sub(3).max(MIN_ROWS))
+}
+
+/// The rows of the terminal on stdout, asked of the terminal itself
+/// (`TIOCGWINSZ`); `None` where stdout is no terminal or it does not say.
+/// Cheap enough to ask before every redraw, so a resize shows at the next.
+pub fn terminal_rows() -> Option<u16> {
+    crate::sys::stdout_rows()
+}
+
 /// The live table: target, sent, loss, p50/p99/last round trip, the recent
 /// round trips as a sparkline, up or down; at most `rows` targets (down ones
 /// first, so a screen never hides them), then a line counting the rest.
@@ -325,6 +357,26 @@ mod tests {
         let text = table(&[snap("x"), other, snap(&"n".repeat(60))], false, 10);
         assert!(text.contains("x {site=ams}") && text.contains("x {site=fra}"), "{text}");
         assert!(text.contains(&format!("{}…", "n".repeat(MAX_NAME - 1))), "{text}");
+    }
+
+    #[test]
+    fn table_rows_follow_the_tty_then_lines_then_the_default() {
+        // The tty's height first: LINES is often stale after a resize.
+        assert_eq!(table_rows(Some(24), None), 21);
+        assert_eq!(table_rows(Some(24), Some("100")), 21);
+        assert_eq!(table_rows(Some(60), Some("10")), 57);
+        // A tiny terminal still shows MIN_ROWS targets.
+        assert_eq!(table_rows(Some(1), None), MIN_ROWS);
+        assert_eq!(table_rows(Some(8), None), MIN_ROWS);
+        assert_eq!(table_rows(Some(9), None), 6);
+        // No tty size (0 means unknown): LINES, then the default.
+        assert_eq!(table_rows(Some(0), Some("30")), 27);
+        assert_eq!(table_rows(None, Some(" 30 ")), 27);
+        assert_eq!(table_rows(None, Some("2")), MIN_ROWS);
+        for junk in ["", "abc", "-5", "0"] {
+            assert_eq!(table_rows(None, Some(junk)), DEFAULT_ROWS, "LINES={junk:?}");
+        }
+        assert_eq!(table_rows(None, None), DEFAULT_ROWS);
     }
 
     #[test]

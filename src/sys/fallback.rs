@@ -126,6 +126,12 @@ pub fn is_gso_error(_err: &io::Error) -> bool {
     false
 }
 
+/// No terminal size off Unix: the live table falls back to `LINES`.
+#[cfg(not(unix))]
+pub fn stdout_rows() -> Option<u16> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

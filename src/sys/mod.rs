@@ -10,6 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 mod ifname;
 #[cfg(unix)]
 pub use ifname::*;
+#[cfg(unix)]
+mod term;
+#[cfg(unix)]
+pub use term::*;
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
