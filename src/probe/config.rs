@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use super::{Protocol, TargetSpec};
 use crate::stamp::load_key;
-use fields::{check_buckets, locate, yaml_error};
+use fields::{check_buckets, flag_of, locate, show_path, yaml_error, Seg};
 pub use fields::{check_label, default_port, duration_in, parse_dscp, split_address};
 
 pub use super::engine::{DEFAULT_BUCKETS, MAX_BUCKETS, MAX_TARGETS};
@@ -431,21 +431,6 @@ pub fn from_addresses(addresses: &[String], settings: &Settings) -> Result<Confi
     })
 }
 
-/// The flag that sets a config field, for errors about addresses given as
-/// arguments (`--stamp-key-file`, not `key_file`).
-fn flag_of(field: &'static str) -> &'static str {
-    match field {
-        "key_file" => "--stamp-key-file",
-        "size" => "--size",
-        "protocol" => "--protocol",
-        "interval" => "--interval",
-        "timeout" => "--timeout",
-        "dscp" => "--dscp",
-        "ttl" => "--ttl",
-        other => other,
-    }
-}
-
 /// A target's labels, sorted.
 type Labels = Vec<(String, String)>;
 /// Where something is in the document.
@@ -491,28 +476,6 @@ impl Collect {
         self.targets.push(target);
         Ok(())
     }
-}
-
-/// Where a field is, relative to the document.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Seg<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn show_path(path: &[Seg<'_>]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) if out.is_empty() => out += k,
-            Seg::Key(k) => {
-                out.push('.');
-                out += k;
-            }
-            Seg::Index(i) => out += &format!("[{i}]"),
-        }
-    }
-    out
 }
 
 /// One target from an address and its settings over the defaults; an error

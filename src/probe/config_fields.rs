@@ -11,10 +11,47 @@ use std::time::Duration;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
 
-use super::{ConfigError, Seg, TargetEntry, MAX_BUCKETS, MAX_TARGETS, RESERVED_LABELS};
+use super::{ConfigError, TargetEntry, MAX_BUCKETS, MAX_TARGETS, RESERVED_LABELS};
 use super::{INTERVAL_RANGE, MAX_SIZE, RESOLVE_RANGE, TIMEOUT_RANGE};
 use crate::probe::Protocol;
 use crate::stamp::STAMP_PORT;
+
+/// Where a field is, relative to the document.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+pub(super) fn show_path(path: &[Seg<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) if out.is_empty() => out += k,
+            Seg::Key(k) => {
+                out.push('.');
+                out += k;
+            }
+            Seg::Index(i) => out += &format!("[{i}]"),
+        }
+    }
+    out
+}
+
+/// The flag that sets a config field, for errors about addresses given as
+/// arguments (`--stamp-key-file`, not `key_file`).
+pub(super) fn flag_of(field: &'static str) -> &'static str {
+    match field {
+        "key_file" => "--stamp-key-file",
+        "size" => "--size",
+        "protocol" => "--protocol",
+        "interval" => "--interval",
+        "timeout" => "--timeout",
+        "dscp" => "--dscp",
+        "ttl" => "--ttl",
+        other => other,
+    }
+}
 
 /// The default port of each protocol: STAMP's registered port, `shout server`'s
 /// default for upper, the echo service's (RFC 862) for echo.
