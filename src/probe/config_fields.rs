@@ -192,16 +192,19 @@ pub(super) fn check_buckets(buckets: &[f64]) -> Result<(), (Option<usize>, Strin
             format!("give 1 to {MAX_BUCKETS} bucket bounds, not {}", buckets.len()),
         ));
     }
-    if let Some(i) = buckets.iter().position(|b| !b.is_finite() || *b <= 0.0 || *b > 3600.0) {
+    if let Some(i) = buckets.iter().position(|b| !b.is_finite() || *b < 1e-9 || *b > 3600.0) {
         let b = buckets[i];
         return Err((
             Some(i),
-            format!("{b} is no bucket bound: bounds are seconds above 0 and at most 3600"),
+            format!("{b} is no bucket bound: bounds are seconds from 1e-9 (1 ns) to 3600"),
         ));
     }
-    if let Some(i) = buckets.windows(2).position(|w| w[0] >= w[1]) {
+    // The agent counts in whole nanoseconds: bounds must differ there too.
+    let ns = |b: f64| (b * 1e9).round();
+    if let Some(i) = buckets.windows(2).position(|w| ns(w[0]) >= ns(w[1])) {
         let (a, b) = (buckets[i], buckets[i + 1]);
-        return Err((Some(i + 1), format!("bucket bounds must increase: {b} follows {a}")));
+        let why = if a < b { " to the nanosecond" } else { "" };
+        return Err((Some(i + 1), format!("bucket bounds must increase{why}: {b} follows {a}")));
     }
     Ok(())
 }

@@ -201,6 +201,16 @@ fn every_error_names_file_line_column_and_field() {
         ),
         ("targets: [{address: 192.0.2.1}]\nbuckets: []\n", "p.yaml:2:10: buckets", "give 1 to 64"),
         (
+            "targets: [{address: 192.0.2.1}]\nbuckets: [1.0e-9, 1.2e-9]\n",
+            "p.yaml:2:19: buckets[1]",
+            "must increase to the nanosecond",
+        ),
+        (
+            "targets: [{address: 192.0.2.1}]\nbuckets: [1.0e-10]\n",
+            "p.yaml:2:11: buckets[0]",
+            "from 1e-9 (1 ns) to 3600",
+        ),
+        (
             "targets: [{address: 192.0.2.1}]\nresolve_every: 0s\n",
             "p.yaml:2:16: resolve_every",
             "1s to 24h",

@@ -204,7 +204,8 @@ fn bounds_ns(buckets: &[f64]) -> Vec<i64> {
 
 impl Agent {
     /// An agent with no targets yet. Fails (`InvalidInput`) on unusable buckets:
-    /// empty, more than [`MAX_BUCKETS`], not finite, not positive, not ascending.
+    /// empty, more than [`MAX_BUCKETS`], not finite, under a nanosecond or
+    /// over an hour, not ascending (to the nanosecond).
     pub fn new(config: AgentConfig) -> std::io::Result<Agent> {
         let b = &config.buckets;
         let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, why);
@@ -214,13 +215,16 @@ impl Agent {
                 b.len()
             )));
         }
-        if let Some(v) = b.iter().find(|v| !v.is_finite() || **v <= 0.0 || **v > 3600.0) {
+        if let Some(v) = b.iter().find(|v| !v.is_finite() || **v < 1e-9 || **v > 3600.0) {
             return Err(invalid(format!(
-                "buckets: {v} is no bound in seconds (above 0, at most 3600)"
+                "buckets: {v} is no bound in seconds (1e-9, one nanosecond, to 3600)"
             )));
         }
-        if b.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(invalid("buckets: the bounds must be strictly ascending".into()));
+        // Counted in whole nanoseconds: two bounds within one are one bucket.
+        if bounds_ns(b).windows(2).any(|w| w[0] >= w[1]) {
+            return Err(invalid(
+                "buckets: the bounds must be strictly ascending, to the nanosecond".into(),
+            ));
         }
         let (rx, tx) = kernel_timestamps_here();
         Ok(Agent {
@@ -498,7 +502,16 @@ mod tests {
 
     #[test]
     fn buckets_are_checked() {
-        for bad in [vec![], vec![0.1, 0.1], vec![-1.0], vec![f64::NAN], vec![0.5, 0.1]] {
+        let bad_ones = [
+            vec![],
+            vec![0.1, 0.1],
+            vec![-1.0],
+            vec![f64::NAN],
+            vec![0.5, 0.1],
+            vec![1e-10],
+            vec![1e-9, 1.2e-9],
+        ];
+        for bad in bad_ones {
             assert!(Agent::new(AgentConfig { buckets: bad.clone() }).is_err(), "{bad:?}");
         }
     }
