@@ -450,15 +450,25 @@ fn a_name_that_does_not_resolve_is_reported_never_fatal() {
 // ---------------------------------------------------------------------------------------------
 // On a terminal
 
-/// Runs `BINARY probe ADDR --interval 50ms` on a pty for 2.5 s, then SIGINT; prints
-/// {"status": exit code or null, "output": all terminal output}.
+/// Runs `BINARY probe TARGETS... --interval 50ms` on a pty, SIGINT at `stop` s;
+/// prints {"status": exit code or null, "output": all terminal output}.
+/// argv: BINARY, options as JSON (`stop` s; `rows`: the pty's height, 0 to
+/// leave it unset; `resize`: [at s, rows] or null; `lines`: a LINES value to
+/// export or null; `color`: unset NO_COLOR), TARGETS...
 const PTY_PROBE_PY: &str = r#"
-import json, os, pty, select, signal, sys, time
-binary, addr = sys.argv[1], sys.argv[2]
+import fcntl, json, os, pty, select, signal, struct, sys, termios, time
+binary, opts, targets = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+def size(fd, rows):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 160, 0, 0))
 pid, fd = pty.fork()
 if pid == 0:
-    os.environ.pop("NO_COLOR", None)
-    os.execv(binary, [binary, "probe", addr, "--interval", "50ms"])
+    if opts.get("color"):
+        os.environ.pop("NO_COLOR", None)
+    if opts.get("lines") is not None:
+        os.environ["LINES"] = str(opts["lines"])
+    os.execv(binary, [binary, "probe", *targets, "--interval", "50ms"])
+if opts.get("rows"):
+    size(fd, opts["rows"])
 buf = b""
 def pump(timeout):
     global buf
@@ -472,9 +482,13 @@ def pump(timeout):
             return False
         buf += chunk
     return True
-deadline = time.monotonic() + 2.5
-while time.monotonic() < deadline:
+start = time.monotonic()
+resize = opts.get("resize")
+while time.monotonic() < start + opts["stop"]:
     pump(0.05)
+    if resize and time.monotonic() >= start + resize[0]:
+        size(fd, resize[1])
+        resize = None
 os.kill(pid, signal.SIGINT)
 status = None
 deadline = time.monotonic() + 5
@@ -500,7 +514,8 @@ fn on_a_terminal_the_table_is_redrawn_every_second_then_the_summary() {
     }
     let server = reflector();
     let target = server.addr().to_string();
-    let run = common::run_python(PTY_PROBE_PY, &[BIN, &target], Duration::from_secs(20));
+    let opts = r#"{"stop": 2.5, "color": true}"#;
+    let run = common::run_python(PTY_PROBE_PY, &[BIN, opts, &target], Duration::from_secs(20));
     let out: serde_json::Value =
         serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.describe()));
     let text = out["output"].as_str().unwrap();
@@ -513,56 +528,6 @@ fn on_a_terminal_the_table_is_redrawn_every_second_then_the_summary() {
     assert!(last.contains("summary: 1 target"), "the summary after SIGINT: {last:?}");
 }
 
-/// Runs `BINARY probe TARGETS... --interval 50ms` on a pty 8 rows tall with
-/// `LINES=100` exported (stale, as after a resize), makes the pty 30 rows tall
-/// after 1.5 s, SIGINT at 2.9 s; prints {"status": ..., "output": ...}.
-const PTY_RESIZE_PY: &str = r#"
-import fcntl, json, os, pty, select, signal, struct, sys, termios, time
-binary, targets = sys.argv[1], sys.argv[2:]
-def size(fd, rows):
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 160, 0, 0))
-pid, fd = pty.fork()
-if pid == 0:
-    os.environ["LINES"] = "100"
-    os.execv(binary, [binary, "probe", *targets, "--interval", "50ms"])
-size(fd, 8)
-buf = b""
-def pump(timeout):
-    global buf
-    r, _, _ = select.select([fd], [], [], timeout)
-    if r:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            return False
-        if not chunk:
-            return False
-        buf += chunk
-    return True
-start = time.monotonic()
-resized = False
-while time.monotonic() < start + 2.9:
-    pump(0.05)
-    if not resized and time.monotonic() >= start + 1.5:
-        size(fd, 30)
-        resized = True
-os.kill(pid, signal.SIGINT)
-status = None
-deadline = time.monotonic() + 5
-while time.monotonic() < deadline:
-    pump(0.02)
-    done, st = os.waitpid(pid, os.WNOHANG)
-    if done:
-        status = os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st)
-        while pump(0.1):
-            pass
-        break
-if status is None:
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-print(json.dumps({"status": status, "output": buf.decode("utf-8", "replace")}))
-"#;
-
 #[test]
 fn the_table_fits_the_terminals_own_height_and_follows_a_resize() {
     if !common::python3_or_skip("the_table_fits_the_terminals_own_height_and_follows_a_resize") {
@@ -572,9 +537,11 @@ fn the_table_fits_the_terminals_own_height_and_follows_a_resize() {
     let port = server.addr().port();
     // Seven rows to show: one answering, six loopback addresses nobody serves.
     let targets: Vec<String> = (1..=7).map(|i| format!("127.0.0.{i}:{port}")).collect();
-    let mut args = vec![BIN];
+    // 8 rows tall with a stale LINES=100 (as after a resize), 30 rows at 1.5 s.
+    let opts = r#"{"stop": 2.9, "rows": 8, "lines": 100, "resize": [1.5, 30]}"#;
+    let mut args = vec![BIN, opts];
     args.extend(targets.iter().map(String::as_str));
-    let run = common::run_python(PTY_RESIZE_PY, &args, Duration::from_secs(20));
+    let run = common::run_python(PTY_PROBE_PY, &args, Duration::from_secs(20));
     let out: serde_json::Value =
         serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.describe()));
     let text = out["output"].as_str().unwrap();
